@@ -1,0 +1,107 @@
+"""The blob interface every backend implements, and the hashing reader they share.
+
+Blobs are addressed by the sha256 of their bytes. A ``put`` streams its input once: the
+reader hashes and counts on the way through and stops the moment a size limit is passed,
+so no backend ever holds a whole file in memory or keeps a partial one visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from store.errors import InvalidInput, TooLarge
+
+CHUNK = 1024 * 1024
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    sha256: str
+    size: int
+    created: bool
+    """False when identical bytes were already stored (nothing new was written)."""
+
+
+def check_sha256(sha256: str) -> str:
+    """Refuse anything but a lowercase hex sha256, so a digest can never be a path trick."""
+    if not _SHA256.fullmatch(sha256 or ""):
+        raise InvalidInput(f"{sha256!r} is not a sha256 hex digest")
+    return sha256
+
+
+def human_size(n: int) -> str:
+    value = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} bytes"  # pragma: no cover
+
+
+def too_large(limit: int) -> TooLarge:
+    return TooLarge(
+        f"body is larger than the limit of {human_size(limit)}; "
+        "raise PACKYARD_MAX_UPLOAD_BYTES on the server if this file is expected"
+    )
+
+
+class HashingReader:
+    """Wraps a readable stream; hashes and counts what passes; enforces ``limit``."""
+
+    def __init__(self, stream: BinaryIO, limit: int | None = None) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(CHUNK if n is None or n < 0 else n)
+        if data:
+            self.size += len(data)
+            if self._limit is not None and self.size > self._limit:
+                raise too_large(self._limit)
+            self._hash.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+class BlobStore(Protocol):
+    """What the catalog needs from storage. Writes become visible only once complete."""
+
+    def put(self, stream: BinaryIO, *, limit: int | None = None) -> StoredBlob:
+        """Store the stream's bytes; raise :class:`TooLarge` past ``limit`` (nothing kept)."""
+        ...
+
+    def open(self, sha256: str) -> BinaryIO:
+        """A readable, closable stream of the blob; :class:`NotFound` if absent."""
+        ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def size(self, sha256: str) -> int: ...
+
+    def delete(self, sha256: str) -> None: ...
+
+    def hashes(self) -> Iterator[str]:
+        """Every stored blob's digest, for garbage collection."""
+        ...
+
+    def local_path(self, sha256: str) -> Path | None:
+        """A filesystem path the server may send directly, or None for remote backends."""
+        ...
+
+    def presigned_url(self, sha256: str, expires_seconds: int = 3600) -> str | None:
+        """A time-limited URL to fetch the blob directly, where the backend has one."""
+        ...
+
+    def check(self) -> None:
+        """Raise :class:`BackendUnavailable` when the backend cannot be used."""
+        ...

@@ -1,0 +1,161 @@
+"""The catalog: SQLite through sqlite-utils, in WAL mode.
+
+It records what the blobs mean (which namespace holds which path at which revision, who
+may do what) and never holds content. Every change is one ``write()`` transaction taken
+with ``BEGIN IMMEDIATE``, so writers queue instead of failing half-way and readers always
+see a whole change or none of it. Each thread gets its own connection: WAL lets readers
+run beside the one writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+
+
+def now() -> str:
+    """UTC timestamp in ISO 8601, as stored in every ``created``/``updated`` column."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["namespaces"].create(
+        {"name": str, "created": str, "created_by": str, "settings": str},
+        pk="name",
+        not_null={"created", "settings"},
+    )
+    db["file_revisions"].create(
+        {
+            "id": int,
+            "namespace": str,
+            "path": str,
+            "revision": int,
+            "sha256": str,
+            "size": int,
+            "deleted": int,
+            "created": str,
+            "author": str,
+            "origin": str,
+            "git_blob": str,
+        },
+        pk="id",
+        not_null={"namespace", "path", "revision", "deleted", "created"},
+        foreign_keys=[("namespace", "namespaces", "name")],
+    )
+    db["file_revisions"].create_index(["namespace", "path", "revision"], unique=True)
+    db["file_revisions"].create_index(["sha256"])
+    db["file_heads"].create(
+        {
+            "namespace": str,
+            "path": str,
+            "revision": int,
+            "sha256": str,
+            "size": int,
+            "deleted": int,
+            "updated": str,
+            "git_blob": str,
+        },
+        pk=("namespace", "path"),
+        not_null={"revision", "deleted", "updated"},
+    )
+    db["tokens"].create(
+        {
+            "id": str,
+            "name": str,
+            "secret_hash": str,
+            "scope": str,
+            "role": str,
+            "created": str,
+            "created_by": str,
+            "revoked": str,
+        },
+        pk="id",
+        not_null={"secret_hash", "scope", "role", "created"},
+    )
+    db["tokens"].create_index(["secret_hash"], unique=True)
+    db["audit"].create(
+        {"id": int, "at": str, "actor": str, "action": str, "namespace": str, "detail": str},
+        pk="id",
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+"""Schema steps in order; ``PRAGMA user_version`` records how many have run."""
+
+
+class Catalog:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection, opened on first use."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite_utils.Database(self._connect())
+            self._local.db = db
+        return db
+
+    def _migrate(self) -> None:
+        with self.write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for step in MIGRATIONS[version:]:
+                step(db)
+            if version < len(MIGRATIONS):
+                db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite_utils.Database]:
+        """One atomic change. Nested calls join the outer transaction (as savepoints)."""
+        db = self.db
+        if db.conn.in_transaction:
+            with db.atomic():
+                yield db
+            return
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.conn.execute("ROLLBACK")
+            raise
+        db.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
+        return [dict(row) for row in self.db.execute(sql, params).fetchall()]
+
+    def one(self, sql: str, params: tuple | dict = ()) -> dict | None:
+        row = self.db.execute(sql, params).fetchone()
+        return dict(row) if row is not None else None
+
+    def audit(self, actor: str, action: str, namespace: str | None, detail: str = "{}") -> None:
+        """Record who did what; called inside the change's own transaction."""
+        self.db["audit"].insert(
+            {"at": now(), "actor": actor, "action": action, "namespace": namespace, "detail": detail}
+        )
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None

@@ -1,0 +1,46 @@
+"""The store as one object: a catalog and a blob backend, and the services over them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from store.archive import ArchiveLimits
+from store.blobs.base import BlobStore
+from store.catalog import Catalog
+from store.files import NamespaceFiles
+from store.namespaces import Namespaces
+from store.tokens import Tokens
+
+
+class Store:
+    def __init__(
+        self,
+        data_dir: Path,
+        blobs: BlobStore,
+        *,
+        admin_secret: str | None = None,
+        max_upload_bytes: int | None = None,
+        archive_limits: ArchiveLimits | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.catalog = Catalog(self.data_dir / "catalog.db")
+        self.blobs = blobs
+        self.namespaces = Namespaces(self.catalog)
+        self.tokens = Tokens(self.catalog, admin_secret)
+        self.files = NamespaceFiles(
+            self.catalog,
+            blobs,
+            self.namespaces,
+            max_upload_bytes=max_upload_bytes,
+            archive_limits=archive_limits,
+        )
+
+    def garbage(self) -> list[str]:
+        """Blobs no catalog row references: what a crash or a failed change can leave."""
+        referenced = set(self.files.iter_referenced())
+        return [sha for sha in self.blobs.hashes() if sha not in referenced]
+
+    def collect_garbage(self) -> int:
+        garbage = self.garbage()
+        self.files.discard(garbage)
+        return len(garbage)

@@ -1,0 +1,53 @@
+"""The one exception family of packyard.
+
+Every failure a user can cause or meet is one of these classes. The HTTP layer maps each
+class to a status code in one table (``packyard/http_errors.py``) and the CLI maps each to an
+exit code in one table (``packyard/cli_errors.py``), so a message is written once, here or
+where it is raised, and reads the same on both sides.
+"""
+
+from __future__ import annotations
+
+
+class PackyardError(Exception):
+    """Base class: ``str(err)`` is a sentence that says what was wrong and what to do."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(PackyardError):
+    """The request is malformed: a bad name, path, parameter or body."""
+
+
+class InvalidName(InvalidInput):
+    """A namespace, path or project name breaks the naming rules."""
+
+
+class UnsafeArchive(InvalidInput):
+    """An archive has unsafe member names or expands beyond the allowed limits."""
+
+
+class NotFound(PackyardError):
+    """The namespace, file, revision, token or object does not exist."""
+
+
+class Conflict(PackyardError):
+    """The change contradicts what is stored (an existing target, an immutable file)."""
+
+
+class TooLarge(PackyardError):
+    """A body or archive exceeds a configured size limit."""
+
+
+class Unauthenticated(PackyardError):
+    """No credentials, or credentials that match no live token."""
+
+
+class Forbidden(PackyardError):
+    """Valid credentials whose scope or role do not allow the operation."""
+
+
+class BackendUnavailable(PackyardError):
+    """The blob backend (local disk or S3) failed; the operation changed nothing."""

@@ -1,0 +1,89 @@
+"""Naming rules for namespaces and namespace file paths.
+
+These checks are the only gate between a client-supplied string and a filesystem path, an
+S3 key or a zip member name, so they accept a deliberately small language: anything that
+could climb out of its folder, hide a second path in an encoding, or mean different things
+on different platforms is refused here, once, before any byte is read.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from packaging.utils import canonicalize_name
+
+from store.errors import InvalidName
+
+NAMESPACE_MAX = 255
+SEGMENT_MAX_BYTES = 255
+PATH_MAX_BYTES = 1024
+
+_SEGMENT = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def validate_namespace(name: str) -> str:
+    """Return ``name`` if it is a valid namespace, else raise :class:`InvalidName`."""
+    if not isinstance(name, str) or not name:
+        raise InvalidName("namespace name is empty; use dotted lowercase segments like 'company.sales'")
+    if len(name) > NAMESPACE_MAX:
+        raise InvalidName(f"namespace name is longer than {NAMESPACE_MAX} characters")
+    for segment in name.split("."):
+        if not _SEGMENT.fullmatch(segment):
+            raise InvalidName(
+                f"invalid namespace {name!r}: each dot-separated segment must start with a "
+                "lowercase letter or digit and hold only a-z, 0-9, '_' and '-'"
+            )
+    return name
+
+
+def ancestors(namespace: str) -> list[str]:
+    """The namespace followed by its ancestors, nearest first: ``a.b.c`` -> ``[a.b.c, a.b, a]``."""
+    parts = validate_namespace(namespace).split(".")
+    return [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
+
+
+def is_within(namespace: str, scope: str) -> bool:
+    """True when ``namespace`` is ``scope`` itself or one of its descendants."""
+    return namespace == scope or namespace.startswith(scope + ".")
+
+
+def validate_path(path: str) -> str:
+    """Return ``path`` if it is a safe relative POSIX path, else raise :class:`InvalidName`."""
+    if not isinstance(path, str) or not path:
+        raise InvalidName("file path is empty")
+    if path.startswith("/"):
+        raise InvalidName(f"file path {path!r} is absolute; give a path relative to the namespace")
+    if "\\" in path:
+        raise InvalidName(f"file path {path!r} contains a backslash; use '/' as the separator")
+    for char in path:
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            raise InvalidName(f"file path {path!r} contains a control or invalid character")
+    try:
+        encoded = path.encode("utf-8")
+    except UnicodeEncodeError as exc:  # pragma: no cover - surrogates are caught above
+        raise InvalidName(f"file path {path!r} is not valid UTF-8") from exc
+    if len(encoded) > PATH_MAX_BYTES:
+        raise InvalidName(f"file path is longer than {PATH_MAX_BYTES} bytes")
+    for segment in path.split("/"):
+        if segment in ("", ".", ".."):
+            raise InvalidName(
+                f"file path {path!r} has an empty, '.' or '..' segment; paths must stay inside "
+                "the namespace"
+            )
+        if len(segment.encode("utf-8")) > SEGMENT_MAX_BYTES:
+            raise InvalidName(f"a segment of file path {path!r} is longer than {SEGMENT_MAX_BYTES} bytes")
+    return path
+
+
+def validate_prefix(prefix: str | None) -> str:
+    """A listing prefix: empty, or a valid path optionally ending in '/'."""
+    if not prefix:
+        return ""
+    validate_path(prefix[:-1] if prefix.endswith("/") else prefix)
+    return prefix
+
+
+def normalize_project(name: str) -> str:
+    """PEP 503 normal form of a project name, via ``packaging``."""
+    return canonicalize_name(name)

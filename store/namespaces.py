@@ -1,0 +1,107 @@
+"""Namespaces: created explicitly or by the first write, always with their ancestors.
+
+Creating ``company.sales`` also records ``company``, so the tree a user lists is the tree
+that inheritance walks. Settings are a small JSON document per namespace that later
+features (inheritance, upstreams) read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from store.catalog import Catalog, now
+from store.errors import Conflict, NotFound
+from store.names import ancestors, validate_namespace
+
+
+@dataclass
+class Namespace:
+    name: str
+    created: str
+    created_by: str | None
+    settings: dict = field(default_factory=dict)
+    files: int = 0
+    bytes: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Namespaces:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def ensure(self, name: str, author: str | None) -> bool:
+        """Create ``name`` and any missing ancestor inside the caller's transaction.
+
+        Returns True when ``name`` itself was new.
+        """
+        created = False
+        with self.catalog.write() as db:
+            for ns in reversed(ancestors(name)):
+                if self.catalog.one("SELECT 1 FROM namespaces WHERE name = ?", (ns,)) is None:
+                    db["namespaces"].insert(
+                        {"name": ns, "created": now(), "created_by": author, "settings": "{}"}
+                    )
+                    created = ns == name
+        return created
+
+    def create(self, name: str, author: str | None, *, exist_ok: bool = False) -> Namespace:
+        validate_namespace(name)
+        with self.catalog.write():
+            if not self.ensure(name, author) and not exist_ok:
+                raise Conflict(f"namespace {name!r} already exists")
+            if exist_ok is False:
+                self.catalog.audit(author or "-", "namespace.create", name)
+        return self.get(name)
+
+    def exists(self, name: str) -> bool:
+        return self.catalog.one("SELECT 1 FROM namespaces WHERE name = ?", (name,)) is not None
+
+    def get(self, name: str) -> Namespace:
+        validate_namespace(name)
+        row = self.catalog.one("SELECT * FROM namespaces WHERE name = ?", (name,))
+        if row is None:
+            raise NotFound(f"namespace {name!r} does not exist; create it with 'packyard ns create {name}'")
+        stats = self.catalog.one(
+            "SELECT count(*) AS files, coalesce(sum(size), 0) AS bytes FROM file_heads "
+            "WHERE namespace = ? AND deleted = 0",
+            (name,),
+        ) or {"files": 0, "bytes": 0}
+        return Namespace(
+            name=row["name"],
+            created=row["created"],
+            created_by=row["created_by"],
+            settings=json.loads(row["settings"]),
+            files=stats["files"],
+            bytes=stats["bytes"],
+        )
+
+    def list(self, under: str | None = None) -> list[Namespace]:
+        """All namespaces, or ``under`` and its descendants, sorted by name."""
+        if under:
+            validate_namespace(under)
+            rows = self.catalog.query(
+                "SELECT * FROM namespaces WHERE name = ? OR substr(name, 1, ?) = ? ORDER BY name",
+                (under, len(under) + 1, under + "."),
+            )
+        else:
+            rows = self.catalog.query("SELECT * FROM namespaces ORDER BY name")
+        return [
+            Namespace(r["name"], r["created"], r["created_by"], json.loads(r["settings"]))
+            for r in rows
+        ]
+
+    def update_settings(self, name: str, changes: dict, author: str | None) -> Namespace:
+        """Merge ``changes`` into the settings; a ``None`` value removes a key."""
+        with self.catalog.write() as db:
+            current = self.get(name).settings
+            for key, value in changes.items():
+                if value is None:
+                    current.pop(key, None)
+                else:
+                    current[key] = value
+            db["namespaces"].update(name, {"settings": json.dumps(current, sort_keys=True)})
+            self.catalog.audit(author or "-", "namespace.settings", name, json.dumps(changes))
+        return self.get(name)

@@ -1,0 +1,134 @@
+"""API tokens: random secrets shown once, stored only as a sha256 hash.
+
+A token carries a scope (a namespace, covering it and its descendants, or ``*`` for all)
+and a role. Roles are ordered read < write < admin, so one comparison decides access. The
+secrets have 256 bits of entropy, which is why a plain sha256 (not a slow password hash)
+is the right way to store them: there is nothing to brute-force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import asdict, dataclass
+
+from store.catalog import Catalog, now
+from store.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from store.names import is_within, validate_namespace
+
+ROLES = ("read", "write", "admin")
+ALL = "*"
+PREFIX = "pky_"
+
+
+@dataclass(frozen=True)
+class Token:
+    id: str
+    name: str
+    scope: str
+    role: str
+    created: str
+    created_by: str | None = None
+    revoked: str | None = None
+
+    def covers(self, namespace: str | None) -> bool:
+        """True when the scope includes ``namespace`` (None: an operation on no namespace)."""
+        if self.scope == ALL:
+            return True
+        return namespace is not None and is_within(namespace, self.scope)
+
+    def allows(self, namespace: str | None, role: str) -> bool:
+        return self.covers(namespace) and ROLES.index(self.role) >= ROLES.index(role)
+
+    @property
+    def actor(self) -> str:
+        return f"token:{self.id}" + (f" ({self.name})" if self.name else "")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+ENV_ADMIN = Token(id="env-admin", name="PACKYARD_ADMIN_TOKEN", scope=ALL, role="admin", created="")
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise InvalidInput(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    return role
+
+
+def check_scope(scope: str) -> str:
+    return scope if scope == ALL else validate_namespace(scope)
+
+
+class Tokens:
+    def __init__(self, catalog: Catalog, admin_secret: str | None = None) -> None:
+        self.catalog = catalog
+        self._admin_secret = admin_secret or None
+
+    def create(
+        self, scope: str, role: str, *, name: str = "", creator: Token | None = None
+    ) -> tuple[Token, str]:
+        """Make a token and return it with its secret, which is never retrievable again."""
+        check_scope(scope)
+        check_role(role)
+        if creator is not None:
+            within = creator.scope == ALL or (scope != ALL and is_within(scope, creator.scope))
+            if not within or not creator.allows(None if scope == ALL else scope, "admin"):
+                raise Forbidden(
+                    f"{creator.actor} cannot create a token for scope {scope!r}: an admin token "
+                    "whose scope covers it is needed"
+                )
+        token_id = secrets.token_hex(6)
+        secret = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+        token = Token(token_id, name, scope, role, now(), creator.actor if creator else "local")
+        with self.catalog.write() as db:
+            db["tokens"].insert({**token.to_dict(), "secret_hash": hash_secret(secret)})
+            self.catalog.audit(token.created_by or "-", "token.create", None, f'{{"id": "{token_id}"}}')
+        return token, secret
+
+    def authenticate(self, secret: str) -> Token:
+        if self._admin_secret and hmac.compare_digest(secret.encode(), self._admin_secret.encode()):
+            return ENV_ADMIN
+        row = self.catalog.one(
+            "SELECT * FROM tokens WHERE secret_hash = ? AND revoked IS NULL", (hash_secret(secret),)
+        )
+        if row is None:
+            raise Unauthenticated("the token is unknown or revoked")
+        row.pop("secret_hash")
+        return Token(**row)
+
+    def list(self, viewer: Token | None = None) -> list[Token]:
+        rows = self.catalog.query("SELECT * FROM tokens ORDER BY created")
+        tokens = []
+        for row in rows:
+            row.pop("secret_hash")
+            token = Token(**row)
+            if viewer is None or viewer.scope == ALL or (
+                token.scope != ALL and is_within(token.scope, viewer.scope)
+            ):
+                tokens.append(token)
+        return tokens
+
+    def revoke(self, token_id: str, revoker: Token | None = None) -> Token:
+        row = self.catalog.one("SELECT * FROM tokens WHERE id = ?", (token_id,))
+        if row is None:
+            raise NotFound(f"token {token_id!r} does not exist")
+        row.pop("secret_hash")
+        token = Token(**row)
+        if revoker is not None and not (
+            revoker.scope == ALL
+            or (token.scope != ALL and is_within(token.scope, revoker.scope) and revoker.role == "admin")
+        ):
+            raise Forbidden(f"{revoker.actor} cannot revoke a token of scope {token.scope!r}")
+        if revoker is not None and revoker.role != "admin":
+            raise Forbidden(f"{revoker.actor} cannot revoke tokens: the admin role is needed")
+        with self.catalog.write() as db:
+            db["tokens"].update(token_id, {"revoked": token.revoked or now()})
+            self.catalog.audit(revoker.actor if revoker else "local", "token.revoke", None, f'{{"id": "{token_id}"}}')
+        return Token(**{**token.to_dict(), "revoked": token.revoked or now()})
