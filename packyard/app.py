@@ -1,0 +1,36 @@
+"""The HTTP application: the FastAPI app with its routers, built from one Settings object."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+
+from packyard import __version__, http_errors
+from packyard.api import files, namespaces, tokens
+from packyard.auth import caller
+from packyard.settings import Settings
+from packyard.wiring import open_store
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(
+        title="packyard",
+        version=__version__,
+        description="Namespace files, git sync, builds and a Python package index for flows.",
+    )
+    app.state.settings = settings
+    app.state.store = open_store(settings)
+    http_errors.install(app)
+    for module in (namespaces, files, tokens):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["meta"], summary="Liveness and backend check")
+    def healthz(request: Request) -> dict:
+        request.app.state.store.blobs.check()
+        return {"status": "ok", "version": __version__, "backend": settings.backend}
+
+    @app.get("/api/v1/whoami", tags=["meta"], summary="The token the request authenticates as")
+    def whoami(request: Request) -> dict:
+        token = caller(request)
+        return token.to_dict() if token else {"id": None, "scope": None, "role": None}
+
+    return app

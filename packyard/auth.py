@@ -1,0 +1,63 @@
+"""Who is calling: Bearer tokens, and HTTP Basic with the token as password (as twine sends).
+
+Reads are anonymous unless the server turns that off; every write needs a token whose
+scope covers the namespace and whose role is high enough. Missing credentials are a 401
+(with a Basic challenge, so pip and uv know to send credentials); insufficient ones a 403.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from fastapi import Request
+from store.errors import Forbidden, Unauthenticated
+from store.tokens import Token
+
+
+def credentials(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer" and value:
+        return value
+    if scheme.lower() == "basic" and value:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise Unauthenticated("malformed Basic credentials") from exc
+        _, sep, password = decoded.partition(":")
+        if sep and password:
+            return password
+    raise Unauthenticated(
+        "unsupported Authorization header: send 'Bearer TOKEN' or Basic with the token as password"
+    )
+
+
+def caller(request: Request) -> Token | None:
+    """The authenticated token, or None for an anonymous request."""
+    secret = credentials(request)
+    if secret is None:
+        return None
+    return request.app.state.store.tokens.authenticate(secret)
+
+
+def require(request: Request, namespace: str | None, role: str) -> Token | None:
+    """Raise unless the caller may act on ``namespace`` with ``role``; return the token."""
+    token = caller(request)
+    if role == "read" and token is None and request.app.state.settings.anonymous_read:
+        return None
+    if token is None:
+        raise Unauthenticated(f"this operation needs a token with the {role} role; send it as Bearer or Basic")
+    if not token.allows(namespace, role):
+        where = f"namespace {namespace!r}" if namespace else "this operation"
+        raise Forbidden(
+            f"{token.actor} (scope {token.scope!r}, role {token.role}) may not {role} {where}"
+        )
+    return token
+
+
+def actor(token: Token | None) -> str:
+    return token.actor if token else "anonymous"

@@ -1,0 +1,23 @@
+"""The ``packyard`` command: one typer app, a sub-app per thing it manages."""
+
+from __future__ import annotations
+
+import typer
+
+from packyard.cli import files, namespaces, serve, tokens
+from packyard.cli_errors import run
+
+app = typer.Typer(
+    name="packyard",
+    help="Namespace files, git sync, builds and a Python package index for flows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(serve.serve)
+app.add_typer(namespaces.app, name="ns")
+app.add_typer(files.app, name="files")
+app.add_typer(tokens.app, name="token")
+
+
+def main() -> None:
+    run(app)

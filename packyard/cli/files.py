@@ -1,0 +1,131 @@
+"""``packyard files``: put, get, ls, rm, mv, history, restore, export, import."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+from store.errors import InvalidInput
+
+from packyard.cli.output import client, console, emit_json, read_chunks, table, transfer
+
+app = typer.Typer(help="Namespace files with revisions.", no_args_is_help=True)
+JSON = typer.Option(False, "--json", help="Print JSON.")
+
+
+@app.command("put")
+def put(
+    ns: str,
+    path: str = typer.Argument(..., help="Path inside the namespace."),
+    source: str = typer.Argument(None, help="Local file to upload ('-' for stdin); default: PATH."),
+) -> None:
+    """Write a file as the path's next revision (identical bytes add none)."""
+    source = source or path
+    if source == "-":
+        result, created = client().put_file(ns, path, read_chunks(sys.stdin.buffer, lambda n: None))
+    else:
+        local = Path(source)
+        if not local.is_file():
+            raise InvalidInput(f"{source} is not a readable file")
+        with local.open("rb") as stream, transfer(f"put {path}", local.stat().st_size) as advance:
+            result, created = client().put_file(ns, path, read_chunks(stream, advance))
+    verb = "wrote" if created else "unchanged"
+    console.print(f"{verb} {ns}:{result['path']} revision {result['revision']} sha256 {result['sha256']}")
+
+
+@app.command("get")
+def get(
+    ns: str,
+    path: str,
+    output: Path = typer.Option(None, "-o", "--output", help="Write here instead of stdout."),
+    revision: int = typer.Option(None, "--revision", "-r", help="A specific revision."),
+) -> None:
+    """Read a file (latest, or --revision N)."""
+    with client().stream_file(ns, path, revision) as response:
+        total = int(response.headers.get("content-length", 0)) or None
+        if output is None:
+            for chunk in response.iter_bytes():
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            return
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
+        try:
+            with os.fdopen(fd, "wb") as out, transfer(f"get {path}", total) as advance:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+                    advance(len(chunk))
+            os.replace(tmp, output)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+
+@app.command("ls")
+def ls(ns: str, prefix: str = typer.Option("", "--prefix", "-p"), as_json: bool = JSON) -> None:
+    """List current files, optionally under a prefix."""
+    rows = client().list_files(ns, prefix)
+    if as_json:
+        emit_json(rows)
+    else:
+        table(rows, ["path", "revision", "size", "sha256", "updated"])
+
+
+@app.command("rm")
+def rm(ns: str, path: str) -> None:
+    """Delete a file (a tombstone revision; history stays)."""
+    result = client().delete_file(ns, path)
+    console.print(f"deleted {ns}:{path} (revision {result['revision']})")
+
+
+@app.command("mv")
+def mv(ns: str, source: str, target: str, overwrite: bool = typer.Option(False, "--overwrite")) -> None:
+    """Move or rename a file."""
+    result = client().move_file(ns, source, target, overwrite)
+    console.print(f"moved {ns}:{source} -> {result['path']} (revision {result['revision']})")
+
+
+@app.command("history")
+def history(ns: str, path: str, as_json: bool = JSON) -> None:
+    """Every revision of a path, tombstones included."""
+    rows = client().history(ns, path)
+    if as_json:
+        emit_json(rows)
+    else:
+        table(rows, ["revision", "deleted", "size", "sha256", "created", "author", "origin"])
+
+
+@app.command("restore")
+def restore(ns: str, path: str, revision: int) -> None:
+    """Make REVISION of PATH the current content again."""
+    result = client().restore(ns, path, revision)
+    console.print(f"restored {ns}:{path} from revision {revision} as revision {result['revision']}")
+
+
+@app.command("export")
+def export(
+    ns: str,
+    output: Path = typer.Option(..., "-o", "--output", help="The zip file to write."),
+    prefix: str = typer.Option("", "--prefix", "-p"),
+) -> None:
+    """Download the namespace's current files (under a prefix) as a zip."""
+    with client().export(ns, prefix) as response:
+        total = int(response.headers.get("content-length", 0)) or None
+        with output.open("wb") as out, transfer(f"export {ns}", total) as advance:
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                advance(len(chunk))
+    console.print(f"exported {ns} to {output}")
+
+
+@app.command("import")
+def import_(ns: str, archive: Path, prefix: str = typer.Option("", "--prefix", "-p")) -> None:
+    """Expand a zip into files, all at once or not at all."""
+    if not archive.is_file():
+        raise InvalidInput(f"{archive} is not a readable file")
+    with archive.open("rb") as stream, transfer(f"import {archive.name}", archive.stat().st_size) as advance:
+        result = client().import_zip(ns, read_chunks(stream, advance), prefix)
+    console.print(f"imported {len(result['files'])} files into {ns} ({result['changed']} changed)")

@@ -1,0 +1,40 @@
+"""``packyard serve``: the embedded server (local directory + SQLite unless S3 is set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from packyard.settings import get_settings
+
+
+def serve(
+    host: str = typer.Option(None, "--host", help="Interface to bind (PACKYARD_HOST, 127.0.0.1)."),
+    port: int = typer.Option(None, "--port", help="Port (PACKYARD_PORT, 8000)."),
+    data: Path = typer.Option(None, "--data", help="Data folder (PACKYARD_DATA, ./packyard-data)."),
+    anonymous_read: bool = typer.Option(
+        None, "--anonymous-read/--no-anonymous-read", help="Allow reads without a token."
+    ),
+) -> None:
+    """Run the packyard server."""
+    import uvicorn
+
+    from packyard.app import create_app
+
+    settings = get_settings()
+    overrides = {"host": host, "port": port, "data": data, "anonymous_read": anonymous_read}
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    app = create_app(settings)
+    print(
+        f"packyard serving on http://{settings.host}:{settings.port} "
+        f"(backend {settings.backend}, data {settings.data.resolve()})",
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info" if settings.log_requests else "warning",
+        access_log=settings.log_requests,
+    )

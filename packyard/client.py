@@ -1,0 +1,158 @@
+"""The HTTP client the CLI (and task runs) use: one place that talks to a packyard server.
+
+A server error arrives as ``{"error": ClassName, "detail": message}``; the client raises
+the same class from ``store.errors`` again, so callers handle one exception family whether
+the failure happened here or on the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import IO, Any
+from urllib.parse import quote
+
+import httpx
+from store import errors
+
+from packyard import __version__
+from packyard.settings import Settings, secret
+
+
+def _q(path: str) -> str:
+    """Percent-encode a namespace path for a URL, keeping its slashes."""
+    return quote(path, safe="/")
+
+
+TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+
+def raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+        name, detail = body.get("error"), body.get("detail")
+    except ValueError:
+        name, detail = None, None
+    if not isinstance(detail, str):
+        detail = f"{response.status_code} {response.reason_phrase}: {response.text[:200] or detail}"
+    cls = getattr(errors, name, None) if isinstance(name, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, errors.PackyardError)):
+        cls = {
+            400: errors.InvalidInput,
+            401: errors.Unauthenticated,
+            403: errors.Forbidden,
+            404: errors.NotFound,
+            409: errors.Conflict,
+            413: errors.TooLarge,
+            422: errors.InvalidInput,
+        }.get(response.status_code, errors.PackyardError)
+    raise cls(detail)
+
+
+class Client:
+    def __init__(self, url: str, token: str | None = None) -> None:
+        headers = {"User-Agent": f"packyard/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=TIMEOUT)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Client:
+        return cls(settings.url, secret(settings.token))
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise errors.BackendUnavailable(
+                f"cannot reach the packyard server at {self.http.base_url}: {exc}; "
+                "check PACKYARD_URL and that 'packyard serve' is running"
+            ) from exc
+        raise_for(response)
+        return response
+
+    def json(self, method: str, url: str, **kwargs: Any) -> Any:
+        return self.request(method, url, **kwargs).json()
+
+    # -- namespaces ---------------------------------------------------------------------
+
+    def create_namespace(self, name: str) -> dict:
+        return self.json("POST", "/api/v1/namespaces", json={"name": name})
+
+    def namespaces(self, under: str | None = None) -> list[dict]:
+        return self.json("GET", "/api/v1/namespaces", params={"under": under} if under else None)
+
+    def namespace(self, name: str) -> dict:
+        return self.json("GET", f"/api/v1/namespaces/{name}")
+
+    # -- files --------------------------------------------------------------------------
+
+    def put_file(self, ns: str, path: str, content: IO[bytes] | Iterator[bytes] | bytes) -> tuple[dict, bool]:
+        response = self.request("PUT", f"/api/v1/namespaces/{ns}/files/{_q(path)}", content=content)
+        return response.json(), response.status_code == 201
+
+    def stream_file(self, ns: str, path: str, revision: int | None = None):  # noqa: ANN201
+        """A context manager yielding the streaming response (check ``headers``, iterate bytes)."""
+        params = {"revision": revision} if revision is not None else None
+        return _Streamed(self, f"/api/v1/namespaces/{ns}/files/{_q(path)}", params)
+
+    def list_files(self, ns: str, prefix: str = "") -> list[dict]:
+        return self.json("GET", f"/api/v1/namespaces/{ns}/files", params={"prefix": prefix})
+
+    def delete_file(self, ns: str, path: str) -> dict:
+        return self.json("DELETE", f"/api/v1/namespaces/{ns}/files/{_q(path)}")
+
+    def move_file(self, ns: str, source: str, target: str, overwrite: bool = False) -> dict:
+        return self.json(
+            "POST",
+            f"/api/v1/namespaces/{ns}/move",
+            json={"source": source, "target": target, "overwrite": overwrite},
+        )
+
+    def history(self, ns: str, path: str) -> list[dict]:
+        return self.json("GET", f"/api/v1/namespaces/{ns}/revisions/{_q(path)}")
+
+    def restore(self, ns: str, path: str, revision: int) -> dict:
+        return self.json("POST", f"/api/v1/namespaces/{ns}/restore/{_q(path)}", params={"revision": revision})
+
+    def export(self, ns: str, prefix: str = ""):  # noqa: ANN201
+        return _Streamed(self, f"/api/v1/namespaces/{ns}/export", {"prefix": prefix})
+
+    def import_zip(self, ns: str, content: IO[bytes] | Iterator[bytes], prefix: str = "") -> dict:
+        return self.json("POST", f"/api/v1/namespaces/{ns}/import", params={"prefix": prefix}, content=content)
+
+    # -- tokens -------------------------------------------------------------------------
+
+    def create_token(self, scope: str, role: str, name: str = "") -> dict:
+        return self.json("POST", "/api/v1/tokens", json={"scope": scope, "role": role, "name": name})
+
+    def tokens(self) -> list[dict]:
+        return self.json("GET", "/api/v1/tokens")
+
+    def revoke_token(self, token_id: str) -> dict:
+        return self.json("DELETE", f"/api/v1/tokens/{token_id}")
+
+
+class _Streamed:
+    def __init__(self, client: Client, url: str, params: dict | None) -> None:
+        self._client, self._url, self._params = client, url, params
+        self._cm = None
+
+    def __enter__(self) -> httpx.Response:
+        try:
+            self._cm = self._client.http.stream("GET", self._url, params=self._params)
+            response = self._cm.__enter__()
+        except httpx.TransportError as exc:
+            raise errors.BackendUnavailable(
+                f"cannot reach the packyard server at {self._client.http.base_url}: {exc}"
+            ) from exc
+        if response.status_code >= 400:
+            response.read()
+            self._cm.__exit__(None, None, None)
+            raise_for(response)
+        return response
+
+    def __exit__(self, *exc: object) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(*exc)

@@ -1,0 +1,60 @@
+"""One settings object, read once from ``PACKYARD_*`` environment variables.
+
+The server and the CLI client read the same object, so a variable means one thing
+everywhere and ``compose.yaml`` can be checked against this list of fields.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GiB = 1024**3
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PACKYARD_", extra="ignore")
+
+    # server
+    data: Path = Path("packyard-data")
+    """Catalog (SQLite) and, with the local backend, the blobs."""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    admin_token: SecretStr | None = None
+    """An admin token for every namespace, for bootstrapping and automation."""
+    anonymous_read: bool = True
+    """Reads without a token; set false to require a read token for everything."""
+    max_upload_bytes: int = 5 * GiB
+    zip_max_members: int = 10_000
+    zip_max_total_bytes: int = 4 * GiB
+    zip_max_ratio: int = 100
+    log_requests: bool = False
+
+    # S3 backend: used when an endpoint is set
+    s3_endpoint: str | None = None
+    s3_bucket: str = "packyard"
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_secure: bool | None = None
+    s3_region: str | None = None
+    s3_prefix: str = ""
+
+    # client side (CLI)
+    url: str = "http://127.0.0.1:8000"
+    token: SecretStr | None = None
+
+    @property
+    def backend(self) -> str:
+        return "s3" if self.s3_endpoint else "local"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None

@@ -1,0 +1,104 @@
+"""Request bodies in, blobs out, without ever holding a whole file in memory.
+
+The store's writers are synchronous (hashing, disk, the minio SDK), so a write runs in a
+worker thread; :class:`RequestReader` lets that thread pull the request body chunk by chunk
+from the event loop. Each chunk is awaited only when the writer asks for it, which is the
+back-pressure that keeps a 1 GiB upload at a few megabytes of memory.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from fastapi import Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+from store.blobs.base import BlobStore, too_large
+from store.errors import InvalidInput
+
+T = TypeVar("T")
+CHUNK = 1024 * 1024
+
+
+class RequestReader:
+    """A file-like ``read(n)`` over ``request.stream()``, for use from a worker thread."""
+
+    def __init__(self, request: Request) -> None:
+        self._stream = request.stream().__aiter__()
+        self._buffer = b""
+        self._done = False
+
+    async def _next(self) -> bytes:
+        try:
+            return await self._stream.__anext__()
+        except StopAsyncIteration:
+            return b""
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._buffer and not self._done:
+            chunk = anyio.from_thread.run(self._next)
+            if chunk:
+                self._buffer = chunk
+            else:
+                self._done = True
+        if n is None or n < 0 or n >= len(self._buffer):
+            out, self._buffer = self._buffer, b""
+        else:
+            out, self._buffer = self._buffer[:n], self._buffer[n:]
+        return out
+
+
+def check_length(request: Request, limit: int | None) -> None:
+    """Refuse a declared body size over the limit before reading a byte of it."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return
+    try:
+        length = int(declared)
+    except ValueError as exc:
+        raise InvalidInput("Content-Length is not a number") from exc
+    if limit is not None and length > limit:
+        raise too_large(limit)
+
+
+async def with_body(request: Request, limit: int | None, work: Callable[[RequestReader], T]) -> T:
+    """Run ``work(reader)`` in a worker thread, streaming the request body into it."""
+    check_length(request, limit)
+    reader = RequestReader(request)
+    return await anyio.to_thread.run_sync(work, reader)
+
+
+def content_type(path: str) -> str:
+    guessed, _ = mimetypes.guess_type(path)
+    return guessed or "application/octet-stream"
+
+
+def _chunks(blobs: BlobStore, sha256: str) -> Iterator[bytes]:
+    with blobs.open(sha256) as stream:
+        while chunk := stream.read(CHUNK):
+            yield chunk
+
+
+def blob_response(
+    request: Request, blobs: BlobStore, sha256: str, size: int, *, filename: str, headers: dict | None = None
+) -> Response:
+    """Serve a blob with ``ETag`` = its sha256, 304 on a match, Range where the backend is local."""
+    etag = f'"{sha256}"'
+    all_headers = {"ETag": etag, "Cache-Control": "no-cache", **(headers or {})}
+    if request.headers.get("if-none-match") in (etag, sha256, "*"):
+        return Response(status_code=304, headers=all_headers)
+    media = content_type(filename)
+    local = blobs.local_path(sha256)
+    if local is not None:
+        response = FileResponse(local, media_type=media, headers=all_headers)
+        response.headers["etag"] = etag
+        return response
+    if request.method == "HEAD":
+        return Response(headers={**all_headers, "Content-Length": str(size)}, media_type=media)
+    return StreamingResponse(
+        _chunks(blobs, sha256), media_type=media, headers={**all_headers, "Content-Length": str(size)}
+    )

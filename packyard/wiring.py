@@ -1,0 +1,44 @@
+"""Builds the store the settings describe: the only place that picks a blob backend."""
+
+from __future__ import annotations
+
+from store.archive import ArchiveLimits
+from store.blobs import LocalBlobStore, S3BlobStore
+from store.blobs.base import BlobStore
+from store.core import Store
+from store.errors import InvalidInput
+
+from packyard.settings import Settings, secret
+
+
+def open_blobs(settings: Settings) -> BlobStore:
+    if settings.backend == "local":
+        return LocalBlobStore(settings.data / "blobs")
+    access, secret_key = secret(settings.s3_access_key), secret(settings.s3_secret_key)
+    if not access or not secret_key:
+        raise InvalidInput(
+            "PACKYARD_S3_ENDPOINT is set but PACKYARD_S3_ACCESS_KEY or PACKYARD_S3_SECRET_KEY is not"
+        )
+    return S3BlobStore(
+        settings.s3_endpoint or "",
+        settings.s3_bucket,
+        access,
+        secret_key,
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+        prefix=settings.s3_prefix,
+    )
+
+
+def open_store(settings: Settings) -> Store:
+    return Store(
+        settings.data,
+        open_blobs(settings),
+        admin_secret=secret(settings.admin_token),
+        max_upload_bytes=settings.max_upload_bytes,
+        archive_limits=ArchiveLimits(
+            max_members=settings.zip_max_members,
+            max_total_bytes=settings.zip_max_total_bytes,
+            max_ratio=settings.zip_max_ratio,
+        ),
+    )
