@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request
 from packyard import __version__, http_errors
 from packyard.api import files, namespaces, tokens
 from packyard.auth import caller
+from packyard.guards import ControlCharacterGuard
 from packyard.settings import Settings
 from packyard.wiring import open_store
 
@@ -20,6 +21,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.store = open_store(settings)
     http_errors.install(app)
+    app.add_middleware(ControlCharacterGuard)
     for module in (namespaces, files, tokens):
         app.include_router(module.router)
 

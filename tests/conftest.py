@@ -1,0 +1,125 @@
+"""Shared test infrastructure: one SeaweedFS and one packyard server per backend per session.
+
+Tests isolate themselves by namespace (the ``ns`` fixture gives each a fresh one), so one
+server process serves the whole session. ``backend`` parametrizes store-level tests over
+the local directory and S3; ``server`` does the same for tests through the real server.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from store.blobs import LocalBlobStore, S3BlobStore
+from store.blobs.base import BlobStore
+
+from tests.support.procs import S3_ACCESS_KEY, S3_SECRET_KEY, SeaweedFS, Server, s3_env
+
+BUCKET = "packyard-tests"
+
+
+@pytest.fixture(scope="session")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    seaweed = SeaweedFS(tmp_path_factory.mktemp("seaweedfs")).start()
+    try:
+        yield seaweed
+    finally:
+        seaweed.stop()
+
+
+def s3_blobs(weed: SeaweedFS, prefix: str) -> S3BlobStore:
+    return S3BlobStore(weed.endpoint, BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, prefix=prefix)
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def blob_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> BlobStore:
+    """A fresh, empty blob store on the parametrized backend."""
+    if backend == "local":
+        return LocalBlobStore(tmp_path / "blobs")
+    weed = request.getfixturevalue("weed")
+    return s3_blobs(weed, f"unit-{uuid.uuid4().hex[:12]}")
+
+
+@dataclass
+class LiveServer:
+    """A running ``packyard serve`` plus direct read access to what it stores."""
+
+    server: Server
+    blobs: BlobStore
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def backend(self) -> str:
+        return self.server.backend
+
+    @property
+    def admin_token(self) -> str:
+        return self.server.admin_token
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.server.admin_token}"}
+
+    def client_env(self, token: str | None = None) -> dict[str, str]:
+        return self.server.client_env(token)
+
+    def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Read the server's catalog directly (read-only) to check what a request left."""
+        conn = sqlite3.connect(f"file:{self.server.data / 'catalog.db'}?mode=ro", uri=True)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def count(self, table: str, namespace: str) -> int:
+        column = "name" if table == "namespaces" else "namespace"
+        return self.rows(f"SELECT count(*) FROM {table} WHERE {column} = ?", (namespace,))[0][0]
+
+    def blob_hashes(self) -> set[str]:
+        return set(self.blobs.hashes())
+
+    def temp_count(self) -> int:
+        return self.blobs.temp_count()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session", params=["local", "s3"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One real server per backend for the whole session."""
+    root = tmp_path_factory.mktemp(f"server-{request.param}")
+    env = {"PACKYARD_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024)}
+    if request.param == "local":
+        blobs: BlobStore = LocalBlobStore(root / "data" / "blobs")
+    else:
+        weed = request.getfixturevalue("weed")
+        env.update(s3_env(weed, BUCKET, "server"))
+        blobs = s3_blobs(weed, "server")
+    srv = Server(root / "data", env).start()
+    try:
+        yield LiveServer(srv, blobs)
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def ns() -> str:
+    """A namespace no other test uses."""
+    return f"t{uuid.uuid4().hex[:10]}.team"
+
+
+@pytest.fixture
+def http(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        yield client
