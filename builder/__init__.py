@@ -1,0 +1,1 @@
+"""Namespace sources into sdists and wheels (see DESIGN.md, "Builder"); imports only ``store``."""

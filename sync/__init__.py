@@ -1,0 +1,1 @@
+"""Git repositories into namespaces (see DESIGN.md, "Sync"); imports only ``store``."""
