@@ -50,10 +50,10 @@ class Namespaces:
     def create(self, name: str, author: str | None, *, exist_ok: bool = False) -> Namespace:
         validate_namespace(name)
         with self.catalog.write():
-            if not self.ensure(name, author) and not exist_ok:
-                raise Conflict(f"namespace {name!r} already exists")
-            if exist_ok is False:
+            if self.ensure(name, author):
                 self.catalog.audit(author or "-", "namespace.create", name)
+            elif not exist_ok:
+                raise Conflict(f"namespace {name!r} already exists")
         return self.get(name)
 
     def exists(self, name: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from dataclasses import asdict, dataclass
 
@@ -89,7 +90,7 @@ class Tokens:
         token = Token(token_id, name, scope, role, now(), creator.actor if creator else "local")
         with self.catalog.write() as db:
             db["tokens"].insert({**token.to_dict(), "secret_hash": hash_secret(secret)})
-            self.catalog.audit(token.created_by or "-", "token.create", None, f'{{"id": "{token_id}"}}')
+            self.catalog.audit(token.created_by or "-", "token.create", None, json.dumps({"id": token_id}))
         return token, secret
 
     def authenticate(self, secret: str) -> Token:
@@ -130,5 +131,5 @@ class Tokens:
             raise Forbidden(f"{revoker.actor} cannot revoke tokens: the admin role is needed")
         with self.catalog.write() as db:
             db["tokens"].update(token_id, {"revoked": token.revoked or now()})
-            self.catalog.audit(revoker.actor if revoker else "local", "token.revoke", None, f'{{"id": "{token_id}"}}')
+            self.catalog.audit(revoker.actor if revoker else "local", "token.revoke", None, json.dumps({"id": token_id}))
         return Token(**{**token.to_dict(), "revoked": token.revoked or now()})

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from store.names import validate_namespace
 
-from packyard.auth import actor, require
+from packyard.auth import actor, caller, require
 
 router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
 
@@ -26,8 +26,15 @@ def create_namespace(body: NamespaceIn, request: Request) -> JSONResponse:
 
 @router.get("", summary="List namespaces, optionally only those under one")
 def list_namespaces(request: Request, under: str | None = None) -> list[dict]:
-    require(request, under, "read")
-    return [ns.to_dict() for ns in request.app.state.store.namespaces.list(under)]
+    if under:
+        validate_namespace(under)
+    token = caller(request)
+    if token is None:
+        require(request, under, "read")  # 401 unless anonymous reads are on
+    found = request.app.state.store.namespaces.list(under)
+    if token is not None and not request.app.state.settings.anonymous_read:
+        found = [ns for ns in found if token.covers(ns.name)]
+    return [ns.to_dict() for ns in found]
 
 
 @router.get("/{ns}", summary="Show a namespace: settings, file count and size")

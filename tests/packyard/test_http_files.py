@@ -283,3 +283,20 @@ def test_openapi_documents_the_api(http: httpx.Client) -> None:
         "/api/v1/tokens",
     ):
         assert path in paths
+
+
+def test_reads_need_a_token_when_anonymous_reads_are_off(tmp_path) -> None:  # noqa: ANN001
+    from tests.support.procs import Server, running
+
+    with running(Server(tmp_path / "data", {"PACKYARD_ANONYMOUS_READ": "false"})) as srv:
+        admin = {"Authorization": f"Bearer {srv.admin_token}"}
+        with httpx.Client(base_url=srv.url) as client:
+            assert client.put(files_url("team.a", "f.txt"), content=b"x", headers=admin).status_code == 201
+            assert client.put(files_url("other", "g.txt"), content=b"y", headers=admin).status_code == 201
+            assert client.get(files_url("team.a", "f.txt")).status_code == 401
+            assert client.get("/api/v1/namespaces").status_code == 401
+            reader = client.post("/api/v1/tokens", json={"scope": "team", "role": "read"}, headers=admin).json()["secret"]
+            auth = {"Authorization": f"Bearer {reader}"}
+            assert client.get(files_url("team.a", "f.txt"), headers=auth).content == b"x"
+            assert client.get(files_url("other", "g.txt"), headers=auth).status_code == 403
+            assert [n["name"] for n in client.get("/api/v1/namespaces", headers=auth).json()] == ["team", "team.a"]
