@@ -5,11 +5,19 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 
 from packyard import __version__, http_errors
-from packyard.api import files, namespaces, tokens
+from packyard.api import dists, files, namespaces, tokens
 from packyard.auth import caller
-from packyard.guards import ControlCharacterGuard
+from packyard.guards import BodyLimit, ControlCharacterGuard
+from packyard.index import routes as index_routes
+from packyard.index import upload
+from packyard.index.cache import IndexCache
+from packyard.index.hot import HotIndex
 from packyard.settings import Settings
 from packyard.wiring import open_store
+
+
+FORM_OVERHEAD = 1024 * 1024
+"""Room for the multipart fields around an upload's file."""
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -22,7 +30,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.store = open_store(settings)
     http_errors.install(app)
     app.add_middleware(ControlCharacterGuard)
-    for module in (namespaces, files, tokens):
+    app.state.index = IndexCache(app.state.store)
+    for module in (namespaces, files, tokens, dists):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness and backend check")
@@ -35,4 +44,9 @@ def create_app(settings: Settings) -> FastAPI:
         token = caller(request)
         return token.to_dict() if token else {"id": None, "scope": None, "role": None}
 
+    # the index routes match /{ns}/..., so they go after every fixed path
+    app.include_router(upload.router)
+    app.include_router(index_routes.router)
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_OVERHEAD)
+    app.add_middleware(HotIndex, cache=app.state.index, enabled=settings.anonymous_read)
     return app

@@ -12,6 +12,7 @@ from store import errors
 
 STATUS: dict[type[errors.PackyardError], int] = {
     errors.InvalidInput: 400,
+    errors.NotAcceptable: 406,
     errors.Unauthenticated: 401,
     errors.Forbidden: 403,
     errors.NotFound: 404,

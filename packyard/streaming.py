@@ -72,26 +72,55 @@ async def with_body(request: Request, limit: int | None, work: Callable[[Request
     return await anyio.to_thread.run_sync(work, reader)
 
 
-def content_type(path: str) -> str:
-    guessed, _ = mimetypes.guess_type(path)
-    return guessed or "application/octet-stream"
-
-
-def _chunks(blobs: BlobStore, sha256: str) -> Iterator[bytes]:
-    with blobs.open(sha256) as stream:
+def _chunks(blobs: BlobStore, sha256: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    with blobs.open(sha256, offset, length) as stream:
         while chunk := stream.read(CHUNK):
             yield chunk
 
 
+def content_type(path: str) -> str:
+    if path.endswith(".whl"):
+        return "application/zip"
+    guessed, encoding = mimetypes.guess_type(path)
+    if encoding == "gzip":
+        return "application/gzip"
+    return guessed or "application/octet-stream"
+
+
+def _range(header: str | None, size: int) -> tuple[int, int] | None:
+    """A single ``bytes=a-b`` range as (offset, length); None for none or unsupported forms."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    start, _, end = header[6:].strip().partition("-")
+    try:
+        if start:
+            first = int(start)
+            last = min(int(end), size - 1) if end else size - 1
+        else:
+            first, last = max(size - int(end), 0), size - 1
+    except ValueError:
+        return None
+    if first > last or first >= size:
+        return None
+    return first, last - first + 1
+
+
 def blob_response(
-    request: Request, blobs: BlobStore, sha256: str, size: int, *, filename: str, headers: dict | None = None
+    request: Request,
+    blobs: BlobStore,
+    sha256: str,
+    size: int,
+    *,
+    filename: str,
+    headers: dict | None = None,
+    media_type: str | None = None,
 ) -> Response:
-    """Serve a blob with ``ETag`` = its sha256, 304 on a match, Range where the backend is local."""
+    """Serve a blob: ``ETag`` = its sha256, 304 on a match, HEAD, and single ``Range`` requests."""
     etag = f'"{sha256}"'
-    all_headers = {"ETag": etag, "Cache-Control": "no-cache", **(headers or {})}
+    all_headers = {"ETag": etag, "Cache-Control": "no-cache", "Accept-Ranges": "bytes", **(headers or {})}
     if request.headers.get("if-none-match") in (etag, sha256, "*"):
         return Response(status_code=304, headers=all_headers)
-    media = content_type(filename)
+    media = media_type or content_type(filename)
     local = blobs.local_path(sha256)
     if local is not None:
         response = FileResponse(local, media_type=media, headers=all_headers)
@@ -99,6 +128,19 @@ def blob_response(
         return response
     if request.method == "HEAD":
         return Response(headers={**all_headers, "Content-Length": str(size)}, media_type=media)
+    wanted = _range(request.headers.get("range"), size)
+    if wanted is not None:
+        offset, length = wanted
+        return StreamingResponse(
+            _chunks(blobs, sha256, offset, length),
+            status_code=206,
+            media_type=media,
+            headers={
+                **all_headers,
+                "Content-Length": str(length),
+                "Content-Range": f"bytes {offset}-{offset + length - 1}/{size}",
+            },
+        )
     return StreamingResponse(
         _chunks(blobs, sha256), media_type=media, headers={**all_headers, "Content-Length": str(size)}
     )

@@ -85,7 +85,38 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    db["dists"].create(
+        {
+            "namespace": str,
+            "filename": str,
+            "project": str,
+            "name": str,
+            "version": str,
+            "filetype": str,
+            "sha256": str,
+            "size": int,
+            "metadata_sha256": str,
+            "requires_python": str,
+            "summary": str,
+            "upload_time": str,
+            "uploader": str,
+            "yanked": int,
+            "yanked_reason": str,
+            "yanked_by": str,
+            "yanked_at": str,
+        },
+        pk=("namespace", "filename"),
+        not_null={"project", "version", "sha256", "size", "metadata_sha256", "upload_time", "yanked"},
+        foreign_keys=[("namespace", "namespaces", "name")],
+        defaults={"yanked": 0},
+    )
+    db["dists"].create_index(["namespace", "project"])
+    db["dists"].create_index(["sha256"])
+    db["dists"].create_index(["metadata_sha256"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 """Schema steps in order; ``PRAGMA user_version`` records how many have run."""
 
 

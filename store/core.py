@@ -7,8 +7,12 @@ from pathlib import Path
 from store.archive import ArchiveLimits
 from store.blobs.base import BlobStore
 from store.catalog import Catalog
+from store.dists import Dists
 from store.files import NamespaceFiles
+from store.generations import Generations
+from store.index import IndexService
 from store.namespaces import Namespaces
+from store.refs import BlobRefs
 from store.tokens import Tokens
 
 
@@ -25,22 +29,29 @@ class Store:
         self.data_dir = Path(data_dir)
         self.catalog = Catalog(self.data_dir / "catalog.db")
         self.blobs = blobs
-        self.namespaces = Namespaces(self.catalog)
+        self.generations = Generations()
+        self.refs = BlobRefs(self.catalog, blobs)
+        self.namespaces = Namespaces(self.catalog, self.generations)
         self.tokens = Tokens(self.catalog, admin_secret)
         self.files = NamespaceFiles(
             self.catalog,
             blobs,
             self.namespaces,
+            self.refs,
             max_upload_bytes=max_upload_bytes,
             archive_limits=archive_limits,
         )
+        self.dists = Dists(
+            self.catalog, blobs, self.namespaces, self.generations, self.refs, max_upload_bytes=max_upload_bytes
+        )
+        self.index = IndexService(self.catalog, self.namespaces, self.generations)
 
     def garbage(self) -> list[str]:
         """Blobs no catalog row references: what a crash or a failed change can leave."""
-        referenced = set(self.files.iter_referenced())
+        referenced = set(self.refs.all_referenced())
         return [sha for sha in self.blobs.hashes() if sha not in referenced]
 
     def collect_garbage(self) -> int:
         garbage = self.garbage()
-        self.files.discard(garbage)
+        self.refs.discard(garbage)
         return len(garbage)

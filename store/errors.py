@@ -29,6 +29,10 @@ class UnsafeArchive(InvalidInput):
     """An archive has unsafe member names or expands beyond the allowed limits."""
 
 
+class NotAcceptable(InvalidInput):
+    """No format the server offers fits the client's Accept header."""
+
+
 class NotFound(PackyardError):
     """The namespace, file, revision, token or object does not exist."""
 

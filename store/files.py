@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import tempfile
 import zipfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import BinaryIO
 
@@ -21,6 +20,7 @@ from store.catalog import Catalog, now
 from store.errors import Conflict, InvalidInput, NotFound, UnsafeArchive
 from store.names import validate_namespace, validate_path, validate_prefix
 from store.namespaces import Namespaces
+from store.refs import BlobRefs
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,7 @@ class NamespaceFiles:
         catalog: Catalog,
         blobs: BlobStore,
         namespaces: Namespaces,
+        refs: BlobRefs,
         *,
         max_upload_bytes: int | None = None,
         archive_limits: ArchiveLimits | None = None,
@@ -99,6 +100,7 @@ class NamespaceFiles:
         self.catalog = catalog
         self.blobs = blobs
         self.namespaces = namespaces
+        self.refs = refs
         self.max_upload_bytes = max_upload_bytes
         self.archive_limits = archive_limits or ArchiveLimits()
 
@@ -170,7 +172,7 @@ class NamespaceFiles:
             )[0]
         except BaseException:
             if blob.created:
-                self.discard([blob.sha256])
+                self.refs.discard([blob.sha256])
             raise
 
     def get(self, namespace: str, path: str, revision: int | None = None) -> FileRevision:
@@ -292,23 +294,8 @@ class NamespaceFiles:
                     changes.append(Change(target, blob.sha256, blob.size))
                 return self.apply(namespace, changes, author=author, origin="zip")
             except zipfile.BadZipFile as exc:
-                self.discard(created)
+                self.refs.discard(created)
                 raise UnsafeArchive(f"archive is corrupt: {exc}") from exc
             except BaseException:
-                self.discard(created)
+                self.refs.discard(created)
                 raise
-
-    # -- housekeeping ------------------------------------------------------------------
-
-    def referenced(self, sha256: str) -> bool:
-        return self.catalog.one("SELECT 1 FROM file_revisions WHERE sha256 = ? LIMIT 1", (sha256,)) is not None
-
-    def discard(self, hashes: list[str]) -> None:
-        """Delete blobs a failed operation created, unless something references them now."""
-        for sha256 in hashes:
-            if not self.referenced(sha256):
-                self.blobs.delete(sha256)
-
-    def iter_referenced(self) -> Iterator[str]:
-        for row in self.catalog.db.execute("SELECT DISTINCT sha256 FROM file_revisions WHERE sha256 IS NOT NULL"):
-            yield row[0]

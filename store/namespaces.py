@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from store.catalog import Catalog, now
 from store.errors import Conflict, NotFound
+from store.generations import Generations
 from store.names import ancestors, validate_namespace
 
 
@@ -29,8 +30,9 @@ class Namespace:
 
 
 class Namespaces:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, generations: Generations | None = None) -> None:
         self.catalog = catalog
+        self.generations = generations or Generations()
 
     def ensure(self, name: str, author: str | None) -> bool:
         """Create ``name`` and any missing ancestor inside the caller's transaction.
@@ -58,6 +60,11 @@ class Namespaces:
 
     def exists(self, name: str) -> bool:
         return self.catalog.one("SELECT 1 FROM namespaces WHERE name = ?", (name,)) is not None
+
+    def settings_of(self, name: str) -> dict | None:
+        """The namespace's settings, or None when it does not exist (no stats computed)."""
+        row = self.catalog.one("SELECT settings FROM namespaces WHERE name = ?", (name,))
+        return json.loads(row["settings"]) if row else None
 
     def get(self, name: str) -> Namespace:
         validate_namespace(name)
@@ -104,4 +111,5 @@ class Namespaces:
                     current[key] = value
             db["namespaces"].update(name, {"settings": json.dumps(current, sort_keys=True)})
             self.catalog.audit(author or "-", "namespace.settings", name, json.dumps(changes))
+        self.generations.bump_settings()
         return self.get(name)

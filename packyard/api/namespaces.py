@@ -42,3 +42,18 @@ def show_namespace(ns: str, request: Request) -> dict:
     validate_namespace(ns)
     require(request, ns, "read")
     return request.app.state.store.namespaces.get(ns).to_dict()
+
+
+class SettingsIn(BaseModel):
+    inherit: bool | None = None
+    """False: the index lists only this namespace's own files, not its ancestors'."""
+
+
+@router.patch("/{ns}/settings", summary="Change namespace settings (admin role)")
+def update_settings(ns: str, body: SettingsIn, request: Request) -> dict:
+    validate_namespace(ns)
+    token = require(request, ns, "admin")
+    store = request.app.state.store
+    store.namespaces.get(ns)
+    changes = body.model_dump(exclude_unset=True)
+    return store.namespaces.update_settings(ns, changes, actor(token)).to_dict()

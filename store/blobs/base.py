@@ -80,8 +80,8 @@ class BlobStore(Protocol):
         """Store the stream's bytes; raise :class:`TooLarge` past ``limit`` (nothing kept)."""
         ...
 
-    def open(self, sha256: str) -> BinaryIO:
-        """A readable, closable stream of the blob; :class:`NotFound` if absent."""
+    def open(self, sha256: str, offset: int = 0, length: int | None = None) -> BinaryIO:
+        """A readable, closable stream of the blob (or a byte range); NotFound if absent."""
         ...
 
     def exists(self, sha256: str) -> bool: ...

@@ -18,6 +18,31 @@ from store.blobs.base import CHUNK, HashingReader, StoredBlob, check_sha256
 from store.errors import NotFound
 
 
+class _Limited:
+    """At most ``length`` bytes of an open file, for range reads."""
+
+    def __init__(self, stream: BinaryIO, length: int | None) -> None:
+        self._stream = stream
+        self._left = length
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left is None:
+            return self._stream.read(n)
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._stream.read(n)
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> _Limited:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -52,11 +77,15 @@ class LocalBlobStore:
                 os.unlink(tmp_name)
             raise
 
-    def open(self, sha256: str) -> BinaryIO:
+    def open(self, sha256: str, offset: int = 0, length: int | None = None) -> BinaryIO:
         try:
-            return open(self._path(sha256), "rb")
+            stream = open(self._path(sha256), "rb")  # noqa: SIM115 - returned to the caller
         except FileNotFoundError as exc:
             raise NotFound(f"blob {sha256} is not in the store") from exc
+        if offset or length is not None:
+            stream.seek(offset)
+            return _Limited(stream, length)  # type: ignore[return-value]
+        return stream
 
     def exists(self, sha256: str) -> bool:
         return self._path(sha256).is_file()

@@ -103,9 +103,10 @@ class S3BlobStore:
         finally:
             self.client.remove_object(self.bucket, tmp)
 
-    def open(self, sha256: str) -> BinaryIO:
+    def open(self, sha256: str, offset: int = 0, length: int | None = None) -> BinaryIO:
         try:
-            return _Body(self.client.get_object(self.bucket, self._key(sha256)))  # type: ignore[return-value]
+            response = self.client.get_object(self.bucket, self._key(sha256), offset=offset, length=length or 0)
+            return _Body(response)  # type: ignore[return-value]
         except S3Error as exc:
             if exc.code in _MISSING:
                 raise NotFound(f"blob {sha256} is not in the store") from exc

@@ -1,0 +1,103 @@
+"""Rendered index pages and file lookups, kept while the generations they depend on hold.
+
+Every entry remembers the stamp (settings generation plus the generation of each namespace
+in its chain) it was made under. The stamp is taken before the catalog is read, so an
+entry made during a concurrent write is simply stale at the next look-up. The ``lookup_*``
+methods never touch the catalog: they are what the hot path calls.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from store.core import Store
+from store.errors import NotFound
+from store.index import IndexFile
+
+from packyard.index import render
+from packyard.index.render import Page
+
+MAX_ENTRIES = 100_000
+
+
+class IndexCache:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._chains: dict[str, tuple[int, list[str]]] = {}
+        self._pages: dict[tuple[str, str | None, str], tuple[tuple[int, ...], Page]] = {}
+        self._files: dict[tuple[str, str], tuple[tuple[int, ...], IndexFile]] = {}
+
+    def _remember(self, table: dict, key: object, value: object) -> None:
+        with self._lock:
+            if len(table) >= MAX_ENTRIES:
+                table.clear()
+            table[key] = value
+
+    # -- fast look-ups (no catalog access) ---------------------------------------------
+
+    def cached_chain(self, namespace: str) -> list[str] | None:
+        entry = self._chains.get(namespace)
+        if entry is not None and entry[0] == self.store.generations.settings:
+            return entry[1]
+        return None
+
+    def lookup_page(self, namespace: str, project: str | None, fmt: str) -> Page | None:
+        chain = self.cached_chain(namespace)
+        if chain is None:
+            return None
+        entry = self._pages.get((namespace, project, fmt))
+        if entry is not None and entry[0] == self.store.generations.stamp(chain):
+            return entry[1]
+        return None
+
+    def lookup_file(self, namespace: str, filename: str) -> IndexFile | None:
+        chain = self.cached_chain(namespace)
+        if chain is None:
+            return None
+        entry = self._files.get((namespace, filename))
+        if entry is not None and entry[0] == self.store.generations.stamp(chain):
+            return entry[1]
+        return None
+
+    # -- slow paths (fill the cache) ----------------------------------------------------
+
+    def chain(self, namespace: str) -> list[str]:
+        cached = self.cached_chain(namespace)
+        if cached is not None:
+            return cached
+        generation = self.store.generations.settings
+        chain = self.store.index.chain(namespace)
+        self._remember(self._chains, namespace, (generation, chain))
+        return chain
+
+    def page(self, namespace: str, project: str | None, fmt: str) -> Page:
+        """The rendered root (``project`` None) or project page; NotFound if unknown."""
+        chain = self.chain(namespace)
+        stamp = self.store.generations.stamp(chain)
+        entry = self._pages.get((namespace, project, fmt))
+        if entry is not None and entry[0] == stamp:
+            return entry[1]
+        source = self.store.index.source(chain)
+        if project is None:
+            projects = source.projects()
+            rendered = render.root_json(projects) if fmt == "json" else render.root_html(projects)
+        else:
+            found = source.project(project)
+            if found is None:
+                raise NotFound(f"no project {project!r} in the index of {namespace}")
+            rendered = render.project_json(found) if fmt == "json" else render.project_html(found)
+        self._remember(self._pages, (namespace, project, fmt), (stamp, rendered))
+        return rendered
+
+    def file(self, namespace: str, filename: str) -> IndexFile:
+        chain = self.chain(namespace)
+        stamp = self.store.generations.stamp(chain)
+        entry = self._files.get((namespace, filename))
+        if entry is not None and entry[0] == stamp:
+            return entry[1]
+        found = self.store.index.source(chain).file(filename)
+        if found is None:
+            raise NotFound(f"{filename} is not in the index of {namespace}")
+        self._remember(self._files, (namespace, filename), (stamp, found))
+        return found

@@ -1,0 +1,76 @@
+"""The hot read path: a bare ASGI layer in front of FastAPI for index pages and dists.
+
+Measured on this machine (DESIGN.md, "Hot paths"), a FastAPI route tops out near a third
+of what a bare ASGI callable serves. pip and uv hit ``/{ns}/simple/...`` and
+``/{ns}/dists/...`` on every run, so when anonymous reads are on and the answer is already
+cached, it is sent from here: no routing, no dependency injection, no catalog query.
+Everything else — a miss, a redirect, auth, an error — falls through to the FastAPI
+routes, which fill the cache.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from packyard.index.cache import IndexCache
+from packyard.index.negotiate import negotiate
+from packyard.streaming import blob_response
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class HotIndex:
+    def __init__(self, app: ASGIApp, cache: IndexCache, *, enabled: bool) -> None:
+        self.app = app
+        self.cache = cache
+        self.enabled = enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.enabled and scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            parts = scope["path"].split("/")
+            # ['', ns, 'simple', ''] | ['', ns, 'simple', project, ''] | ['', ns, 'dists', filename]
+            if len(parts) in (4, 5) and parts[2] == "simple" and parts[-1] == "":
+                if await self._page(scope, send, parts[1], parts[3] if len(parts) == 5 else None):
+                    return
+            elif len(parts) == 4 and parts[2] == "dists" and parts[3]:
+                if await self._dist(scope, receive, send, parts[1], parts[3]):
+                    return
+        await self.app(scope, receive, send)
+
+    async def _page(self, scope: Scope, send: Send, namespace: str, project: str | None) -> bool:
+        chosen = negotiate(_header(scope, b"accept"))
+        if chosen is None:
+            return False
+        fmt, content_type = chosen
+        page = self.cache.lookup_page(namespace, project, fmt)
+        if page is None:
+            return False
+        headers = [
+            (b"etag", page.etag.encode()),
+            (b"vary", b"Accept"),
+            (b"cache-control", b"max-age=0, must-revalidate"),
+        ]
+        if _header(scope, b"if-none-match") == page.etag:
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return True
+        headers += [(b"content-type", content_type.encode()), (b"content-length", str(len(page.body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else page.body})
+        return True
+
+    async def _dist(self, scope: Scope, receive: Receive, send: Send, namespace: str, filename: str) -> bool:
+        if filename.endswith(".metadata"):
+            return False
+        found = self.cache.lookup_file(namespace, filename)
+        if found is None:
+            return False
+        response = blob_response(Request(scope), self.cache.store.blobs, found.sha256, found.size, filename=filename)
+        await response(scope, receive, send)
+        return True

@@ -1,0 +1,81 @@
+"""Index reads through FastAPI: the documented, authenticated, cache-filling path.
+
+Anonymous cache hits never get here: ``hot.py`` answers them in front of FastAPI. Every
+read here goes through auth, fills the cache on a miss, and answers 304 on a matching ETag.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+from store.errors import NotAcceptable, NotFound
+from store.index import normalize
+from store.names import validate_namespace
+
+from packyard.auth import require
+from packyard.index.negotiate import negotiate
+from packyard.index.render import Page
+from packyard.streaming import blob_response
+
+router = APIRouter(tags=["index"])
+
+METADATA_SUFFIX = ".metadata"
+
+
+def page_response(request: Request, page: Page, content_type: str) -> Response:
+    headers = {"ETag": page.etag, "Vary": "Accept", "Cache-Control": "max-age=0, must-revalidate"}
+    if request.headers.get("if-none-match") == page.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(page.body, media_type=content_type, headers=headers)
+
+
+def _format(request: Request) -> tuple[str, str]:
+    chosen = negotiate(request.headers.get("accept"))
+    if chosen is None:
+        raise NotAcceptable(
+            "none of the Accept types is served: ask for application/vnd.pypi.simple.v1+json, "
+            "application/vnd.pypi.simple.v1+html or text/html"
+        )
+    return chosen
+
+
+@router.head("/{ns}/simple/", include_in_schema=False)
+@router.get("/{ns}/simple/", summary="PEP 503/691 project list of a namespace's index (with inheritance)")
+def simple_root(ns: str, request: Request) -> Response:
+    validate_namespace(ns)
+    require(request, ns, "read")
+    fmt, content_type = _format(request)
+    return page_response(request, request.app.state.index.page(ns, None, fmt), content_type)
+
+
+@router.head("/{ns}/simple/{project}/", include_in_schema=False)
+@router.get("/{ns}/simple/{project}/", summary="PEP 503/691 file list of one project")
+def simple_project(ns: str, project: str, request: Request) -> Response:
+    validate_namespace(ns)
+    require(request, ns, "read")
+    normal = normalize(project)
+    if normal != project:
+        return RedirectResponse(f"/{ns}/simple/{normal}/", status_code=301)
+    fmt, content_type = _format(request)
+    return page_response(request, request.app.state.index.page(ns, normal, fmt), content_type)
+
+
+@router.head("/{ns}/dists/{filename}", include_in_schema=False)
+@router.get("/{ns}/dists/{filename}", summary="A distribution file, or its core metadata (name.metadata)")
+def dist_file(ns: str, filename: str, request: Request) -> Response:
+    validate_namespace(ns)
+    require(request, ns, "read")
+    return serve_dist(request, ns, filename)
+
+
+def serve_dist(request: Request, ns: str, filename: str) -> Response:
+    cache = request.app.state.index
+    blobs = request.app.state.store.blobs
+    if filename.endswith(METADATA_SUFFIX):
+        found = cache.file(ns, filename[: -len(METADATA_SUFFIX)])
+        if not found.metadata_sha256:
+            raise NotFound(f"{filename} has no stored metadata")
+        size = blobs.size(found.metadata_sha256)
+        return blob_response(request, blobs, found.metadata_sha256, size, filename="METADATA", media_type="text/plain")
+    found = cache.file(ns, filename)
+    return blob_response(request, blobs, found.sha256, found.size, filename=filename)

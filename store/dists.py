@@ -1,0 +1,276 @@
+"""Distributions: immutable files in a namespace's package index.
+
+An upload is streamed once into the blob store while every digest the client sent is
+computed beside the sha256, then checked (filename, metadata, digests) and published in
+one catalog transaction. A filename is immutable within a namespace: other bytes under the
+same name are refused (409), the same bytes again are a no-op, so re-running an upload is
+safe. Yank and delete are explicit and audited. Core metadata (PEP 658) is stored as its
+own blob at upload time, so resolvers never have to download a file to read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass
+from typing import BinaryIO
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from store.artifacts import Artifact, inspect, parse_filename
+from store.blobs.base import BlobStore, StoredBlob
+from store.catalog import Catalog, now
+from store.errors import Conflict, InvalidInput, NotFound
+from store.generations import Generations
+from store.names import validate_namespace
+from store.namespaces import Namespaces
+from store.refs import BlobRefs
+
+DIGESTS = {"sha256_digest": "sha256", "md5_digest": "md5", "blake2_256_digest": "blake2_256"}
+
+
+@dataclass(frozen=True)
+class Dist:
+    namespace: str
+    filename: str
+    project: str
+    name: str
+    version: str
+    filetype: str
+    sha256: str
+    size: int
+    metadata_sha256: str
+    requires_python: str | None
+    summary: str | None
+    upload_time: str
+    uploader: str | None
+    yanked: bool = False
+    yanked_reason: str | None = None
+    yanked_by: str | None = None
+    yanked_at: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _dist(row: dict) -> Dist:
+    return Dist(**{**row, "yanked": bool(row["yanked"])})
+
+
+class _DigestReader:
+    """Passes a stream through while computing md5 and blake2b-256 beside the store's sha256."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.blake2_256 = hashlib.blake2b(digest_size=32)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self.md5.update(data)
+        self.blake2_256.update(data)
+        return data
+
+
+def normalize_version(version: str) -> str:
+    try:
+        return str(Version(version))
+    except InvalidVersion as exc:
+        raise InvalidInput(f"{version!r} is not a valid version") from exc
+
+
+class Dists:
+    def __init__(
+        self,
+        catalog: Catalog,
+        blobs: BlobStore,
+        namespaces: Namespaces,
+        generations: Generations,
+        refs: BlobRefs,
+        *,
+        max_upload_bytes: int | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.blobs = blobs
+        self.namespaces = namespaces
+        self.generations = generations
+        self.refs = refs
+        self.max_upload_bytes = max_upload_bytes
+
+    # -- adding --------------------------------------------------------------------------
+
+    def add(
+        self,
+        namespace: str,
+        stream: BinaryIO,
+        filename: str,
+        *,
+        uploader: str | None,
+        name: str | None = None,
+        version: str | None = None,
+        digests: dict[str, str] | None = None,
+    ) -> tuple[Dist, bool]:
+        """Store and publish one file from a seekable stream. Returns (dist, created)."""
+        validate_namespace(namespace)
+        parsed = parse_filename(filename)
+        if name is not None and canonicalize_name(name) != parsed.project:
+            raise InvalidInput(f"the form says name {name!r} but the file is {filename}")
+        if version is not None and normalize_version(version) != str(parsed.version):
+            raise InvalidInput(f"the form says version {version!r} but the file is {filename}")
+        stream.seek(0)
+        reader = _DigestReader(stream)
+        blob = self.blobs.put(reader, limit=self.max_upload_bytes)  # type: ignore[arg-type]
+        created = [blob.sha256] if blob.created else []
+        try:
+            computed = {"sha256": blob.sha256, "md5": reader.md5.hexdigest(), "blake2_256": reader.blake2_256.hexdigest()}
+            for field, algorithm in DIGESTS.items():
+                sent = (digests or {}).get(field)
+                if sent and sent.strip().lower() != computed[algorithm]:
+                    raise InvalidInput(
+                        f"{field} does not match the uploaded bytes of {filename} "
+                        f"(sent {sent}, computed {computed[algorithm]}); the upload was corrupted"
+                    )
+            artifact = inspect(stream, filename, blob.size)
+            return self.publish(namespace, [(artifact, blob)], uploader=uploader, created=created)[0]
+        except BaseException:
+            self.refs.discard(created)
+            raise
+
+    def publish(
+        self,
+        namespace: str,
+        items: list[tuple[Artifact, StoredBlob]],
+        *,
+        uploader: str | None,
+        created: list[str] | None = None,
+    ) -> list[tuple[Dist, bool]]:
+        """Publish checked artifacts whose file blobs are stored: all in one transaction."""
+        created = list(created or [])
+        metadata_blobs = []
+        for artifact, _ in items:
+            meta = self.blobs.put(io.BytesIO(artifact.metadata))
+            if meta.created:
+                created.append(meta.sha256)
+            metadata_blobs.append(meta)
+        results: list[tuple[Dist, bool]] = []
+        try:
+            with self.catalog.write() as db:
+                self.namespaces.ensure(namespace, uploader)
+                for (artifact, blob), meta in zip(items, metadata_blobs, strict=True):
+                    existing = self.catalog.one(
+                        "SELECT * FROM dists WHERE namespace = ? AND filename = ?", (namespace, artifact.filename)
+                    )
+                    if existing is not None:
+                        if existing["sha256"] != blob.sha256:
+                            raise Conflict(
+                                f"{artifact.filename} already exists in {namespace} with other contents; "
+                                "files are immutable: bump the version and upload again"
+                            )
+                        results.append((_dist(existing), False))
+                        continue
+                    dist = Dist(
+                        namespace=namespace,
+                        filename=artifact.filename,
+                        project=artifact.project,
+                        name=artifact.name,
+                        version=artifact.version,
+                        filetype=artifact.filetype,
+                        sha256=blob.sha256,
+                        size=blob.size,
+                        metadata_sha256=meta.sha256,
+                        requires_python=artifact.requires_python,
+                        summary=artifact.summary,
+                        upload_time=now(),
+                        uploader=uploader,
+                    )
+                    db["dists"].insert({**dist.to_dict(), "yanked": 0})
+                    self.catalog.audit(uploader or "-", "dist.upload", namespace, json.dumps({"filename": dist.filename, "sha256": dist.sha256}))
+                    results.append((dist, True))
+        except BaseException:
+            self.refs.discard(created)
+            raise
+        if any(new for _, new in results):
+            self.generations.bump(namespace)
+        return results
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, namespace: str, filename: str) -> Dist:
+        row = self.catalog.one("SELECT * FROM dists WHERE namespace = ? AND filename = ?", (namespace, filename))
+        if row is None:
+            raise NotFound(f"{filename} is not in {namespace}")
+        return _dist(row)
+
+    def list(self, namespace: str, project: str | None = None) -> list[Dist]:
+        validate_namespace(namespace)
+        if project is None:
+            rows = self.catalog.query("SELECT * FROM dists WHERE namespace = ? ORDER BY project, filename", (namespace,))
+        else:
+            rows = self.catalog.query(
+                "SELECT * FROM dists WHERE namespace = ? AND project = ? ORDER BY filename",
+                (namespace, canonicalize_name(project)),
+            )
+        return [_dist(row) for row in rows]
+
+    # -- yank, unyank, delete ------------------------------------------------------------
+
+    def _select(self, namespace: str, project: str, version: str | None, filename: str | None) -> list[Dist]:
+        validate_namespace(namespace)
+        project = canonicalize_name(project)
+        if filename is not None:
+            dist = self.get(namespace, filename)
+            if dist.project != project:
+                raise InvalidInput(f"{filename} is not a file of {project}")
+            return [dist]
+        if version is None:
+            raise InvalidInput("name a version (a whole release) or a filename")
+        version = normalize_version(version)
+        found = [d for d in self.list(namespace, project) if d.version == version]
+        if not found:
+            raise NotFound(f"{project} {version} has no files in {namespace}")
+        return found
+
+    def yank(
+        self, namespace: str, project: str, version: str | None, *, filename: str | None = None, reason: str = "", actor: str
+    ) -> list[Dist]:
+        """PEP 592: installers skip yanked files unless a requirement pins them with ``==``."""
+        return self._set_yanked(namespace, project, version, filename, True, reason, actor)
+
+    def unyank(self, namespace: str, project: str, version: str | None, *, filename: str | None = None, actor: str) -> list[Dist]:
+        return self._set_yanked(namespace, project, version, filename, False, None, actor)
+
+    def _set_yanked(
+        self, namespace: str, project: str, version: str | None, filename: str | None, yanked: bool, reason: str | None, actor: str
+    ) -> list[Dist]:
+        with self.catalog.write() as db:
+            dists = self._select(namespace, project, version, filename)
+            stamp = now()
+            for dist in dists:
+                db["dists"].update(
+                    (namespace, dist.filename),
+                    {
+                        "yanked": int(yanked),
+                        "yanked_reason": reason if yanked else None,
+                        "yanked_by": actor,
+                        "yanked_at": stamp,
+                    },
+                )
+                self.catalog.audit(
+                    actor, "dist.yank" if yanked else "dist.unyank", namespace,
+                    json.dumps({"filename": dist.filename, "reason": reason}),
+                )
+        self.generations.bump(namespace)
+        return [self.get(namespace, d.filename) for d in dists]
+
+    def delete(self, namespace: str, project: str, version: str | None, *, filename: str | None = None, actor: str) -> list[Dist]:
+        """Remove files from the index for good (their blobs go when nothing else holds them)."""
+        with self.catalog.write() as db:
+            dists = self._select(namespace, project, version, filename)
+            for dist in dists:
+                db["dists"].delete((namespace, dist.filename))
+                self.catalog.audit(actor, "dist.delete", namespace, json.dumps({"filename": dist.filename, "sha256": dist.sha256}))
+        self.generations.bump(namespace)
+        self.refs.discard([h for d in dists for h in (d.sha256, d.metadata_sha256)])
+        return dists

@@ -1,0 +1,187 @@
+"""What a namespace's package index lists, computed as small composable sources.
+
+One protocol, three parts (DESIGN.md, "Index semantics"):
+
+- :class:`NamespaceSource` reads one namespace's distributions from the catalog.
+- :class:`ChainSource` merges a namespace with its ancestors, nearest first. A filename the
+  nearer namespace holds hides the same filename further up, so a team can override a
+  file without touching its parent's index.
+- Upstream sources (PyPI, another packyard) plug in behind the same protocol later, behind
+  a guard that consults them only for names no namespace in the chain has.
+
+Rendering (HTML, JSON) and caching live in ``packyard/``; this module only decides what
+is listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from store.catalog import Catalog
+from store.errors import NotFound
+from store.generations import Generations
+from store.names import ancestors, validate_namespace
+from store.namespaces import Namespaces
+
+
+@dataclass(frozen=True)
+class IndexFile:
+    filename: str
+    namespace: str
+    """The namespace that holds the file (the nearest one in the chain)."""
+    version: str
+    sha256: str
+    size: int
+    requires_python: str | None
+    metadata_sha256: str | None
+    yanked: str | None
+    """None when not yanked; the reason (possibly empty) when yanked."""
+    upload_time: str | None
+    filetype: str
+
+
+@dataclass
+class ProjectPage:
+    name: str
+    files: list[IndexFile] = field(default_factory=list)
+
+    @property
+    def versions(self) -> list[str]:
+        """PEP 700: every version that has a file, in ascending order."""
+        def key(v: str):  # noqa: ANN202
+            try:
+                return (0, Version(v))
+            except InvalidVersion:
+                return (1, v)
+
+        return sorted({f.version for f in self.files}, key=key)
+
+
+class Source(Protocol):
+    def projects(self) -> dict[str, str]:
+        """Normalized project name -> display name."""
+        ...
+
+    def project(self, project: str) -> ProjectPage | None:
+        """The files of one project (normalized name), or None if the source lacks it."""
+        ...
+
+    def file(self, filename: str) -> IndexFile | None:
+        ...
+
+
+def _file(row: dict) -> IndexFile:
+    return IndexFile(
+        filename=row["filename"],
+        namespace=row["namespace"],
+        version=row["version"],
+        sha256=row["sha256"],
+        size=row["size"],
+        requires_python=row["requires_python"],
+        metadata_sha256=row["metadata_sha256"],
+        yanked=(row["yanked_reason"] or "") if row["yanked"] else None,
+        upload_time=row["upload_time"],
+        filetype=row["filetype"],
+    )
+
+
+class NamespaceSource:
+    """One namespace's own distributions."""
+
+    def __init__(self, catalog: Catalog, namespace: str) -> None:
+        self.catalog = catalog
+        self.namespace = namespace
+
+    def projects(self) -> dict[str, str]:
+        rows = self.catalog.query(
+            "SELECT project, max(name) AS name FROM dists WHERE namespace = ? GROUP BY project", (self.namespace,)
+        )
+        return {row["project"]: row["name"] for row in rows}
+
+    def project(self, project: str) -> ProjectPage | None:
+        rows = self.catalog.query(
+            "SELECT * FROM dists WHERE namespace = ? AND project = ? ORDER BY filename", (self.namespace, project)
+        )
+        if not rows:
+            return None
+        return ProjectPage(rows[-1]["name"], [_file(row) for row in rows])
+
+    def file(self, filename: str) -> IndexFile | None:
+        row = self.catalog.one("SELECT * FROM dists WHERE namespace = ? AND filename = ?", (self.namespace, filename))
+        return _file(row) if row else None
+
+
+class ChainSource:
+    """A namespace and its ancestors as one index; the nearest namespace wins a filename."""
+
+    def __init__(self, sources: list[Source]) -> None:
+        self.sources = sources
+
+    def projects(self) -> dict[str, str]:
+        merged: dict[str, str] = {}
+        for source in reversed(self.sources):
+            merged.update(source.projects())
+        return merged
+
+    def project(self, project: str) -> ProjectPage | None:
+        page: ProjectPage | None = None
+        seen: set[str] = set()
+        for source in self.sources:
+            found = source.project(project)
+            if found is None:
+                continue
+            if page is None:
+                page = ProjectPage(found.name)
+            for f in found.files:
+                if f.filename not in seen:
+                    seen.add(f.filename)
+                    page.files.append(f)
+        if page is not None:
+            page.files.sort(key=lambda f: f.filename)
+        return page
+
+    def file(self, filename: str) -> IndexFile | None:
+        for source in self.sources:
+            found = source.file(filename)
+            if found is not None:
+                return found
+        return None
+
+
+class IndexService:
+    """Builds the source for a namespace, following its inheritance setting."""
+
+    def __init__(self, catalog: Catalog, namespaces: Namespaces, generations: Generations) -> None:
+        self.catalog = catalog
+        self.namespaces = namespaces
+        self.generations = generations
+
+    def chain(self, namespace: str) -> list[str]:
+        """The namespaces whose files the index of ``namespace`` lists, nearest first.
+
+        Each namespace inherits its parent's index unless its ``inherit`` setting is false,
+        so the walk up stops at the first namespace that does not inherit.
+        """
+        validate_namespace(namespace)
+        chain: list[str] = []
+        for ns in ancestors(namespace):
+            settings = self.namespaces.settings_of(ns)
+            if settings is None:
+                if not chain:
+                    raise NotFound(f"namespace {namespace!r} does not exist")
+                continue
+            chain.append(ns)
+            if settings.get("inherit", True) is False:
+                break
+        return chain
+
+    def source(self, chain: list[str]) -> Source:
+        return ChainSource([NamespaceSource(self.catalog, ns) for ns in chain])
+
+
+def normalize(project: str) -> str:
+    return canonicalize_name(project)
