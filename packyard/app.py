@@ -15,7 +15,6 @@ from packyard.index.hot import HotIndex
 from packyard.settings import Settings
 from packyard.wiring import open_store
 
-
 FORM_OVERHEAD = 1024 * 1024
 """Room for the multipart fields around an upload's file."""
 

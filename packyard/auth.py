@@ -11,6 +11,7 @@ import base64
 import binascii
 
 from fastapi import Request
+
 from store.errors import Forbidden, Unauthenticated
 from store.tokens import Token
 
@@ -31,9 +32,7 @@ def credentials(request: Request) -> str | None:
         _, sep, password = decoded.partition(":")
         if sep and password:
             return password
-    raise Unauthenticated(
-        "unsupported Authorization header: send 'Bearer TOKEN' or Basic with the token as password"
-    )
+    raise Unauthenticated("unsupported Authorization header: send 'Bearer TOKEN' or Basic with the token as password")
 
 
 def caller(request: Request) -> Token | None:
@@ -53,9 +52,7 @@ def require(request: Request, namespace: str | None, role: str) -> Token | None:
         raise Unauthenticated(f"this operation needs a token with the {role} role; send it as Bearer or Basic")
     if not token.allows(namespace, role):
         where = f"namespace {namespace!r}" if namespace else "this operation"
-        raise Forbidden(
-            f"{token.actor} (scope {token.scope!r}, role {token.role}) may not {role} {where}"
-        )
+        raise Forbidden(f"{token.actor} (scope {token.scope!r}, role {token.role}) may not {role} {where}")
     return token
 
 

@@ -12,10 +12,10 @@ from typing import IO, Any
 from urllib.parse import quote
 
 import httpx
-from store import errors
 
 from packyard import __version__
 from packyard.settings import Settings, secret
+from store import errors
 
 
 def _q(path: str) -> str:

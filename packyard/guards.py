@@ -14,6 +14,7 @@ import json
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from store.blobs.base import too_large
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
 from store import errors
 
 STATUS: dict[type[errors.PackyardError], int] = {
@@ -32,9 +33,7 @@ def status_for(exc: errors.PackyardError) -> int:
 def error_response(exc: errors.PackyardError) -> JSONResponse:
     status = status_for(exc)
     headers = {"WWW-Authenticate": 'Basic realm="packyard"'} if status == 401 else None
-    return JSONResponse(
-        {"error": type(exc).__name__, "detail": exc.message}, status_code=status, headers=headers
-    )
+    return JSONResponse({"error": type(exc).__name__, "detail": exc.message}, status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:

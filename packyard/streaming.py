@@ -17,6 +17,7 @@ import anyio.from_thread
 import anyio.to_thread
 from fastapi import Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
+
 from store.blobs.base import BlobStore, too_large
 from store.errors import InvalidInput
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from packyard.settings import Settings, secret
 from store.archive import ArchiveLimits
 from store.blobs import LocalBlobStore, S3BlobStore
 from store.blobs.base import BlobStore
 from store.core import Store
 from store.errors import InvalidInput
-
-from packyard.settings import Settings, secret
 
 
 def open_blobs(settings: Settings) -> BlobStore:
@@ -16,9 +15,7 @@ def open_blobs(settings: Settings) -> BlobStore:
         return LocalBlobStore(settings.data / "blobs")
     access, secret_key = secret(settings.s3_access_key), secret(settings.s3_secret_key)
     if not access or not secret_key:
-        raise InvalidInput(
-            "PACKYARD_S3_ENDPOINT is set but PACKYARD_S3_ACCESS_KEY or PACKYARD_S3_SECRET_KEY is not"
-        )
+        raise InvalidInput("PACKYARD_S3_ENDPOINT is set but PACKYARD_S3_ACCESS_KEY or PACKYARD_S3_SECRET_KEY is not")
     return S3BlobStore(
         settings.s3_endpoint or "",
         settings.s3_bucket,

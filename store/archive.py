@@ -29,7 +29,9 @@ class ArchiveLimits:
     """Members smaller than this are not ratio-checked: tiny files compress absurdly well."""
 
 
-def plan_import(archive: zipfile.ZipFile, prefix: str, limits: ArchiveLimits, archive_size: int) -> list[tuple[str, zipfile.ZipInfo]]:
+def plan_import(
+    archive: zipfile.ZipFile, prefix: str, limits: ArchiveLimits, archive_size: int
+) -> list[tuple[str, zipfile.ZipInfo]]:
     """Validate every member; return (target path, member) pairs, or raise UnsafeArchive."""
     infos = archive.infolist()
     if len(infos) > limits.max_members:
@@ -52,10 +54,7 @@ def plan_import(archive: zipfile.ZipFile, prefix: str, limits: ArchiveLimits, ar
         if target in seen:
             raise UnsafeArchive(f"archive holds {info.filename!r} twice")
         seen.add(target)
-        if (
-            info.file_size >= limits.ratio_floor
-            and info.file_size > limits.max_ratio * max(info.compress_size, 1)
-        ):
+        if info.file_size >= limits.ratio_floor and info.file_size > limits.max_ratio * max(info.compress_size, 1):
             raise UnsafeArchive(
                 f"archive member {info.filename!r} expands {info.file_size // max(info.compress_size, 1)}"
                 f"x (limit {limits.max_ratio}x): refusing a likely zip bomb"
@@ -68,8 +67,7 @@ def plan_import(archive: zipfile.ZipFile, prefix: str, limits: ArchiveLimits, ar
         )
     if total >= limits.ratio_floor and total > limits.max_ratio * max(archive_size, 1):
         raise UnsafeArchive(
-            f"archive expands {total // max(archive_size, 1)}x (limit {limits.max_ratio}x): "
-            "refusing a likely zip bomb"
+            f"archive expands {total // max(archive_size, 1)}x (limit {limits.max_ratio}x): refusing a likely zip bomb"
         )
     return plan
 

@@ -137,7 +137,9 @@ def _sdist_metadata(stream: BinaryIO, parsed: ParsedFilename, size: int) -> byte
                     raise UnsafeArchive(f"{parsed.filename} holds a device file {member.name!r}")
                 inflated += member.size
                 if inflated > budget:
-                    raise UnsafeArchive(f"{parsed.filename} inflates beyond {TAR_RATIO_MAX}x: refusing a likely tar bomb")
+                    raise UnsafeArchive(
+                        f"{parsed.filename} inflates beyond {TAR_RATIO_MAX}x: refusing a likely tar bomb"
+                    )
                 if member.isfile() and member.name.count("/") == 1 and member.name.endswith("/PKG-INFO"):
                     if found is not None:
                         raise InvalidInput(f"{parsed.filename} holds more than one top-level PKG-INFO")

@@ -124,7 +124,11 @@ class Dists:
         blob = self.blobs.put(reader, limit=self.max_upload_bytes)  # type: ignore[arg-type]
         created = [blob.sha256] if blob.created else []
         try:
-            computed = {"sha256": blob.sha256, "md5": reader.md5.hexdigest(), "blake2_256": reader.blake2_256.hexdigest()}
+            computed = {
+                "sha256": blob.sha256,
+                "md5": reader.md5.hexdigest(),
+                "blake2_256": reader.blake2_256.hexdigest(),
+            }
             for field, algorithm in DIGESTS.items():
                 sent = (digests or {}).get(field)
                 if sent and sent.strip().lower() != computed[algorithm]:
@@ -186,7 +190,12 @@ class Dists:
                         uploader=uploader,
                     )
                     db["dists"].insert({**dist.to_dict(), "yanked": 0})
-                    self.catalog.audit(uploader or "-", "dist.upload", namespace, json.dumps({"filename": dist.filename, "sha256": dist.sha256}))
+                    self.catalog.audit(
+                        uploader or "-",
+                        "dist.upload",
+                        namespace,
+                        json.dumps({"filename": dist.filename, "sha256": dist.sha256}),
+                    )
                     results.append((dist, True))
         except BaseException:
             self.refs.discard(created)
@@ -206,7 +215,9 @@ class Dists:
     def list(self, namespace: str, project: str | None = None) -> list[Dist]:
         validate_namespace(namespace)
         if project is None:
-            rows = self.catalog.query("SELECT * FROM dists WHERE namespace = ? ORDER BY project, filename", (namespace,))
+            rows = self.catalog.query(
+                "SELECT * FROM dists WHERE namespace = ? ORDER BY project, filename", (namespace,)
+            )
         else:
             rows = self.catalog.query(
                 "SELECT * FROM dists WHERE namespace = ? AND project = ? ORDER BY filename",
@@ -233,16 +244,32 @@ class Dists:
         return found
 
     def yank(
-        self, namespace: str, project: str, version: str | None, *, filename: str | None = None, reason: str = "", actor: str
+        self,
+        namespace: str,
+        project: str,
+        version: str | None,
+        *,
+        filename: str | None = None,
+        reason: str = "",
+        actor: str,
     ) -> list[Dist]:
         """PEP 592: installers skip yanked files unless a requirement pins them with ``==``."""
         return self._set_yanked(namespace, project, version, filename, True, reason, actor)
 
-    def unyank(self, namespace: str, project: str, version: str | None, *, filename: str | None = None, actor: str) -> list[Dist]:
+    def unyank(
+        self, namespace: str, project: str, version: str | None, *, filename: str | None = None, actor: str
+    ) -> list[Dist]:
         return self._set_yanked(namespace, project, version, filename, False, None, actor)
 
     def _set_yanked(
-        self, namespace: str, project: str, version: str | None, filename: str | None, yanked: bool, reason: str | None, actor: str
+        self,
+        namespace: str,
+        project: str,
+        version: str | None,
+        filename: str | None,
+        yanked: bool,
+        reason: str | None,
+        actor: str,
     ) -> list[Dist]:
         with self.catalog.write() as db:
             dists = self._select(namespace, project, version, filename)
@@ -258,19 +285,25 @@ class Dists:
                     },
                 )
                 self.catalog.audit(
-                    actor, "dist.yank" if yanked else "dist.unyank", namespace,
+                    actor,
+                    "dist.yank" if yanked else "dist.unyank",
+                    namespace,
                     json.dumps({"filename": dist.filename, "reason": reason}),
                 )
         self.generations.bump(namespace)
         return [self.get(namespace, d.filename) for d in dists]
 
-    def delete(self, namespace: str, project: str, version: str | None, *, filename: str | None = None, actor: str) -> list[Dist]:
+    def delete(
+        self, namespace: str, project: str, version: str | None, *, filename: str | None = None, actor: str
+    ) -> list[Dist]:
         """Remove files from the index for good (their blobs go when nothing else holds them)."""
         with self.catalog.write() as db:
             dists = self._select(namespace, project, version, filename)
             for dist in dists:
                 db["dists"].delete((namespace, dist.filename))
-                self.catalog.audit(actor, "dist.delete", namespace, json.dumps({"filename": dist.filename, "sha256": dist.sha256}))
+                self.catalog.audit(
+                    actor, "dist.delete", namespace, json.dumps({"filename": dist.filename, "sha256": dist.sha256})
+                )
         self.generations.bump(namespace)
         self.refs.discard([h for d in dists for h in (d.sha256, d.metadata_sha256)])
         return dists

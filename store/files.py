@@ -120,7 +120,8 @@ class NamespaceFiles:
                 )
                 deleting = change.sha256 is None
                 if head is not None and (
-                    (deleting and head["deleted"]) or (not deleting and head["sha256"] == change.sha256 and not head["deleted"])
+                    (deleting and head["deleted"])
+                    or (not deleting and head["sha256"] == change.sha256 and not head["deleted"])
                 ):
                     if change.git_blob and head["git_blob"] != change.git_blob:
                         db["file_heads"].update((namespace, change.path), {"git_blob": change.git_blob})
@@ -167,9 +168,7 @@ class NamespaceFiles:
         validate_path(path)
         blob = self.blobs.put(stream, limit=self.max_upload_bytes)
         try:
-            return self.apply(
-                namespace, [Change(path, blob.sha256, blob.size)], author=author, origin="put"
-            )[0]
+            return self.apply(namespace, [Change(path, blob.sha256, blob.size)], author=author, origin="put")[0]
         except BaseException:
             if blob.created:
                 self.refs.discard([blob.sha256])
@@ -180,9 +179,7 @@ class NamespaceFiles:
         validate_namespace(namespace)
         validate_path(path)
         if revision is None:
-            row = self.catalog.one(
-                "SELECT * FROM file_heads WHERE namespace = ? AND path = ?", (namespace, path)
-            )
+            row = self.catalog.one("SELECT * FROM file_heads WHERE namespace = ? AND path = ?", (namespace, path))
             found = _from_head(namespace, row) if row else None
         else:
             if revision < 1:
@@ -253,9 +250,9 @@ class NamespaceFiles:
     def restore(self, namespace: str, path: str, revision: int, *, author: str | None) -> Applied:
         """Make revision ``revision``'s bytes the head again (a new revision, unless identical)."""
         old = self.get(namespace, path, revision)
-        return self.apply(
-            namespace, [Change(path, old.sha256, old.size)], author=author, origin=f"restore:{revision}"
-        )[0]
+        return self.apply(namespace, [Change(path, old.sha256, old.size)], author=author, origin=f"restore:{revision}")[
+            0
+        ]
 
     # -- archives ----------------------------------------------------------------------
 

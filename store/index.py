@@ -52,6 +52,7 @@ class ProjectPage:
     @property
     def versions(self) -> list[str]:
         """PEP 700: every version that has a file, in ascending order."""
+
         def key(v: str):  # noqa: ANN202
             try:
                 return (0, Version(v))
@@ -70,8 +71,7 @@ class Source(Protocol):
         """The files of one project (normalized name), or None if the source lacks it."""
         ...
 
-    def file(self, filename: str) -> IndexFile | None:
-        ...
+    def file(self, filename: str) -> IndexFile | None: ...
 
 
 def _file(row: dict) -> IndexFile:

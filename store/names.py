@@ -68,8 +68,7 @@ def validate_path(path: str) -> str:
     for segment in path.split("/"):
         if segment in ("", ".", ".."):
             raise InvalidName(
-                f"file path {path!r} has an empty, '.' or '..' segment; paths must stay inside "
-                "the namespace"
+                f"file path {path!r} has an empty, '.' or '..' segment; paths must stay inside the namespace"
             )
         if len(segment.encode("utf-8")) > SEGMENT_MAX_BYTES:
             raise InvalidName(f"a segment of file path {path!r} is longer than {SEGMENT_MAX_BYTES} bytes")

@@ -43,9 +43,7 @@ class Namespaces:
         with self.catalog.write() as db:
             for ns in reversed(ancestors(name)):
                 if self.catalog.one("SELECT 1 FROM namespaces WHERE name = ?", (ns,)) is None:
-                    db["namespaces"].insert(
-                        {"name": ns, "created": now(), "created_by": author, "settings": "{}"}
-                    )
+                    db["namespaces"].insert({"name": ns, "created": now(), "created_by": author, "settings": "{}"})
                     created = ns == name
         return created
 
@@ -95,10 +93,7 @@ class Namespaces:
             )
         else:
             rows = self.catalog.query("SELECT * FROM namespaces ORDER BY name")
-        return [
-            Namespace(r["name"], r["created"], r["created_by"], json.loads(r["settings"]))
-            for r in rows
-        ]
+        return [Namespace(r["name"], r["created"], r["created_by"], json.loads(r["settings"])) for r in rows]
 
     def update_settings(self, name: str, changes: dict, author: str | None) -> Namespace:
         """Merge ``changes`` into the settings; a ``None`` value removes a key."""

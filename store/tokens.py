@@ -72,9 +72,7 @@ class Tokens:
         self.catalog = catalog
         self._admin_secret = admin_secret or None
 
-    def create(
-        self, scope: str, role: str, *, name: str = "", creator: Token | None = None
-    ) -> tuple[Token, str]:
+    def create(self, scope: str, role: str, *, name: str = "", creator: Token | None = None) -> tuple[Token, str]:
         """Make a token and return it with its secret, which is never retrievable again."""
         check_scope(scope)
         check_role(role)
@@ -96,9 +94,7 @@ class Tokens:
     def authenticate(self, secret: str) -> Token:
         if self._admin_secret and hmac.compare_digest(secret.encode(), self._admin_secret.encode()):
             return ENV_ADMIN
-        row = self.catalog.one(
-            "SELECT * FROM tokens WHERE secret_hash = ? AND revoked IS NULL", (hash_secret(secret),)
-        )
+        row = self.catalog.one("SELECT * FROM tokens WHERE secret_hash = ? AND revoked IS NULL", (hash_secret(secret),))
         if row is None:
             raise Unauthenticated("the token is unknown or revoked")
         row.pop("secret_hash")
@@ -110,9 +106,7 @@ class Tokens:
         for row in rows:
             row.pop("secret_hash")
             token = Token(**row)
-            if viewer is None or viewer.scope == ALL or (
-                token.scope != ALL and is_within(token.scope, viewer.scope)
-            ):
+            if viewer is None or viewer.scope == ALL or (token.scope != ALL and is_within(token.scope, viewer.scope)):
                 tokens.append(token)
         return tokens
 
@@ -131,5 +125,7 @@ class Tokens:
             raise Forbidden(f"{revoker.actor} cannot revoke tokens: the admin role is needed")
         with self.catalog.write() as db:
             db["tokens"].update(token_id, {"revoked": token.revoked or now()})
-            self.catalog.audit(revoker.actor if revoker else "local", "token.revoke", None, json.dumps({"id": token_id}))
+            self.catalog.audit(
+                revoker.actor if revoker else "local", "token.revoke", None, json.dumps({"id": token_id})
+            )
         return Token(**{**token.to_dict(), "revoked": token.revoked or now()})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from store.names import validate_namespace
 
 from packyard.auth import actor, require
+from store.names import validate_namespace
 
 router = APIRouter(prefix="/api/v1/namespaces/{ns}/dists", tags=["dists"])
 

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
-from store.names import validate_namespace, validate_path, validate_prefix
 
 from packyard.auth import actor, require
 from packyard.streaming import blob_response, with_body
+from store.names import validate_namespace, validate_path, validate_prefix
 
 router = APIRouter(prefix="/api/v1/namespaces/{ns}", tags=["files"])
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from store.names import validate_namespace
 
 from packyard.auth import actor, caller, require
+from store.names import validate_namespace
 
 router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
 

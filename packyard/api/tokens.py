@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from store.errors import Forbidden, Unauthenticated
 
 from packyard.auth import caller
+from store.errors import Forbidden, Unauthenticated
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 

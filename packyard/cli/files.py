@@ -8,9 +8,9 @@ import tempfile
 from pathlib import Path
 
 import typer
-from store.errors import InvalidInput
 
 from packyard.cli.output import client, console, emit_json, read_chunks, table, transfer
+from store.errors import InvalidInput
 
 app = typer.Typer(help="Namespace files with revisions.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print JSON.")

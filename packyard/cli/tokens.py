@@ -7,11 +7,11 @@ calling the server: that is how the first admin token is made on a fresh install
 from __future__ import annotations
 
 import typer
-from store.catalog import Catalog
-from store.tokens import Tokens
 
 from packyard.cli.output import client, console, emit_json, table
 from packyard.settings import get_settings
+from store.catalog import Catalog
+from store.tokens import Tokens
 
 app = typer.Typer(help="API tokens: create (secret shown once), list, revoke.", no_args_is_help=True)
 LOCAL = typer.Option(False, "--local", help="Write the catalog in PACKYARD_DATA directly (bootstrap).")

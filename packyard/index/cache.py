@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import threading
 
+from packyard.index import render
+from packyard.index.render import Page
 from store.core import Store
 from store.errors import NotFound
 from store.index import IndexFile
-
-from packyard.index import render
-from packyard.index.render import Page
 
 MAX_ENTRIES = 100_000
 

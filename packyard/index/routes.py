@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
-from store.errors import NotAcceptable, NotFound
-from store.index import normalize
-from store.names import validate_namespace
 
 from packyard.auth import require
 from packyard.index.negotiate import negotiate
 from packyard.index.render import Page
 from packyard.streaming import blob_response
+from store.errors import NotAcceptable, NotFound
+from store.index import normalize
+from store.names import validate_namespace
 
 router = APIRouter(tags=["index"])
 

@@ -13,10 +13,10 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from starlette.datastructures import UploadFile
-from store.errors import InvalidInput
-from store.names import validate_namespace
 
 from packyard.auth import actor, require
+from store.errors import InvalidInput
+from store.names import validate_namespace
 
 router = APIRouter(tags=["index"])
 

@@ -66,9 +66,7 @@ class S3BlobStore:
             secure = parts.scheme == "https"
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self.client = Minio(
-            parts.netloc, access_key=access_key, secret_key=secret_key, secure=secure, region=region
-        )
+        self.client = Minio(parts.netloc, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
         if create_bucket:
             try:
                 if not self.client.bucket_exists(bucket):
