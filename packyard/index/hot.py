@@ -36,11 +36,13 @@ class HotIndex:
             parts = scope["path"].split("/")
             # ['', ns, 'simple', ''] | ['', ns, 'simple', project, ''] | ['', ns, 'dists', filename]
             if len(parts) in (4, 5) and parts[2] == "simple" and parts[-1] == "":
-                if await self._page(scope, send, parts[1], parts[3] if len(parts) == 5 else None):
-                    return
+                served = await self._page(scope, send, parts[1], parts[3] if len(parts) == 5 else None)
             elif len(parts) == 4 and parts[2] == "dists" and parts[3]:
-                if await self._dist(scope, receive, send, parts[1], parts[3]):
-                    return
+                served = await self._dist(scope, receive, send, parts[1], parts[3])
+            else:
+                served = False
+            if served:
+                return
         await self.app(scope, receive, send)
 
     async def _page(self, scope: Scope, send: Send, namespace: str, project: str | None) -> bool:
