@@ -122,6 +122,26 @@ class Client:
     def import_zip(self, ns: str, content: IO[bytes] | Iterator[bytes], prefix: str = "") -> dict:
         return self.json("POST", f"/api/v1/namespaces/{ns}/import", params={"prefix": prefix}, content=content)
 
+    def update_settings(self, ns: str, **changes: Any) -> dict:
+        return self.json("PATCH", f"/api/v1/namespaces/{ns}/settings", json=changes)
+
+    # -- dists --------------------------------------------------------------------------
+
+    def dists(self, ns: str, project: str | None = None) -> list[dict]:
+        return self.json("GET", f"/api/v1/namespaces/{ns}/dists", params={"project": project} if project else None)
+
+    def yank(self, ns: str, project: str, version: str, reason: str = "", filename: str | None = None) -> list[dict]:
+        body = {"reason": reason, "filename": filename}
+        return self.json("POST", f"/api/v1/namespaces/{ns}/dists/{_q(project)}/{_q(version)}/yank", json=body)
+
+    def unyank(self, ns: str, project: str, version: str, filename: str | None = None) -> list[dict]:
+        body = {"filename": filename}
+        return self.json("POST", f"/api/v1/namespaces/{ns}/dists/{_q(project)}/{_q(version)}/unyank", json=body)
+
+    def delete_dists(self, ns: str, project: str, version: str, filename: str | None = None) -> list[dict]:
+        params = {"filename": filename} if filename else None
+        return self.json("DELETE", f"/api/v1/namespaces/{ns}/dists/{_q(project)}/{_q(version)}", params=params)
+
     # -- tokens -------------------------------------------------------------------------
 
     def create_token(self, scope: str, role: str, name: str = "") -> dict:

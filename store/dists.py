@@ -110,6 +110,7 @@ class Dists:
         uploader: str | None,
         name: str | None = None,
         version: str | None = None,
+        filetype: str | None = None,
         digests: dict[str, str] | None = None,
     ) -> tuple[Dist, bool]:
         """Store and publish one file from a seekable stream. Returns (dist, created)."""
@@ -119,6 +120,8 @@ class Dists:
             raise InvalidInput(f"the form says name {name!r} but the file is {filename}")
         if version is not None and normalize_version(version) != str(parsed.version):
             raise InvalidInput(f"the form says version {version!r} but the file is {filename}")
+        if filetype is not None and filetype != parsed.filetype:
+            raise InvalidInput(f"the form says filetype {filetype!r} but {filename} is a {parsed.filetype}")
         stream.seek(0)
         reader = _DigestReader(stream)
         blob = self.blobs.put(reader, limit=self.max_upload_bytes)  # type: ignore[arg-type]

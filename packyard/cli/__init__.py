@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from packyard.cli import files, namespaces, serve, tokens
+from packyard.cli import dists, files, namespaces, serve, tokens
 from packyard.cli_errors import run
 
 app = typer.Typer(
@@ -17,6 +17,10 @@ app.command("serve")(serve.serve)
 app.add_typer(namespaces.app, name="ns")
 app.add_typer(files.app, name="files")
 app.add_typer(tokens.app, name="token")
+app.add_typer(dists.app, name="dists")
+app.command("yank")(dists.yank)
+app.command("unyank")(dists.unyank)
+app.command("index-config")(dists.index_config)
 
 
 def main() -> None:

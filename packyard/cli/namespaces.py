@@ -37,3 +37,16 @@ def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JS
         emit_json(ns)
     else:
         table([ns], ["name", "files", "bytes", "created", "created_by", "settings"])
+
+
+@app.command("set")
+def set_(
+    name: str,
+    inherit: bool = typer.Option(
+        None, "--inherit/--no-inherit", help="List the ancestors' files in this namespace's index."
+    ),
+) -> None:
+    """Change namespace settings (admin role)."""
+    changes = {key: value for key, value in {"inherit": inherit}.items() if value is not None}
+    ns = client().update_settings(name, **changes)
+    console.print(f"{ns['name']} settings: {ns['settings']}")

@@ -45,6 +45,7 @@ async def _upload(ns: str, request: Request) -> PlainTextResponse:
                 uploader=actor(token),
                 name=fields.get("name"),
                 version=fields.get("version"),
+                filetype=fields.get("filetype"),
                 digests={k: fields[k] for k in ("sha256_digest", "md5_digest", "blake2_256_digest") if fields.get(k)},
             )
         )

@@ -1,0 +1,83 @@
+"""``packyard dists``, ``yank``, ``unyank`` and ``index-config``: the package index from the shell."""
+
+from __future__ import annotations
+
+import typer
+
+from packyard.cli.output import client, console, emit_json, table
+from packyard.settings import get_settings
+
+app = typer.Typer(help="Distribution files in a namespace's package index.", no_args_is_help=True)
+FILE = typer.Option(None, "--file", "-f", help="Only this file, not the whole release.")
+
+
+@app.command("ls")
+def ls(
+    ns: str,
+    project: str = typer.Argument(None, help="Only this project."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List the namespace's own files (inherited ones are listed in their namespace)."""
+    rows = client().dists(ns, project)
+    if as_json:
+        emit_json(rows)
+    else:
+        table(rows, ["filename", "version", "size", "requires_python", "yanked", "yanked_reason", "upload_time"])
+
+
+@app.command("rm")
+def rm(ns: str, project: str, version: str, filename: str = FILE) -> None:
+    """Delete a release (every file of VERSION) or one file, for good."""
+    removed = client().delete_dists(ns, project, version, filename)
+    for dist in removed:
+        console.print(f"deleted {ns}:{dist['filename']}")
+
+
+def yank(
+    ns: str,
+    project: str,
+    version: str,
+    reason: str = typer.Option("", "--reason", "-r", help="Shown to installers (PEP 592)."),
+    filename: str = FILE,
+) -> None:
+    """Yank a release or one file: installers skip it unless pinned with ==."""
+    for dist in client().yank(ns, project, version, reason, filename):
+        console.print(f"yanked {ns}:{dist['filename']}" + (f" ({reason})" if reason else ""))
+
+
+def unyank(ns: str, project: str, version: str, filename: str = FILE) -> None:
+    """Undo a yank."""
+    for dist in client().unyank(ns, project, version, filename):
+        console.print(f"unyanked {ns}:{dist['filename']}")
+
+
+def index_config(ns: str) -> None:
+    """Print ready-to-paste pip, uv, twine and uv publish settings for NS."""
+    base = get_settings().url.rstrip("/")
+    simple, upload = f"{base}/{ns}/simple/", f"{base}/{ns}/"
+    name = ns.replace(".", "-")
+    print(
+        f"""# pip: ~/.config/pip/pip.conf (or pip install --index-url {simple} ...)
+[global]
+index-url = {simple}
+
+# uv: pyproject.toml (or uv pip install --index-url {simple} ...)
+[[tool.uv.index]]
+name = "{name}"
+url = "{simple}"
+publish-url = "{upload}"
+default = true
+
+# twine: ~/.pypirc, then: twine upload -r {name} dist/*
+[distutils]
+index-servers = {name}
+
+[{name}]
+repository = {upload}
+username = __token__
+password = <a packyard token with the write role on {ns}>
+
+# uv publish
+UV_PUBLISH_URL={upload} UV_PUBLISH_USERNAME=__token__ UV_PUBLISH_PASSWORD=<token> uv publish
+# or, with the [[tool.uv.index]] above: uv publish --index {name}"""
+    )
