@@ -18,6 +18,7 @@ EXIT: dict[type[errors.PackyardError], int] = {
     errors.Unauthenticated: 6,
     errors.Forbidden: 7,
     errors.BackendUnavailable: 8,
+    errors.RemoteFailed: 9,
 }
 
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -16,11 +16,24 @@ import httpx
 from packyard import __version__
 from packyard.settings import Settings, secret
 from store import errors
+from store.names import validate_namespace, validate_path
 
 
 def _q(path: str) -> str:
-    """Percent-encode a namespace path for a URL, keeping its slashes."""
-    return quote(path, safe="/")
+    """A namespace path for a URL: validated first (httpx resolves '.' and '..' segments, so
+    an unchecked path could address another route), then percent-encoded, slashes kept."""
+    return quote(validate_path(path), safe="/")
+
+
+def _seg(value: str) -> str:
+    """One URL path segment (a project name, a version)."""
+    if value in ("", ".", ".."):
+        raise errors.InvalidInput(f"{value!r} is not a valid name")
+    return quote(value, safe="")
+
+
+def _ns(namespace: str) -> str:
+    return validate_namespace(namespace)
 
 
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -46,6 +59,7 @@ def raise_for(response: httpx.Response) -> None:
             409: errors.Conflict,
             413: errors.TooLarge,
             422: errors.InvalidInput,
+            502: errors.RemoteFailed,
         }.get(response.status_code, errors.PackyardError)
     raise cls(detail)
 
@@ -84,63 +98,65 @@ class Client:
         return self.json("GET", "/api/v1/namespaces", params={"under": under} if under else None)
 
     def namespace(self, name: str) -> dict:
-        return self.json("GET", f"/api/v1/namespaces/{name}")
+        return self.json("GET", f"/api/v1/namespaces/{_ns(name)}")
 
     # -- files --------------------------------------------------------------------------
 
     def put_file(self, ns: str, path: str, content: IO[bytes] | Iterator[bytes] | bytes) -> tuple[dict, bool]:
-        response = self.request("PUT", f"/api/v1/namespaces/{ns}/files/{_q(path)}", content=content)
+        response = self.request("PUT", f"/api/v1/namespaces/{_ns(ns)}/files/{_q(path)}", content=content)
         return response.json(), response.status_code == 201
 
     def stream_file(self, ns: str, path: str, revision: int | None = None):  # noqa: ANN201
         """A context manager yielding the streaming response (check ``headers``, iterate bytes)."""
         params = {"revision": revision} if revision is not None else None
-        return _Streamed(self, f"/api/v1/namespaces/{ns}/files/{_q(path)}", params)
+        return _Streamed(self, f"/api/v1/namespaces/{_ns(ns)}/files/{_q(path)}", params)
 
     def list_files(self, ns: str, prefix: str = "") -> list[dict]:
-        return self.json("GET", f"/api/v1/namespaces/{ns}/files", params={"prefix": prefix})
+        return self.json("GET", f"/api/v1/namespaces/{_ns(ns)}/files", params={"prefix": prefix})
 
     def delete_file(self, ns: str, path: str) -> dict:
-        return self.json("DELETE", f"/api/v1/namespaces/{ns}/files/{_q(path)}")
+        return self.json("DELETE", f"/api/v1/namespaces/{_ns(ns)}/files/{_q(path)}")
 
     def move_file(self, ns: str, source: str, target: str, overwrite: bool = False) -> dict:
         return self.json(
             "POST",
-            f"/api/v1/namespaces/{ns}/move",
+            f"/api/v1/namespaces/{_ns(ns)}/move",
             json={"source": source, "target": target, "overwrite": overwrite},
         )
 
     def history(self, ns: str, path: str) -> list[dict]:
-        return self.json("GET", f"/api/v1/namespaces/{ns}/revisions/{_q(path)}")
+        return self.json("GET", f"/api/v1/namespaces/{_ns(ns)}/revisions/{_q(path)}")
 
     def restore(self, ns: str, path: str, revision: int) -> dict:
-        return self.json("POST", f"/api/v1/namespaces/{ns}/restore/{_q(path)}", params={"revision": revision})
+        return self.json("POST", f"/api/v1/namespaces/{_ns(ns)}/restore/{_q(path)}", params={"revision": revision})
 
     def export(self, ns: str, prefix: str = ""):  # noqa: ANN201
-        return _Streamed(self, f"/api/v1/namespaces/{ns}/export", {"prefix": prefix})
+        return _Streamed(self, f"/api/v1/namespaces/{_ns(ns)}/export", {"prefix": prefix})
 
     def import_zip(self, ns: str, content: IO[bytes] | Iterator[bytes], prefix: str = "") -> dict:
-        return self.json("POST", f"/api/v1/namespaces/{ns}/import", params={"prefix": prefix}, content=content)
+        return self.json("POST", f"/api/v1/namespaces/{_ns(ns)}/import", params={"prefix": prefix}, content=content)
 
     def update_settings(self, ns: str, **changes: Any) -> dict:
-        return self.json("PATCH", f"/api/v1/namespaces/{ns}/settings", json=changes)
+        return self.json("PATCH", f"/api/v1/namespaces/{_ns(ns)}/settings", json=changes)
 
     # -- dists --------------------------------------------------------------------------
 
     def dists(self, ns: str, project: str | None = None) -> list[dict]:
-        return self.json("GET", f"/api/v1/namespaces/{ns}/dists", params={"project": project} if project else None)
+        return self.json("GET", f"/api/v1/namespaces/{_ns(ns)}/dists", params={"project": project} if project else None)
 
     def yank(self, ns: str, project: str, version: str, reason: str = "", filename: str | None = None) -> list[dict]:
         body = {"reason": reason, "filename": filename}
-        return self.json("POST", f"/api/v1/namespaces/{ns}/dists/{_q(project)}/{_q(version)}/yank", json=body)
+        return self.json("POST", f"/api/v1/namespaces/{_ns(ns)}/dists/{_seg(project)}/{_seg(version)}/yank", json=body)
 
     def unyank(self, ns: str, project: str, version: str, filename: str | None = None) -> list[dict]:
         body = {"filename": filename}
-        return self.json("POST", f"/api/v1/namespaces/{ns}/dists/{_q(project)}/{_q(version)}/unyank", json=body)
+        return self.json(
+            "POST", f"/api/v1/namespaces/{_ns(ns)}/dists/{_seg(project)}/{_seg(version)}/unyank", json=body
+        )
 
     def delete_dists(self, ns: str, project: str, version: str, filename: str | None = None) -> list[dict]:
         params = {"filename": filename} if filename else None
-        return self.json("DELETE", f"/api/v1/namespaces/{ns}/dists/{_q(project)}/{_q(version)}", params=params)
+        return self.json("DELETE", f"/api/v1/namespaces/{_ns(ns)}/dists/{_seg(project)}/{_seg(version)}", params=params)
 
     # -- tokens -------------------------------------------------------------------------
 
@@ -151,7 +167,7 @@ class Client:
         return self.json("GET", "/api/v1/tokens")
 
     def revoke_token(self, token_id: str) -> dict:
-        return self.json("DELETE", f"/api/v1/tokens/{token_id}")
+        return self.json("DELETE", f"/api/v1/tokens/{quote(token_id, safe='')}")
 
 
 class _Streamed:

@@ -19,6 +19,7 @@ STATUS: dict[type[errors.PackyardError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.TooLarge: 413,
+    errors.RemoteFailed: 502,
     errors.BackendUnavailable: 503,
 }
 

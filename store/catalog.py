@@ -116,7 +116,38 @@ def _v2(db: sqlite_utils.Database) -> None:
     db["dists"].create_index(["metadata_sha256"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    db["syncs"].create(
+        {"name": str, "namespace": str, "spec": str, "created": str, "created_by": str},
+        pk="name",
+        not_null={"namespace", "spec", "created"},
+    )
+    db["sync_runs"].create(
+        {
+            "id": int,
+            "sync": str,
+            "namespace": str,
+            "url": str,
+            "ref": str,
+            "commit_sha": str,
+            "dry_run": int,
+            "added": int,
+            "updated": int,
+            "deleted": int,
+            "unchanged": int,
+            "skipped": int,
+            "started": str,
+            "finished": str,
+            "duration": float,
+            "error": str,
+            "actor": str,
+        },
+        pk="id",
+    )
+    db["sync_runs"].create_index(["sync"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 """Schema steps in order; ``PRAGMA user_version`` records how many have run."""
 
 

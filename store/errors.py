@@ -53,5 +53,9 @@ class Forbidden(PackyardError):
     """Valid credentials whose scope or role do not allow the operation."""
 
 
+class RemoteFailed(PackyardError):
+    """A remote the server talks to for the user (a git remote, an upstream index) failed."""
+
+
 class BackendUnavailable(PackyardError):
     """The blob backend (local disk or S3) failed; the operation changed nothing."""

@@ -213,6 +213,16 @@ class NamespaceFiles:
         rows = self.catalog.query(sql + " ORDER BY path", (namespace, len(prefix), prefix))
         return [_from_head(namespace, row) for row in rows]
 
+    def heads(self, namespace: str, prefix: str = "") -> dict[str, dict]:
+        """Current (not deleted) heads under a folder prefix, with their git blob ids."""
+        validate_namespace(namespace)
+        folder = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        rows = self.catalog.query(
+            "SELECT * FROM file_heads WHERE namespace = ? AND deleted = 0 AND substr(path, 1, ?) = ?",
+            (namespace, len(folder), folder),
+        )
+        return {row["path"]: row for row in rows}
+
     def delete(self, namespace: str, path: str, *, author: str | None) -> Applied:
         self.get(namespace, path)  # NotFound for absent or already deleted paths
         return self.apply(namespace, [Change(path, None)], author=author, origin="delete")[0]

@@ -123,9 +123,10 @@ class Tokens:
             raise Forbidden(f"{revoker.actor} cannot revoke a token of scope {token.scope!r}")
         if revoker is not None and revoker.role != "admin":
             raise Forbidden(f"{revoker.actor} cannot revoke tokens: the admin role is needed")
+        stamp = token.revoked or now()
         with self.catalog.write() as db:
-            db["tokens"].update(token_id, {"revoked": token.revoked or now()})
+            db["tokens"].update(token_id, {"revoked": stamp})
             self.catalog.audit(
                 revoker.actor if revoker else "local", "token.revoke", None, json.dumps({"id": token_id})
             )
-        return Token(**{**token.to_dict(), "revoked": token.revoked or now()})
+        return Token(**{**token.to_dict(), "revoked": stamp})

@@ -45,7 +45,9 @@ def make_wheel(
     dist_info = f"{module}-{version}.dist-info"
     files = {
         f"{module}/__init__.py": (f"VERSION = {version!r}\n" + (module_body or "")).encode(),
-        f"{dist_info}/METADATA": (metadata or _metadata(name, version, requires or [], requires_python, f"{name} for tests")).encode(),
+        f"{dist_info}/METADATA": (
+            metadata or _metadata(name, version, requires or [], requires_python, f"{name} for tests")
+        ).encode(),
         f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: packyard-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record = [_record_line(path, data) for path, data in files.items()] + [f"{dist_info}/RECORD,,"]
@@ -79,7 +81,9 @@ def make_sdist(
         f"{top}/{module}/__init__.py": f"VERSION = {version!r}\n".encode(),
     }
     if pkg_info:
-        content[f"{top}/PKG-INFO"] = _metadata(name, version, requires or [], requires_python, f"{name} for tests").encode()
+        content[f"{top}/PKG-INFO"] = _metadata(
+            name, version, requires or [], requires_python, f"{name} for tests"
+        ).encode()
     content.update(members or {})
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{module}-{version}.tar.gz"

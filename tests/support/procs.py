@@ -24,10 +24,20 @@ S3_ACCESS_KEY = "packyard-test"
 S3_SECRET_KEY = "packyard-test-secret"
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (the probe sockets stay open until all are chosen)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def port_free(port: int) -> bool:
@@ -71,19 +81,31 @@ class SeaweedFS:
         self.root.mkdir(parents=True, exist_ok=True)
         # Every listener gets its own free port (gRPC twins, Iceberg and Lance included),
         # so several SeaweedFS servers (parallel sessions, CI) never collide.
-        self.ports = [free_port() for _ in range(9)]
-        master, volume, filer, self.s3_port, mg, vg, fg, sg, iceberg = self.ports
-        lance = free_port()
-        self.ports.append(lance)
+        self.ports = free_ports(10)
+        master, volume, filer, self.s3_port, mg, vg, fg, sg, iceberg, lance = self.ports
         log = (self.root / "weed.log").open("wb")
         self.proc = subprocess.Popen(
             [
-                weed, "server", f"-dir={self.root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                f"-master.port={master}", f"-master.port.grpc={mg}", f"-volume.port={volume}",
-                f"-volume.port.grpc={vg}", "-filer", f"-filer.port={filer}", f"-filer.port.grpc={fg}",
-                "-s3", f"-s3.port={self.s3_port}", f"-s3.port.grpc={sg}",
-                f"-s3.port.iceberg={iceberg}", f"-s3.port.lance={lance}", "-master.telemetry=false",
-                "-volume.max=0", "-master.volumeSizeLimitMB=1024",
+                weed,
+                "server",
+                f"-dir={self.root}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                f"-master.port={master}",
+                f"-master.port.grpc={mg}",
+                f"-volume.port={volume}",
+                f"-volume.port.grpc={vg}",
+                "-filer",
+                f"-filer.port={filer}",
+                f"-filer.port.grpc={fg}",
+                "-s3",
+                f"-s3.port={self.s3_port}",
+                f"-s3.port.grpc={sg}",
+                f"-s3.port.iceberg={iceberg}",
+                f"-s3.port.lance={lance}",
+                "-master.telemetry=false",
+                "-volume.max=0",
+                "-master.volumeSizeLimitMB=1024",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
