@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 
 from packyard import __version__, http_errors
-from packyard.api import dists, files, namespaces, tokens
+from packyard.api import dists, files, namespaces, syncs, tokens
 from packyard.auth import caller
 from packyard.guards import BodyLimit, ControlCharacterGuard
 from packyard.index import routes as index_routes
@@ -14,6 +14,8 @@ from packyard.index.cache import IndexCache
 from packyard.index.hot import HotIndex
 from packyard.settings import Settings
 from packyard.wiring import open_store
+from sync.registry import SyncRegistry
+from sync.runner import Syncer
 
 FORM_OVERHEAD = 1024 * 1024
 """Room for the multipart fields around an upload's file."""
@@ -30,7 +32,9 @@ def create_app(settings: Settings) -> FastAPI:
     http_errors.install(app)
     app.add_middleware(ControlCharacterGuard)
     app.state.index = IndexCache(app.state.store)
-    for module in (namespaces, files, tokens, dists):
+    app.state.syncer = Syncer(app.state.store, settings.data, secrets_dir=settings.secrets_dir)
+    app.state.syncs = SyncRegistry(app.state.store.catalog)
+    for module in (namespaces, files, tokens, dists, syncs):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness and backend check")

@@ -158,6 +158,32 @@ class Client:
         params = {"filename": filename} if filename else None
         return self.json("DELETE", f"/api/v1/namespaces/{_ns(ns)}/dists/{_seg(project)}/{_seg(version)}", params=params)
 
+    # -- syncs ---------------------------------------------------------------------------
+
+    def sync_run(self, ns: str, body: dict) -> dict:
+        return self.json("POST", f"/api/v1/namespaces/{_ns(ns)}/sync", json=body, timeout=None)
+
+    def sync_push(self, ns: str, body: dict) -> dict:
+        return self.json("POST", f"/api/v1/namespaces/{_ns(ns)}/push", json=body, timeout=None)
+
+    def sync_add(self, body: dict) -> dict:
+        return self.json("POST", "/api/v1/syncs", json=body)
+
+    def syncs(self) -> list[dict]:
+        return self.json("GET", "/api/v1/syncs")
+
+    def sync(self, name: str) -> dict:
+        return self.json("GET", f"/api/v1/syncs/{_seg(name)}")
+
+    def sync_remove(self, name: str) -> dict:
+        return self.json("DELETE", f"/api/v1/syncs/{_seg(name)}")
+
+    def sync_trigger(self, name: str, dry_run: bool = False) -> dict:
+        return self.json("POST", f"/api/v1/syncs/{_seg(name)}/trigger", json={"dry_run": dry_run}, timeout=None)
+
+    def sync_runs(self, name: str) -> list[dict]:
+        return self.json("GET", f"/api/v1/syncs/{_seg(name)}/runs")
+
     # -- tokens -------------------------------------------------------------------------
 
     def create_token(self, scope: str, role: str, name: str = "") -> dict:

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     zip_max_total_bytes: int = 4 * GiB
     zip_max_ratio: int = 100
     log_requests: bool = False
+    secrets_dir: Path | None = None
+    """Folder of secret files that syncs may name as credentials (``--token-file NAME``)."""
 
     # S3 backend: used when an endpoint is set
     s3_endpoint: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from packyard.cli import dists, files, namespaces, serve, tokens
+from packyard.cli import dists, files, namespaces, serve, syncs, tokens
 from packyard.cli_errors import run
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app.add_typer(namespaces.app, name="ns")
 app.add_typer(files.app, name="files")
 app.add_typer(tokens.app, name="token")
 app.add_typer(dists.app, name="dists")
+app.add_typer(syncs.app, name="sync")
 app.command("yank")(dists.yank)
 app.command("unyank")(dists.unyank)
 app.command("index-config")(dists.index_config)

@@ -1,0 +1,177 @@
+"""Git sync: one-off runs and push back per namespace, registered syncs, and webhooks."""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from packyard.auth import actor, require
+from store.names import validate_namespace
+from sync.credentials import CredentialRef
+from sync.push import push
+from sync.registry import verify_webhook, wants_run
+from sync.spec import SyncSpec
+
+router = APIRouter(tags=["sync"])
+
+
+class CredentialIn(BaseModel):
+    """A reference to a secret the server holds: never the secret itself."""
+
+    kind: str = "token"
+    env: str | None = None
+    file: str | None = None
+    username: str = "x-access-token"
+
+    def ref(self) -> CredentialRef:
+        return CredentialRef(self.kind, self.env, self.file, self.username)
+
+
+class SpecIn(BaseModel):
+    url: str
+    ref: str | None = None
+    path: str = ""
+    prefix: str = ""
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    delete: bool = False
+    credential: CredentialIn | None = None
+
+    def spec(self) -> SyncSpec:
+        return SyncSpec(
+            self.url,
+            self.ref,
+            self.path,
+            self.prefix,
+            list(self.include),
+            list(self.exclude),
+            self.delete,
+            self.credential.ref() if self.credential else None,
+        )
+
+
+class RunIn(SpecIn):
+    dry_run: bool = False
+
+
+class RegisterIn(SpecIn):
+    name: str
+    namespace: str
+    webhook_secret_env: str | None = None
+    build: bool = False
+
+
+class TriggerIn(BaseModel):
+    dry_run: bool = False
+
+
+class PushIn(BaseModel):
+    url: str
+    branch: str
+    path: str = ""
+    prefix: str = ""
+    message: str | None = None
+    delete: bool = False
+    dry_run: bool = False
+    credential: CredentialIn | None = None
+
+
+@router.post("/api/v1/namespaces/{ns}/sync", summary="Sync a git repository into the namespace (or plan it)")
+def run_sync(ns: str, body: RunIn, request: Request) -> dict:
+    validate_namespace(ns)
+    spec = body.spec()
+    token = require(request, ns, "write")
+    return request.app.state.syncer.run(ns, spec, dry_run=body.dry_run, actor=actor(token)).to_dict()
+
+
+@router.post("/api/v1/namespaces/{ns}/push", summary="Commit the namespace's files into a git branch and push")
+def push_back(ns: str, body: PushIn, request: Request) -> dict:
+    validate_namespace(ns)
+    token = require(request, ns, "write")
+    store = request.app.state.store
+    store.namespaces.get(ns)
+    result = push(
+        store,
+        ns,
+        body.url,
+        branch=body.branch,
+        path=body.path,
+        prefix=body.prefix,
+        message=body.message,
+        delete=body.delete,
+        dry_run=body.dry_run,
+        credential=body.credential.ref() if body.credential else None,
+        secrets_dir=request.app.state.settings.secrets_dir,
+        actor=actor(token),
+    )
+    return result.to_dict()
+
+
+@router.post("/api/v1/syncs", status_code=201, summary="Register a named sync")
+def register(body: RegisterIn, request: Request) -> JSONResponse:
+    validate_namespace(body.namespace)
+    spec = body.spec()
+    token = require(request, body.namespace, "write")
+    registered = request.app.state.syncs.add(
+        body.name,
+        body.namespace,
+        spec,
+        webhook_secret_env=body.webhook_secret_env,
+        build=body.build,
+        actor=actor(token),
+    )
+    return JSONResponse(registered.to_dict(), status_code=201)
+
+
+@router.get("/api/v1/syncs", summary="List registered syncs")
+def list_syncs(request: Request) -> list[dict]:
+    require(request, None, "read")
+    return [s.to_dict() for s in request.app.state.syncs.list()]
+
+
+@router.get("/api/v1/syncs/{name}", summary="Show a registered sync")
+def show_sync(name: str, request: Request) -> dict:
+    registered = request.app.state.syncs.get(name)
+    require(request, registered.namespace, "read")
+    return registered.to_dict()
+
+
+@router.delete("/api/v1/syncs/{name}", summary="Remove a registered sync (its namespace files stay)")
+def remove_sync(name: str, request: Request) -> dict:
+    registered = request.app.state.syncs.get(name)
+    token = require(request, registered.namespace, "write")
+    return request.app.state.syncs.remove(name, actor=actor(token)).to_dict()
+
+
+@router.post("/api/v1/syncs/{name}/trigger", summary="Run a registered sync now")
+def trigger(name: str, body: TriggerIn, request: Request) -> dict:
+    registered = request.app.state.syncs.get(name)
+    token = require(request, registered.namespace, "write")
+    result = request.app.state.syncer.run(
+        registered.namespace, registered.spec, dry_run=body.dry_run, actor=actor(token), sync_name=name
+    )
+    return result.to_dict()
+
+
+@router.get("/api/v1/syncs/{name}/runs", summary="Run history: commit, counts per status, duration, error")
+def runs(name: str, request: Request) -> list[dict]:
+    registered = request.app.state.syncs.get(name)
+    require(request, registered.namespace, "read")
+    return request.app.state.syncs.runs(name)
+
+
+@router.post("/api/v1/syncs/{name}/webhook", summary="GitHub/GitLab push webhook (HMAC or token verified)")
+async def webhook(name: str, request: Request) -> JSONResponse:
+    registered = request.app.state.syncs.get(name)
+    body = await request.body()
+    verify_webhook(registered, {k.lower(): v for k, v in request.headers.items()}, body)
+    if not wants_run(registered, body):
+        return JSONResponse({"status": "ignored", "detail": "not a push to the branch this sync follows"}, 202)
+    result = await anyio.to_thread.run_sync(
+        lambda: request.app.state.syncer.run(
+            registered.namespace, registered.spec, dry_run=False, actor=f"webhook:{name}", sync_name=name
+        )
+    )
+    return JSONResponse({"status": "ran", "result": result.to_dict()}, 200)

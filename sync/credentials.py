@@ -1,0 +1,149 @@
+"""Git credentials by reference, and the redaction that keeps them out of every output.
+
+A sync never stores a secret: it stores a reference — an environment variable of the
+server, or a file name inside the server's secrets folder — and the secret is read when
+git runs. It reaches git through the environment (``GIT_CONFIG_*`` for an HTTP header,
+``GIT_SSH_COMMAND`` for a key), never through the command line or a remote URL, so it can
+appear in no process listing and no git error message. Everything git prints passes
+through :func:`redact` anyway, as does any URL that arrived with ``user:token@`` in it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shlex
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from store.errors import InvalidInput
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FILE = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class CredentialRef:
+    """Where a secret lives. ``kind`` is ``token`` (https) or ``ssh_key``."""
+
+    kind: str = "token"
+    env: str | None = None
+    file: str | None = None
+    username: str = "x-access-token"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("token", "ssh_key"):
+            raise InvalidInput("a credential is a 'token' (https) or an 'ssh_key'")
+        if (self.env is None) == (self.file is None):
+            raise InvalidInput("a credential names exactly one environment variable or one secrets file")
+        if self.env is not None and not _NAME.fullmatch(self.env):
+            raise InvalidInput(f"{self.env!r} is not an environment variable name")
+        if self.file is not None and (not _FILE.fullmatch(self.file) or self.file.startswith(".")):
+            raise InvalidInput(f"{self.file!r} is not a file name inside the secrets folder")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def read(self, secrets_dir: Path | None) -> str:
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if not value:
+                raise InvalidInput(f"the server has no environment variable {self.env} for this credential")
+            return value
+        if secrets_dir is None:
+            raise InvalidInput("the server has no secrets folder configured (PACKYARD_SECRETS_DIR)")
+        path = Path(secrets_dir) / str(self.file)
+        if not path.is_file():
+            raise InvalidInput(f"the secrets folder has no file {self.file!r}")
+        return path.read_text().strip() if self.kind == "token" else path.read_text()
+
+
+def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
+    """``https://user:tok@host/x`` -> (``https://host/x``, user, tok); other URLs unchanged."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and (parts.username or parts.password):
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+        return clean, unquote(parts.username or ""), unquote(parts.password or "") or None
+    return url, None, None
+
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https", "ssh", "git", "file"):
+        return url
+    if re.fullmatch(r"[\w.-]+@[\w.-]+:[\w./~-]+", url):  # scp-like ssh: git@host:org/repo.git
+        return url
+    raise InvalidInput(f"{redact_url(url)!r} is not a git URL (https, http, ssh, git or file)")
+
+
+def redact_url(url: str) -> str:
+    clean, user, password = split_userinfo(url)
+    return clean if (user or password) else url
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Remove every secret, and any ``user:password@`` in a URL, from ``text``."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+        encoded = base64.b64encode(secret.encode()).decode()
+        text = text.replace(encoded, "***")
+    return re.sub(r"(https?://)[^/@\s:]*:[^/@\s]*@", r"\1***@", text)
+
+
+class GitAuth:
+    """The environment git runs with for one operation, and the secrets to redact."""
+
+    def __init__(self, env: dict[str, str], secrets: list[str]) -> None:
+        self.env = env
+        self.secrets = secrets
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+
+@contextmanager
+def git_auth(url: str, ref: CredentialRef | None, secrets_dir: Path | None) -> Iterator[tuple[str, GitAuth]]:
+    """Yield (URL without userinfo, GitAuth) for running git against ``url``."""
+    clean, user, password = split_userinfo(url)
+    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true"}
+    secrets: list[str] = [s for s in (password,) if s]
+    header_user, header_secret = (user or "x-access-token", password) if password else (None, None)
+    key_file: str | None = None
+    try:
+        if ref is not None:
+            secret = ref.read(secrets_dir)
+            secrets.append(secret.strip())
+            if ref.kind == "token":
+                header_user, header_secret = ref.username, secret
+            else:
+                fd, key_file = tempfile.mkstemp(prefix="packyard-key-")
+                with os.fdopen(fd, "w") as out:
+                    out.write(secret if secret.endswith("\n") else secret + "\n")
+                os.chmod(key_file, stat.S_IRUSR | stat.S_IWUSR)
+                env["GIT_SSH_COMMAND"] = (
+                    f"ssh -i {shlex.quote(key_file)} -o IdentitiesOnly=yes -o BatchMode=yes "
+                    "-o StrictHostKeyChecking=accept-new"
+                )
+        if header_secret:
+            basic = base64.b64encode(f"{header_user}:{header_secret}".encode()).decode()
+            secrets.append(basic)
+            env.update(
+                {
+                    "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": "http.extraHeader",
+                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+                }
+            )
+        yield clean, GitAuth(env, secrets)
+    finally:
+        if key_file is not None:
+            os.unlink(key_file)

@@ -1,0 +1,97 @@
+"""One local bare mirror per repository URL, fetched incrementally, locked while in use.
+
+The mirror's folder name is a hash of the URL without credentials, and the URL is passed
+to each fetch rather than saved as a remote, so no token is ever written to disk. An
+exclusive ``flock`` on a lock file beside the mirror serialises syncs of one repository
+(threads and processes alike), so two concurrent fetches never corrupt it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import git
+
+from store.errors import NotFound, RemoteFailed
+from sync.credentials import GitAuth
+
+GIT_TIMEOUT = 600
+_SHA = re.compile(r"[0-9a-f]{7,40}")
+
+
+class Mirror:
+    def __init__(self, path: Path, url: str, auth: GitAuth) -> None:
+        self.path = path
+        self.url = url
+        self.auth = auth
+        self.repo = git.Repo(path)
+
+    def git(self, *args: str, env: dict | None = None) -> str:
+        """Run git in the mirror; failures come back redacted as RemoteFailed."""
+        try:
+            return self.repo.git.execute(
+                ["git", *args],
+                env={**os.environ, **self.auth.env, **(env or {})},
+                kill_after_timeout=GIT_TIMEOUT,
+            )
+        except git.GitCommandError as exc:
+            detail = self.auth.redact(str(exc.stderr or exc).strip())
+            raise RemoteFailed(f"git {args[0]} failed for {self.url}: {detail}") from None
+
+    def fetch(self) -> None:
+        self.git("fetch", "--prune", "--force", self.url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+
+    def default_branch(self) -> str:
+        out = self.git("ls-remote", "--symref", self.url, "HEAD")
+        for line in out.splitlines():
+            if line.startswith("ref: ") and line.endswith("\tHEAD"):
+                return line[5:].split("\t")[0].removeprefix("refs/heads/")
+        raise NotFound(f"{self.url} has no default branch; name a ref")
+
+    def resolve(self, ref: str | None) -> tuple[str, str]:
+        """(ref name, commit sha) for a branch, tag or commit; fetches first."""
+        self.fetch()
+        name = ref or self.default_branch()
+        for candidate in (f"refs/heads/{name}", f"refs/tags/{name}"):
+            try:
+                return name, self.repo.git.rev_parse("--verify", "--quiet", f"{candidate}^{{commit}}")
+            except git.GitCommandError:
+                continue
+        if _SHA.fullmatch(name):
+            try:
+                return name, self.repo.git.rev_parse("--verify", "--quiet", f"{name}^{{commit}}")
+            except git.GitCommandError:
+                try:
+                    self.git("fetch", self.url, name)
+                    return name, self.repo.git.rev_parse("--verify", "--quiet", f"{name}^{{commit}}")
+                except (RemoteFailed, git.GitCommandError):
+                    pass
+        raise NotFound(f"ref {name!r} is not a branch, tag or commit of {self.url}")
+
+
+class Mirrors:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, url: str) -> Path:
+        return self.root / (hashlib.sha256(url.encode()).hexdigest()[:24] + ".git")
+
+    @contextmanager
+    def open(self, url: str, auth: GitAuth) -> Iterator[Mirror]:
+        """The mirror of ``url`` (created on first use), held exclusively while in use."""
+        path = self.path_for(url)
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if not (path / "HEAD").exists():
+                    git.Repo.init(path, bare=True)
+                yield Mirror(path, url, auth)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)

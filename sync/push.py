@@ -1,0 +1,124 @@
+"""Push back: commit a namespace's files into a git branch (Kestra's PushNamespaceFiles).
+
+The branch is fetched into a fresh temporary repository, the namespace's files are written
+under the chosen folder, and the difference is committed and pushed — or, on a dry run,
+only reported. Paths with a ``.git`` segment are refused: written into a work tree they
+could plant hooks or config that git would then run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import git
+
+from store.core import Store
+from store.errors import InvalidInput, RemoteFailed
+from store.names import validate_path
+from sync.credentials import CredentialRef, GitAuth, check_url, git_auth, redact_url
+from sync.mirror import GIT_TIMEOUT
+
+AUTHOR = {"GIT_AUTHOR_NAME": "packyard", "GIT_AUTHOR_EMAIL": "packyard@localhost"}
+
+
+@dataclass
+class PushResult:
+    namespace: str
+    url: str
+    branch: str
+    dry_run: bool
+    changes: list[dict] = field(default_factory=list)
+    commit: str | None = None
+    pushed: bool = False
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _git(repo: git.Repo, auth: GitAuth, url: str, *args: str, env: dict | None = None) -> str:
+    try:
+        return repo.git.execute(
+            ["git", *args], env={**os.environ, **auth.env, **(env or {})}, kill_after_timeout=GIT_TIMEOUT
+        )
+    except git.GitCommandError as exc:
+        raise RemoteFailed(
+            f"git {args[0]} failed for {redact_url(url)}: {auth.redact(str(exc.stderr or exc).strip())}"
+        ) from None
+
+
+def push(
+    store: Store,
+    namespace: str,
+    url: str,
+    *,
+    branch: str,
+    path: str = "",
+    prefix: str = "",
+    message: str | None = None,
+    delete: bool = False,
+    dry_run: bool = False,
+    credential: CredentialRef | None = None,
+    secrets_dir: Path | None = None,
+    actor: str = "packyard",
+) -> PushResult:
+    check_url(url)
+    path = path.strip("/")
+    if path:
+        validate_path(path)
+    if not branch or branch.startswith("-") or ".." in branch or " " in branch:
+        raise InvalidInput(f"{branch!r} is not a branch name")
+    files = store.files.list(namespace, f"{prefix.strip('/')}/" if prefix.strip("/") else "")
+    for f in files:
+        if ".git" in f.path.split("/"):
+            raise InvalidInput(f"{f.path} has a '.git' segment and cannot be pushed into a repository")
+    result = PushResult(namespace, redact_url(url), branch, dry_run)
+    work = Path(tempfile.mkdtemp(prefix="packyard-push-"))
+    try:
+        with git_auth(url, credential, secrets_dir) as (clean, auth):
+            repo = git.Repo.init(work)
+            remote_heads = _git(repo, auth, url, "ls-remote", "--heads", clean, f"refs/heads/{branch}")
+            if remote_heads.strip():
+                _git(repo, auth, url, "fetch", "--depth=1", clean, f"refs/heads/{branch}")
+                repo.git.checkout("-B", branch, "FETCH_HEAD")
+            else:
+                repo.git.checkout("--orphan", branch)
+            root = work / path if path else work
+            strip = len(prefix.strip("/")) + 1 if prefix.strip("/") else 0
+            wanted = set()
+            for f in files:
+                relative = f.path[strip:]
+                target = root / relative
+                wanted.add(target)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with store.files.open(f) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out, 1024 * 1024)
+            if delete and root.exists():
+                for existing in list(root.rglob("*")):
+                    if existing.is_file() and ".git" not in existing.relative_to(work).parts and existing not in wanted:
+                        existing.unlink()
+            repo.git.add("-A", "--", path or ".")
+            status = repo.git.diff("--cached", "--name-status", "--no-renames")
+            for line in status.splitlines():
+                code, _, name = line.partition("\t")
+                result.changes.append(
+                    {"status": {"A": "added", "M": "updated", "D": "deleted"}.get(code, code), "path": name}
+                )
+            if dry_run or not result.changes:
+                return result
+            env = {
+                **AUTHOR,
+                "GIT_COMMITTER_NAME": AUTHOR["GIT_AUTHOR_NAME"],
+                "GIT_COMMITTER_EMAIL": AUTHOR["GIT_AUTHOR_EMAIL"],
+            }
+            text = message or f"packyard: sync namespace {namespace} ({actor})"
+            _git(repo, auth, url, "commit", "-q", "-m", text, env=env)
+            result.commit = repo.head.commit.hexsha
+            _git(repo, auth, url, "push", clean, f"HEAD:refs/heads/{branch}")
+            result.pushed = True
+            return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,159 @@
+"""Registered syncs: named specs stored in the catalog (references to secrets, never secrets),
+their run history, and the webhook check that lets GitHub or GitLab trigger one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+from dataclasses import dataclass
+
+from store.catalog import Catalog, now
+from store.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from store.names import validate_namespace
+from sync.credentials import split_userinfo
+from sync.spec import SyncSpec
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
+_ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass
+class RegisteredSync:
+    name: str
+    namespace: str
+    spec: SyncSpec
+    webhook_secret_env: str | None = None
+    build: bool = False
+    created: str = ""
+    created_by: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "spec": self.spec.to_dict(),
+            "webhook_secret_env": self.webhook_secret_env,
+            "build": self.build,
+            "created": self.created,
+            "created_by": self.created_by,
+        }
+
+
+class SyncRegistry:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def add(
+        self,
+        name: str,
+        namespace: str,
+        spec: SyncSpec,
+        *,
+        webhook_secret_env: str | None = None,
+        build: bool = False,
+        actor: str,
+    ) -> RegisteredSync:
+        if not _NAME.fullmatch(name):
+            raise InvalidInput(f"sync name {name!r} must be lowercase letters, digits, '-' or '_'")
+        validate_namespace(namespace)
+        if webhook_secret_env is not None and not _ENV.fullmatch(webhook_secret_env):
+            raise InvalidInput(f"{webhook_secret_env!r} is not an environment variable name")
+        _, user, password = split_userinfo(spec.url)
+        if user or password:
+            raise InvalidInput(
+                "a registered sync never stores credentials: remove them from the URL and name a credential "
+                "(--token-env VAR or --token-file NAME) instead"
+            )
+        registered = RegisteredSync(name, namespace, spec, webhook_secret_env, build, now(), actor)
+        with self.catalog.write() as db:
+            if self.catalog.one("SELECT 1 FROM syncs WHERE name = ?", (name,)):
+                raise Conflict(f"a sync named {name!r} already exists; remove it first or pick another name")
+            stored = {"spec": spec.to_dict(), "webhook_secret_env": webhook_secret_env, "build": build}
+            db["syncs"].insert(
+                {
+                    "name": name,
+                    "namespace": namespace,
+                    "spec": json.dumps(stored),
+                    "created": registered.created,
+                    "created_by": actor,
+                }
+            )
+            self.catalog.audit(actor, "sync.add", namespace, json.dumps({"name": name}))
+        return registered
+
+    def get(self, name: str) -> RegisteredSync:
+        row = self.catalog.one("SELECT * FROM syncs WHERE name = ?", (name,))
+        if row is None:
+            raise NotFound(f"no registered sync named {name!r}")
+        stored = json.loads(row["spec"])
+        return RegisteredSync(
+            name=row["name"],
+            namespace=row["namespace"],
+            spec=SyncSpec.from_dict(stored["spec"]),
+            webhook_secret_env=stored.get("webhook_secret_env"),
+            build=bool(stored.get("build")),
+            created=row["created"],
+            created_by=row["created_by"],
+        )
+
+    def list(self) -> list[RegisteredSync]:
+        return [self.get(row["name"]) for row in self.catalog.query("SELECT name FROM syncs ORDER BY name")]
+
+    def remove(self, name: str, *, actor: str) -> RegisteredSync:
+        registered = self.get(name)
+        with self.catalog.write() as db:
+            db["syncs"].delete(name)
+            self.catalog.audit(actor, "sync.remove", registered.namespace, json.dumps({"name": name}))
+        return registered
+
+    def runs(self, name: str, limit: int = 50) -> list[dict]:
+        self.get(name)
+        return self.catalog.query("SELECT * FROM sync_runs WHERE sync = ? ORDER BY id DESC LIMIT ?", (name, limit))
+
+
+def verify_webhook(registered: RegisteredSync, headers: dict[str, str], body: bytes) -> None:
+    """Accept GitHub's ``X-Hub-Signature-256`` HMAC or GitLab's ``X-Gitlab-Token``; else 401."""
+    if not registered.webhook_secret_env:
+        raise Unauthenticated(f"sync {registered.name!r} has no webhook secret; register it with --webhook-secret-env")
+    secret = os.environ.get(registered.webhook_secret_env, "")
+    if not secret:
+        raise Unauthenticated("the webhook secret is not set on the server")
+    signature = headers.get("x-hub-signature-256")
+    if signature:
+        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        if hmac.compare_digest(signature.encode(), expected.encode()):
+            return
+        raise Unauthenticated("X-Hub-Signature-256 does not match the webhook secret")
+    token = headers.get("x-gitlab-token")
+    if token:
+        if hmac.compare_digest(token.encode(), secret.encode()):
+            return
+        raise Unauthenticated("X-Gitlab-Token does not match the webhook secret")
+    raise Unauthenticated("the webhook request carries no X-Hub-Signature-256 or X-Gitlab-Token")
+
+
+def wants_run(registered: RegisteredSync, body: bytes) -> bool:
+    """True when a GitHub/GitLab push event is for the branch this sync follows.
+
+    A sync without a ref follows the repository's default branch, which both forges name in
+    the payload (``repository.default_branch``, ``project.default_branch``).
+    """
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise InvalidInput("the webhook body is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise InvalidInput("the webhook body is not a JSON object")
+    ref = payload.get("ref")
+    if not isinstance(ref, str) or not ref.startswith("refs/heads/"):
+        return False
+    branch = ref.removeprefix("refs/heads/")
+    wanted = registered.spec.ref
+    if wanted is None:
+        repo = payload.get("repository") or payload.get("project") or {}
+        wanted = repo.get("default_branch") if isinstance(repo, dict) else None
+    return branch == wanted
