@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 
 from packyard import __version__, http_errors
-from packyard.api import dists, files, namespaces, syncs, tokens
+from packyard.api import builds, dists, files, namespaces, syncs, tokens
 from packyard.auth import caller
 from packyard.guards import BodyLimit, ControlCharacterGuard
 from packyard.index import routes as index_routes
@@ -14,6 +17,7 @@ from packyard.index.cache import IndexCache
 from packyard.index.hot import HotIndex
 from packyard.settings import Settings
 from packyard.wiring import open_store
+from packyard.worker import EmbeddedWorker
 from sync.registry import SyncRegistry
 from sync.runner import Syncer
 
@@ -21,11 +25,31 @@ FORM_OVERHEAD = 1024 * 1024
 """Room for the multipart fields around an upload's file."""
 
 
+def _lifespan(settings: Settings):  # noqa: ANN202 - an async context manager factory
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if settings.embedded_worker:
+            host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+            worker = EmbeddedWorker(
+                app.state, f"http://{host}:{settings.port}", settings.data / "build-cache", settings.build_sandbox
+            )
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.shutdown()
+
+    return lifespan
+
+
 def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="packyard",
         version=__version__,
         description="Namespace files, git sync, builds and a Python package index for flows.",
+        lifespan=_lifespan(settings),
     )
     app.state.settings = settings
     app.state.store = open_store(settings)
@@ -34,7 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.index = IndexCache(app.state.store)
     app.state.syncer = Syncer(app.state.store, settings.data, secrets_dir=settings.secrets_dir)
     app.state.syncs = SyncRegistry(app.state.store.catalog)
-    for module in (namespaces, files, tokens, dists, syncs):
+    for module in (namespaces, files, tokens, dists, syncs, builds):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness and backend check")

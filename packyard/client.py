@@ -184,6 +184,24 @@ class Client:
     def sync_runs(self, name: str) -> list[dict]:
         return self.json("GET", f"/api/v1/syncs/{_seg(name)}/runs")
 
+    # -- builds --------------------------------------------------------------------------
+
+    def build(self, body: dict) -> dict:
+        return self.json("POST", "/api/v1/builds", json=body)
+
+    def builds(self, namespace: str | None = None) -> list[dict]:
+        return self.json("GET", "/api/v1/builds", params={"namespace": namespace} if namespace else None)
+
+    def build_info(self, build_id: int) -> dict:
+        return self.json("GET", f"/api/v1/builds/{int(build_id)}")
+
+    def build_log(self, build_id: int, offset: int = 0) -> tuple[bytes, str]:
+        response = self.request("GET", f"/api/v1/builds/{int(build_id)}/log", params={"offset": offset})
+        return response.content, response.headers.get("x-build-state", "")
+
+    def cancel_build(self, build_id: int) -> dict:
+        return self.json("POST", f"/api/v1/builds/{int(build_id)}/cancel")
+
     # -- tokens -------------------------------------------------------------------------
 
     def create_token(self, scope: str, role: str, name: str = "") -> dict:

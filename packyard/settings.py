@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     secrets_dir: Path | None = None
     """Folder of secret files that syncs may name as credentials (``--token-file NAME``)."""
 
+    # builds
+    embedded_worker: bool = True
+    """Run one build worker inside ``packyard serve`` (``--no-worker`` turns it off)."""
+    build_index_url: str | None = None
+    """Index the build backend (setuptools, hatchling, ...) is installed from; default PyPI."""
+    build_timeout: int = 600
+    build_installer: str = "auto"
+    build_sandbox: str = "auto"
+    """``auto`` uses bubblewrap when installed, ``bwrap`` requires it, ``none`` turns it off."""
+
     # S3 backend: used when an endpoint is set
     s3_endpoint: str | None = None
     s3_bucket: str = "packyard"

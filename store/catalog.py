@@ -147,7 +147,42 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["sync_runs"].create_index(["sync"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
+def _v4(db: sqlite_utils.Database) -> None:
+    db["sync_runs"].add_column("commit_time", int)
+    db["builds"].create(
+        {
+            "id": int,
+            "namespace": str,
+            "path": str,
+            "publish_to": str,
+            "key": str,
+            "state": str,
+            "snapshot": str,
+            "settings": str,
+            "source_date_epoch": int,
+            "python_version": str,
+            "created": str,
+            "created_by": str,
+            "started": str,
+            "finished": str,
+            "worker": str,
+            "heartbeat": float,
+            "cancel_requested": int,
+            "error": str,
+            "log_sha256": str,
+            "artifacts": str,
+            "backend": str,
+        },
+        pk="id",
+        not_null={"namespace", "path", "publish_to", "key", "state", "snapshot", "settings", "created"},
+        defaults={"cancel_requested": 0},
+    )
+    db["builds"].create_index(["state"])
+    db["builds"].create_index(["key", "state"])
+    db["builds"].create_index(["namespace"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
 """Schema steps in order; ``PRAGMA user_version`` records how many have run."""
 
 

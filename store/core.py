@@ -6,6 +6,7 @@ from pathlib import Path
 
 from store.archive import ArchiveLimits
 from store.blobs.base import BlobStore
+from store.builds import Builds
 from store.catalog import Catalog
 from store.dists import Dists
 from store.files import NamespaceFiles
@@ -45,6 +46,7 @@ class Store:
             self.catalog, blobs, self.namespaces, self.generations, self.refs, max_upload_bytes=max_upload_bytes
         )
         self.index = IndexService(self.catalog, self.namespaces, self.generations)
+        self.builds = Builds(self.catalog, self.files, self.data_dir / "build-logs")
 
     def garbage(self) -> list[str]:
         """Blobs no catalog row references: what a crash or a failed change can leave."""

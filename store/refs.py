@@ -12,7 +12,12 @@ from collections.abc import Iterable, Iterator
 from store.blobs.base import BlobStore
 from store.catalog import Catalog
 
-COLUMNS = (("file_revisions", "sha256"), ("dists", "sha256"), ("dists", "metadata_sha256"))
+COLUMNS = (
+    ("file_revisions", "sha256"),
+    ("dists", "sha256"),
+    ("dists", "metadata_sha256"),
+    ("builds", "log_sha256"),
+)
 
 
 class BlobRefs:

@@ -71,6 +71,13 @@ class Tokens:
     def __init__(self, catalog: Catalog, admin_secret: str | None = None) -> None:
         self.catalog = catalog
         self._admin_secret = admin_secret or None
+        self._internal: dict[str, Token] = {}
+
+    def add_internal(self, token: Token) -> str:
+        """A process-lifetime token (the embedded worker's), never written to the catalog."""
+        secret = f"{PREFIX}internal_{secrets.token_urlsafe(32)}"
+        self._internal[hash_secret(secret)] = token
+        return secret
 
     def create(self, scope: str, role: str, *, name: str = "", creator: Token | None = None) -> tuple[Token, str]:
         """Make a token and return it with its secret, which is never retrievable again."""
@@ -94,6 +101,9 @@ class Tokens:
     def authenticate(self, secret: str) -> Token:
         if self._admin_secret and hmac.compare_digest(secret.encode(), self._admin_secret.encode()):
             return ENV_ADMIN
+        internal = self._internal.get(hash_secret(secret))
+        if internal is not None:
+            return internal
         row = self.catalog.one("SELECT * FROM tokens WHERE secret_hash = ? AND revoked IS NULL", (hash_secret(secret),))
         if row is None:
             raise Unauthenticated("the token is unknown or revoked")

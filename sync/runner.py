@@ -37,6 +37,7 @@ class SyncResult:
     duration: float = 0.0
     run_id: int | None = None
     blobs_written: int = 0
+    commit_time: int | None = None
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -67,11 +68,24 @@ class Syncer:
         try:
             result = self._run(namespace, spec, dry_run=dry_run, actor=actor)
         except PackyardError as exc:
-            self._record(sync_name, namespace, shown, spec.ref, None, dry_run, {}, started, clock, exc.message, actor)
+            self._record(
+                sync_name, namespace, shown, spec.ref, None, None, dry_run, {}, started, clock, exc.message, actor
+            )
             raise
         result.duration = round(time.monotonic() - clock, 3)
         result.run_id = self._record(
-            sync_name, namespace, shown, result.ref, result.commit, dry_run, result.counts, started, clock, None, actor
+            sync_name,
+            namespace,
+            shown,
+            result.ref,
+            result.commit,
+            result.commit_time,
+            dry_run,
+            result.counts,
+            started,
+            clock,
+            None,
+            actor,
         )
         return result
 
@@ -81,6 +95,7 @@ class Syncer:
             self.mirrors.open(url, auth) as mirror,
         ):
             ref, commit = mirror.resolve(spec.ref)
+            commit_time = int(mirror.repo.commit(commit).committed_date)
             files, skipped, warnings = list_tree(mirror, commit, spec)
             check_sizes(files, self.store.files.max_upload_bytes)
             heads = self.store.files.heads(namespace, spec.prefix) if self.store.namespaces.exists(namespace) else {}
@@ -115,6 +130,7 @@ class Syncer:
             entries=[e.to_dict() for e in plan.entries],
             warnings=plan.warnings,
             blobs_written=len(written),
+            commit_time=commit_time,
         )
 
     def _classify(
@@ -145,6 +161,7 @@ class Syncer:
         url: str,
         ref: str | None,
         commit: str | None,
+        commit_time: int | None,
         dry_run: bool,
         counts: dict[str, int],
         started: str,
@@ -158,6 +175,7 @@ class Syncer:
             "url": url,
             "ref": ref,
             "commit_sha": commit,
+            "commit_time": commit_time,
             "dry_run": int(dry_run),
             **{k: counts.get(k, 0) for k in ("added", "updated", "deleted", "unchanged", "skipped")},
             "started": started,

@@ -16,6 +16,9 @@ def serve(
     anonymous_read: bool = typer.Option(
         None, "--anonymous-read/--no-anonymous-read", help="Allow reads without a token."
     ),
+    worker: bool = typer.Option(
+        None, "--worker/--no-worker", help="Run one build worker in-process (PACKYARD_EMBEDDED_WORKER)."
+    ),
 ) -> None:
     """Run the packyard server."""
     import uvicorn
@@ -23,7 +26,13 @@ def serve(
     from packyard.app import create_app
 
     settings = get_settings()
-    overrides = {"host": host, "port": port, "data": data, "anonymous_read": anonymous_read}
+    overrides = {
+        "host": host,
+        "port": port,
+        "data": data,
+        "anonymous_read": anonymous_read,
+        "embedded_worker": worker,
+    }
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     app = create_app(settings)
     print(

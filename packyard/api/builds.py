@@ -1,0 +1,206 @@
+"""Builds: enqueue, list, show, logs, cancel — and the worker protocol (claim, heartbeat,
+log, artifacts, finish) that remote and embedded workers speak.
+"""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.datastructures import UploadFile
+
+from packyard.auth import actor, require
+from store.artifacts import inspect
+from store.builds import DONE, BuildSettings
+from store.errors import Conflict, InvalidInput, PackyardError
+from store.names import validate_namespace
+
+router = APIRouter(prefix="/api/v1", tags=["builds"])
+DEFAULT_INDEX = "https://pypi.org/simple"
+
+
+class BuildIn(BaseModel):
+    namespace: str
+    path: str = ""
+    publish_to: str | None = None
+    force: bool = False
+    timeout: int | None = None
+
+
+class WorkerIn(BaseModel):
+    worker: str
+
+
+class FinishIn(WorkerIn):
+    state: str
+    error: str = ""
+
+
+def enqueue(
+    request: Request, namespace: str, path: str, publish_to: str | None, *, force: bool, timeout: int | None, who: str
+) -> tuple[dict, bool]:
+    """Queue a build with the server's build settings (shared by the API and sync triggers)."""
+    settings = request.app.state.settings
+    if timeout is not None and not 1 <= timeout <= 24 * 3600:
+        raise InvalidInput("timeout must be between 1 second and 24 hours")
+    build_settings = BuildSettings(
+        timeout=timeout or settings.build_timeout,
+        index_url=settings.build_index_url or DEFAULT_INDEX,
+        installer=settings.build_installer,
+    )
+    return request.app.state.store.builds.enqueue(
+        namespace, path, publish_to or namespace, build_settings, actor=who, force=force
+    )
+
+
+@router.post("/builds", status_code=201, summary="Queue a build (or get the earlier build of the same source)")
+def create_build(body: BuildIn, request: Request) -> JSONResponse:
+    validate_namespace(body.namespace)
+    target = body.publish_to or body.namespace
+    validate_namespace(target)
+    token = require(request, body.namespace, "write")
+    require(request, target, "write")
+    build, queued = enqueue(
+        request, body.namespace, body.path, target, force=body.force, timeout=body.timeout, who=actor(token)
+    )
+    return JSONResponse({**build, "cached": not queued}, status_code=201 if queued else 200)
+
+
+@router.get("/builds", summary="List builds, newest first")
+def list_builds(request: Request, namespace: str | None = None) -> list[dict]:
+    require(request, namespace, "read")
+    return request.app.state.store.builds.list(namespace)
+
+
+@router.get("/builds/{build_id}", summary="Show a build")
+def show_build(build_id: int, request: Request) -> dict:
+    build = request.app.state.store.builds.get(build_id)
+    require(request, build["namespace"], "read")
+    return build
+
+
+@router.get("/builds/{build_id}/log", summary="The build log from a byte offset (poll it to follow)")
+def build_log(build_id: int, request: Request, offset: int = 0) -> Response:
+    store = request.app.state.store
+    build = store.builds.get(build_id)
+    require(request, build["namespace"], "read")
+    if build["log_sha256"]:
+        with store.blobs.open(build["log_sha256"]) as stream:
+            data = stream.read()
+    else:
+        path = store.builds.log_path(build_id)
+        data = path.read_bytes() if path.exists() else b""
+    return Response(
+        data[max(offset, 0) :],
+        media_type="text/plain; charset=utf-8",
+        headers={"X-Build-State": build["state"], "X-Log-Size": str(len(data))},
+    )
+
+
+@router.post("/builds/{build_id}/cancel", summary="Cancel a queued or running build")
+def cancel_build(build_id: int, request: Request) -> dict:
+    build = request.app.state.store.builds.get(build_id)
+    token = require(request, build["namespace"], "write")
+    return request.app.state.store.builds.cancel(build_id, actor(token))
+
+
+# -- the worker protocol (a token with the admin role on every namespace) ---------------------
+
+
+def _worker(request: Request) -> None:
+    require(request, None, "admin")
+
+
+@router.post(
+    "/workers/claim", summary="Worker: take the next queued build", responses={204: {"description": "nothing queued"}}
+)
+def claim(body: WorkerIn, request: Request) -> Response:
+    _worker(request)
+    build = request.app.state.store.builds.claim(body.worker)
+    if build is None:
+        return Response(status_code=204)
+    return JSONResponse(build)
+
+
+@router.post("/builds/{build_id}/heartbeat", summary="Worker: alive; answers whether to cancel")
+def heartbeat(build_id: int, body: WorkerIn, request: Request) -> dict:
+    _worker(request)
+    return {"cancel": request.app.state.store.builds.heartbeat(build_id, body.worker)}
+
+
+@router.post("/builds/{build_id}/log", summary="Worker: append to the build log (raw body)")
+async def append_log(build_id: int, worker: str, request: Request) -> dict:
+    _worker(request)
+    data = await request.body()
+    await anyio.to_thread.run_sync(lambda: request.app.state.store.builds.append_log(build_id, worker, data))
+    return {"appended": len(data)}
+
+
+def _close_log(request: Request, build_id: int) -> None:
+    """Store the finished build's log as a blob, so it outlives the worker and the spool."""
+    store = request.app.state.store
+    path = store.builds.log_path(build_id)
+    if path.exists():
+        with path.open("rb") as stream:
+            blob = store.blobs.put(stream)
+        store.builds.set_log_blob(build_id, blob.sha256)
+        path.unlink()
+
+
+@router.post("/builds/{build_id}/finish", summary="Worker: end a build as failed or cancelled")
+def finish(build_id: int, body: FinishIn, request: Request) -> dict:
+    _worker(request)
+    if body.state == "succeeded" or body.state not in DONE:
+        raise InvalidInput("a worker ends a build as failed or cancelled; success comes with artifacts")
+    build = request.app.state.store.builds.finish(build_id, body.worker, body.state, error=body.error[:4000])
+    _close_log(request, build_id)
+    return request.app.state.store.builds.get(build["id"])
+
+
+@router.post(
+    "/builds/{build_id}/artifacts", summary="Worker: hand in the sdist and wheel; they are checked and published"
+)
+async def artifacts(build_id: int, request: Request) -> dict:
+    _worker(request)
+    async with request.form(max_files=4, max_fields=10) as form:
+        worker = form.get("worker")
+        backend = form.get("backend") or None
+        uploads = [v for k, v in form.multi_items() if k == "files" and isinstance(v, UploadFile)]
+        if not isinstance(worker, str):
+            raise InvalidInput("the hand-in names no worker")
+        return await anyio.to_thread.run_sync(lambda: _publish(request, build_id, worker, backend, uploads))
+
+
+def _publish(request: Request, build_id: int, worker: str, backend: str | None, uploads: list[UploadFile]) -> dict:
+    """Check both artifacts like uploads, publish both in one transaction, or fail the build."""
+    store = request.app.state.store
+    build = store.builds.get(build_id)
+    if build["state"] != "running" or build["worker"] != worker:
+        raise Conflict(f"build {build_id} is {build['state']} and not held by worker {worker!r}")
+    items, created = [], []
+    try:
+        try:
+            kinds = sorted(u.filename.endswith(".whl") for u in uploads)
+            if kinds != [False, True]:
+                raise InvalidInput("a build hands in exactly one sdist and one wheel")
+            for upload in uploads:
+                blob = store.blobs.put(upload.file, limit=store.dists.max_upload_bytes)
+                if blob.created:
+                    created.append(blob.sha256)
+                items.append((inspect(upload.file, upload.filename, blob.size), blob))
+            if len({(a.project, a.version) for a, _ in items}) != 1:
+                raise InvalidInput("the sdist and the wheel disagree on name or version")
+            published = store.dists.publish(build["publish_to"], items, uploader=f"build:{build_id}", created=created)
+        except PackyardError as exc:
+            store.refs.discard(created)
+            store.builds.finish(build_id, worker, "failed", error=exc.message)
+            _close_log(request, build_id)
+            return store.builds.get(build_id)
+        extra = {"artifacts": [d.filename for d, _ in published], "backend": backend}
+        store.builds.finish(build_id, worker, "succeeded", extra=extra)
+        _close_log(request, build_id)
+        return store.builds.get(build_id)
+    finally:
+        for upload in uploads:
+            upload.file.close()

@@ -1,0 +1,244 @@
+"""The build queue and its records, in the catalog.
+
+A build is enqueued with a snapshot — the exact file revisions of the project folder at
+that moment — and a key: the hash of the snapshot (paths and blob hashes), the settings
+and the Python version. A key that already succeeded is the answer to a new request (the
+earlier artifacts are the result) unless forced. Workers claim jobs with one
+``BEGIN IMMEDIATE`` update, so two workers never run one job; a job whose worker stops
+sending heartbeats is failed, never left running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from store.catalog import Catalog, now
+from store.errors import Conflict, InvalidInput, NotFound
+from store.files import NamespaceFiles
+from store.names import validate_namespace, validate_prefix
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+DONE = ("succeeded", "failed", "cancelled")
+PROJECT_FILES = ("pyproject.toml", "setup.py")
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    timeout: int = 600
+    index_url: str = "https://pypi.org/simple"
+    installer: str = "auto"
+    """``uv`` when available (``auto``), else pip; or forced ``uv``/``pip``."""
+
+    def to_dict(self) -> dict:
+        return {"timeout": self.timeout, "index_url": self.index_url, "installer": self.installer}
+
+
+def _row(row: dict) -> dict:
+    out = dict(row)
+    for field in ("snapshot", "settings", "artifacts"):
+        if out.get(field):
+            out[field] = json.loads(out[field])
+    out["cancel_requested"] = bool(out.get("cancel_requested"))
+    return out
+
+
+class Builds:
+    def __init__(self, catalog: Catalog, files: NamespaceFiles, logs_dir: Path) -> None:
+        self.catalog = catalog
+        self.files = files
+        self.logs_dir = Path(logs_dir)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- enqueue ---------------------------------------------------------------------------
+
+    def snapshot(self, namespace: str, path: str) -> list[dict]:
+        """The project folder's current files: relative path, revision, sha256, size, origin."""
+        folder = path.strip("/")
+        heads = self.files.heads(namespace, folder)
+        strip = len(folder) + 1 if folder else 0
+        files = [
+            {"path": p[strip:], "revision": h["revision"], "sha256": h["sha256"], "size": h["size"]}
+            for p, h in sorted(heads.items())
+        ]
+        if not any(f["path"] in PROJECT_FILES for f in files):
+            where = f"{namespace}:{folder or '/'}"
+            if not files:
+                raise NotFound(f"{where} holds no files; nothing to build")
+            raise InvalidInput(f"{where} has no pyproject.toml or setup.py; point --path at a project folder")
+        return files
+
+    def source_date_epoch(self, namespace: str, path: str, snapshot: list[dict]) -> int:
+        """The synced commit's time when the source came from git, else the newest file's time."""
+        folder = path.strip("/")
+        prefix = f"{folder}/" if folder else ""
+        latest = 0
+        commits: set[str] = set()
+        for f in snapshot:
+            row = self.catalog.one(
+                "SELECT created, origin FROM file_revisions WHERE namespace = ? AND path = ? AND revision = ?",
+                (namespace, prefix + f["path"], f["revision"]),
+            )
+            if row is None:
+                continue
+            origin = row["origin"] or ""
+            if origin.startswith("sync:"):
+                commits.add(origin[5:])
+            stamp = row["created"].replace("Z", "+00:00")
+            latest = max(latest, int(datetime.fromisoformat(stamp).timestamp()))
+        times = []
+        for short in commits:
+            found = self.catalog.one(
+                "SELECT max(commit_time) AS t FROM sync_runs WHERE substr(commit_sha, 1, ?) = ?", (len(short), short)
+            )
+            if found and found["t"]:
+                times.append(found["t"])
+        return max(times) if times else latest
+
+    def enqueue(
+        self,
+        namespace: str,
+        path: str,
+        publish_to: str,
+        settings: BuildSettings,
+        *,
+        actor: str,
+        force: bool = False,
+    ) -> tuple[dict, bool]:
+        """Queue a build (or return the earlier one for the same key). Returns (build, queued)."""
+        validate_namespace(namespace)
+        validate_namespace(publish_to)
+        path = validate_prefix(path.strip("/"))
+        snapshot = self.snapshot(namespace, path)
+        material = {
+            "files": [(f["path"], f["sha256"]) for f in snapshot],
+            "settings": settings.to_dict(),
+            "publish_to": publish_to,
+            "python": PYTHON,
+        }
+        key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+        with self.catalog.write() as db:
+            if not force:
+                earlier = self.catalog.one(
+                    "SELECT * FROM builds WHERE key = ? AND state IN ('succeeded', 'queued', 'running') "
+                    "ORDER BY id DESC LIMIT 1",
+                    (key,),
+                )
+                if earlier is not None:
+                    return _row(earlier), False
+            row = {
+                "namespace": namespace,
+                "path": path,
+                "publish_to": publish_to,
+                "key": key,
+                "state": "queued",
+                "snapshot": json.dumps(snapshot),
+                "settings": json.dumps(settings.to_dict()),
+                "source_date_epoch": self.source_date_epoch(namespace, path, snapshot),
+                "python_version": PYTHON,
+                "created": now(),
+                "created_by": actor,
+                "cancel_requested": 0,
+            }
+            db["builds"].insert(row)
+            build_id = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+            self.catalog.audit(actor, "build.enqueue", namespace, json.dumps({"id": build_id}))
+        return self.get(build_id), True
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def claim(self, worker: str, stale_after: float = 120.0) -> dict | None:
+        """Atomically take the oldest queued job (and fail jobs whose worker went silent)."""
+        with self.catalog.write() as db:
+            cutoff = time.time() - stale_after
+            for lost in self.catalog.query(
+                "SELECT id FROM builds WHERE state = 'running' AND heartbeat < ?", (cutoff,)
+            ):
+                self._finish(db, lost["id"], "failed", "the worker stopped sending heartbeats (crashed or killed)")
+            row = self.catalog.one("SELECT id FROM builds WHERE state = 'queued' ORDER BY id LIMIT 1")
+            if row is None:
+                return None
+            db["builds"].update(
+                row["id"], {"state": "running", "worker": worker, "started": now(), "heartbeat": time.time()}
+            )
+        return self.get(row["id"])
+
+    def heartbeat(self, build_id: int, worker: str) -> bool:
+        """Record that ``worker`` is alive; True when the build should be cancelled."""
+        build = self._running(build_id, worker)
+        with self.catalog.write() as db:
+            db["builds"].update(build_id, {"heartbeat": time.time()})
+        return build["cancel_requested"]
+
+    def _running(self, build_id: int, worker: str) -> dict:
+        build = self.get(build_id)
+        if build["state"] != "running" or build["worker"] != worker:
+            raise Conflict(f"build {build_id} is {build['state']} and not held by worker {worker!r}")
+        return build
+
+    def log_path(self, build_id: int) -> Path:
+        return self.logs_dir / f"{int(build_id)}.log"
+
+    def append_log(self, build_id: int, worker: str, data: bytes) -> None:
+        self._running(build_id, worker)
+        with open(self.log_path(build_id), "ab") as out:
+            out.write(data)
+
+    def finish(
+        self, build_id: int, worker: str, state: str, *, error: str | None = None, extra: dict[str, Any] | None = None
+    ) -> dict:
+        if state not in DONE:
+            raise InvalidInput(f"a build ends as one of {', '.join(DONE)}")
+        self._running(build_id, worker)
+        with self.catalog.write() as db:
+            self._finish(db, build_id, state, error, extra)
+        return self.get(build_id)
+
+    def _finish(self, db: Any, build_id: int, state: str, error: str | None, extra: dict | None = None) -> None:
+        update: dict[str, Any] = {"state": state, "finished": now(), "error": error, **(extra or {})}
+        for field in ("artifacts",):
+            if field in update and not isinstance(update[field], str):
+                update[field] = json.dumps(update[field])
+        db["builds"].update(build_id, update)
+
+    def set_log_blob(self, build_id: int, sha256: str) -> None:
+        with self.catalog.write() as db:
+            db["builds"].update(build_id, {"log_sha256": sha256})
+
+    # -- users -----------------------------------------------------------------------------
+
+    def cancel(self, build_id: int, actor: str) -> dict:
+        with self.catalog.write() as db:
+            build = self.get(build_id)
+            if build["state"] == "queued":
+                self._finish(db, build_id, "cancelled", f"cancelled by {actor} before it started")
+            elif build["state"] == "running":
+                db["builds"].update(build_id, {"cancel_requested": 1})
+            else:
+                raise Conflict(f"build {build_id} already {build['state']}")
+            self.catalog.audit(actor, "build.cancel", build["namespace"], json.dumps({"id": build_id}))
+        return self.get(build_id)
+
+    def get(self, build_id: int) -> dict:
+        row = self.catalog.one("SELECT * FROM builds WHERE id = ?", (int(build_id),))
+        if row is None:
+            raise NotFound(f"no build {build_id}")
+        return _row(row)
+
+    def list(self, namespace: str | None = None, limit: int = 100) -> list[dict]:
+        if namespace:
+            validate_namespace(namespace)
+            rows = self.catalog.query(
+                "SELECT * FROM builds WHERE namespace = ? OR publish_to = ? ORDER BY id DESC LIMIT ?",
+                (namespace, namespace, limit),
+            )
+        else:
+            rows = self.catalog.query("SELECT * FROM builds ORDER BY id DESC LIMIT ?", (limit,))
+        return [_row(r) for r in rows]
