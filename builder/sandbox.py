@@ -15,7 +15,6 @@ import shutil
 import sys
 from pathlib import Path
 
-
 NETWORK_VARIABLES = (
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",

@@ -7,6 +7,7 @@ the local directory and S3; ``server`` does the same for tests through the real 
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -94,12 +95,26 @@ class LiveServer:
     def temp_count(self) -> int:
         return self.blobs.temp_count()  # type: ignore[attr-defined]
 
+    def log_lines(self) -> list[str]:
+        """The server's log so far (with PACKYARD_LOG_REQUESTS, one access line per request)."""
+        log = self.server.data.parent / f"{self.server.data.name}-server.log"
+        return log.read_text(errors="replace").splitlines()
+
+    def requests_since(self, mark: int) -> list[tuple[str, str, int]]:
+        """(method, path, status) of every request logged after line ``mark`` (a ``len(log_lines())``)."""
+        found = []
+        for line in self.log_lines()[mark:]:
+            match = re.search(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3})', line)
+            if match:
+                found.append((match[1], match[2], int(match[3])))
+        return found
+
 
 @pytest.fixture(scope="session", params=["local", "s3"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One real server per backend for the whole session."""
     root = tmp_path_factory.mktemp(f"server-{request.param}")
-    env = {"PACKYARD_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024)}
+    env = {"PACKYARD_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024), "PACKYARD_LOG_REQUESTS": "true"}
     if request.param == "local":
         blobs: BlobStore = LocalBlobStore(root / "data" / "blobs")
     else:
