@@ -75,6 +75,24 @@ class Builds:
             raise InvalidInput(f"{where} has no pyproject.toml or setup.py; point --path at a project folder")
         return files
 
+    def project_folders(self, namespace: str, paths: list[str]) -> list[str]:
+        """The project folders (holding pyproject.toml or setup.py) that contain ``paths``.
+
+        Each path counts for its deepest enclosing project, so a monorepo of several
+        packages rebuilds only the packages whose files changed.
+        """
+        heads = self.files.heads(namespace)
+        projects = {p.rsplit("/", 1)[0] if "/" in p else "" for p in heads if p.rsplit("/", 1)[-1] in PROJECT_FILES}
+        found: set[str] = set()
+        for path in paths:
+            parts = path.split("/")[:-1]
+            for depth in range(len(parts), -1, -1):
+                folder = "/".join(parts[:depth])
+                if folder in projects:
+                    found.add(folder)
+                    break
+        return sorted(found)
+
     def source_date_epoch(self, namespace: str, path: str, snapshot: list[dict]) -> int:
         """The synced commit's time when the source came from git, else the newest file's time."""
         folder = path.strip("/")

@@ -28,6 +28,7 @@ class RegisteredSync:
     spec: SyncSpec
     webhook_secret_env: str | None = None
     build: bool = False
+    build_publish_to: str | None = None
     created: str = ""
     created_by: str | None = None
 
@@ -38,6 +39,7 @@ class RegisteredSync:
             "spec": self.spec.to_dict(),
             "webhook_secret_env": self.webhook_secret_env,
             "build": self.build,
+            "build_publish_to": self.build_publish_to,
             "created": self.created,
             "created_by": self.created_by,
         }
@@ -55,6 +57,7 @@ class SyncRegistry:
         *,
         webhook_secret_env: str | None = None,
         build: bool = False,
+        build_publish_to: str | None = None,
         actor: str,
     ) -> RegisteredSync:
         if not _NAME.fullmatch(name):
@@ -68,11 +71,18 @@ class SyncRegistry:
                 "a registered sync never stores credentials: remove them from the URL and name a credential "
                 "(--token-env VAR or --token-file NAME) instead"
             )
-        registered = RegisteredSync(name, namespace, spec, webhook_secret_env, build, now(), actor)
+        if build_publish_to is not None:
+            validate_namespace(build_publish_to)
+        registered = RegisteredSync(name, namespace, spec, webhook_secret_env, build, build_publish_to, now(), actor)
         with self.catalog.write() as db:
             if self.catalog.one("SELECT 1 FROM syncs WHERE name = ?", (name,)):
                 raise Conflict(f"a sync named {name!r} already exists; remove it first or pick another name")
-            stored = {"spec": spec.to_dict(), "webhook_secret_env": webhook_secret_env, "build": build}
+            stored = {
+                "spec": spec.to_dict(),
+                "webhook_secret_env": webhook_secret_env,
+                "build": build,
+                "build_publish_to": build_publish_to,
+            }
             db["syncs"].insert(
                 {
                     "name": name,
@@ -96,6 +106,7 @@ class SyncRegistry:
             spec=SyncSpec.from_dict(stored["spec"]),
             webhook_secret_env=stored.get("webhook_secret_env"),
             build=bool(stored.get("build")),
+            build_publish_to=stored.get("build_publish_to"),
             created=row["created"],
             created_by=row["created_by"],
         )

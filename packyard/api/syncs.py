@@ -7,11 +7,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from packyard.api.builds import enqueue
 from packyard.auth import actor, require
 from store.names import validate_namespace
 from sync.credentials import CredentialRef
 from sync.push import push
 from sync.registry import verify_webhook, wants_run
+from sync.runner import SyncResult
 from sync.spec import SyncSpec
 
 router = APIRouter(tags=["sync"])
@@ -52,15 +54,20 @@ class SpecIn(BaseModel):
         )
 
 
-class RunIn(SpecIn):
+class BuildOptions(BaseModel):
+    build: bool = False
+    """After applying, queue a build of every project folder whose files changed."""
+    build_publish_to: str | None = None
+
+
+class RunIn(SpecIn, BuildOptions):
     dry_run: bool = False
 
 
-class RegisterIn(SpecIn):
+class RegisterIn(SpecIn, BuildOptions):
     name: str
     namespace: str
     webhook_secret_env: str | None = None
-    build: bool = False
 
 
 class TriggerIn(BaseModel):
@@ -83,7 +90,24 @@ def run_sync(ns: str, body: RunIn, request: Request) -> dict:
     validate_namespace(ns)
     spec = body.spec()
     token = require(request, ns, "write")
-    return request.app.state.syncer.run(ns, spec, dry_run=body.dry_run, actor=actor(token)).to_dict()
+    if body.build and body.build_publish_to:
+        require(request, body.build_publish_to, "write")
+    result = request.app.state.syncer.run(ns, spec, dry_run=body.dry_run, actor=actor(token))
+    return _with_builds(request, result, body.build, body.build_publish_to, actor(token))
+
+
+def _with_builds(request: Request, result: SyncResult, build: bool, publish_to: str | None, who: str) -> dict:
+    """The sync result, plus the builds queued for the project folders whose files changed."""
+    out = result.to_dict()
+    if not build or result.dry_run:
+        return out
+    changed = [e["path"] for e in result.entries if e["status"] in ("added", "updated", "deleted")]
+    queued = []
+    for folder in request.app.state.store.builds.project_folders(result.namespace, changed):
+        entry, _ = enqueue(request, result.namespace, folder, publish_to, force=False, timeout=None, who=who)
+        queued.append(entry["id"])
+    out["builds"] = queued
+    return out
 
 
 @router.post("/api/v1/namespaces/{ns}/push", summary="Commit the namespace's files into a git branch and push")
@@ -120,6 +144,7 @@ def register(body: RegisterIn, request: Request) -> JSONResponse:
         spec,
         webhook_secret_env=body.webhook_secret_env,
         build=body.build,
+        build_publish_to=body.build_publish_to,
         actor=actor(token),
     )
     return JSONResponse(registered.to_dict(), status_code=201)
@@ -152,7 +177,7 @@ def trigger(name: str, body: TriggerIn, request: Request) -> dict:
     result = request.app.state.syncer.run(
         registered.namespace, registered.spec, dry_run=body.dry_run, actor=actor(token), sync_name=name
     )
-    return result.to_dict()
+    return _with_builds(request, result, registered.build, registered.build_publish_to, actor(token))
 
 
 @router.get("/api/v1/syncs/{name}/runs", summary="Run history: commit, counts per status, duration, error")
@@ -169,9 +194,12 @@ async def webhook(name: str, request: Request) -> JSONResponse:
     verify_webhook(registered, {k.lower(): v for k, v in request.headers.items()}, body)
     if not wants_run(registered, body):
         return JSONResponse({"status": "ignored", "detail": "not a push to the branch this sync follows"}, 202)
-    result = await anyio.to_thread.run_sync(
-        lambda: request.app.state.syncer.run(
-            registered.namespace, registered.spec, dry_run=False, actor=f"webhook:{name}", sync_name=name
+    who = f"webhook:{name}"
+
+    def run() -> dict:
+        result = request.app.state.syncer.run(
+            registered.namespace, registered.spec, dry_run=False, actor=who, sync_name=name
         )
-    )
-    return JSONResponse({"status": "ran", "result": result.to_dict()}, 200)
+        return _with_builds(request, result, registered.build, registered.build_publish_to, who)
+
+    return JSONResponse({"status": "ran", "result": await anyio.to_thread.run_sync(run)}, 200)

@@ -17,6 +17,8 @@ EXCLUDE = typer.Option(None, "--exclude", help="Skip paths matching this glob (r
 DELETE = typer.Option(False, "--delete", help="Delete namespace files under the prefix that the repository lacks.")
 DRY = typer.Option(False, "--dry-run", help="Show the plan; change nothing.")
 JSON = typer.Option(False, "--json", help="Print JSON.")
+BUILD = typer.Option(False, "--build", help="Then queue a build of every project folder whose files changed.")
+BUILD_TO = typer.Option(None, "--build-publish-to", help="Index namespace those builds publish to (default: NS).")
 TOKEN_ENV = typer.Option(None, "--token-env", help="Server environment variable holding an https token.")
 TOKEN_FILE = typer.Option(None, "--token-file", help="File in the server's secrets folder holding an https token.")
 KEY_ENV = typer.Option(None, "--ssh-key-env", help="Server environment variable holding an SSH private key.")
@@ -87,6 +89,8 @@ def show_result(result: dict, as_json: bool) -> None:
     )
     for warning in result.get("warnings", []):
         console.print(f"warning: {warning}")
+    for build_id in result.get("builds", []):
+        console.print(f"queued build {build_id} (packyard build logs {build_id} --follow)")
 
 
 @app.command("run")
@@ -101,6 +105,8 @@ def run(
     delete: bool = DELETE,
     dry_run: bool = DRY,
     as_json: bool = JSON,
+    build: bool = BUILD,
+    build_publish_to: str = BUILD_TO,
     token_env: str = TOKEN_ENV,
     token_file: str = TOKEN_FILE,
     ssh_key_env: str = KEY_ENV,
@@ -109,7 +115,12 @@ def run(
 ) -> None:
     """Sync URL into NS once (plan only with --dry-run)."""
     cred = credential(token_env, token_file, ssh_key_env, ssh_key_file, username)
-    body = {**_spec(url, ref, path, prefix, include, exclude, delete, cred), "dry_run": dry_run}
+    body = {
+        **_spec(url, ref, path, prefix, include, exclude, delete, cred),
+        "dry_run": dry_run,
+        "build": build,
+        "build_publish_to": build_publish_to,
+    }
     show_result(client().sync_run(ns, body), as_json)
 
 
@@ -140,6 +151,8 @@ def add(
         "name": name,
         "namespace": namespace,
         "webhook_secret_env": webhook_secret_env,
+        "build": build,
+        "build_publish_to": build_publish_to,
     }
     registered = client().sync_add(body)
     console.print(f"registered sync {registered['name']} -> {registered['namespace']}")
