@@ -138,6 +138,8 @@ def add(
     webhook_secret_env: str = typer.Option(
         None, "--webhook-secret-env", help="Server env var with the webhook secret."
     ),
+    build: bool = BUILD,
+    build_publish_to: str = BUILD_TO,
     token_env: str = TOKEN_ENV,
     token_file: str = TOKEN_FILE,
     ssh_key_env: str = KEY_ENV,
