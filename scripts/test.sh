@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh machine, then run all of it.
+# System tools: git (sync tests, gitpython) and bubblewrap (the build sandbox tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+missing=()
+command -v git >/dev/null || missing+=(git)
+command -v bwrap >/dev/null || missing+=(bubblewrap)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "${missing[@]}"
+fi
+python -m pip install -q -e '.[test]'
+python -m pytest "$@"
