@@ -202,6 +202,7 @@ class Worker:
         return run_build(build, self.api, cache=self.cache, sandbox=self.sandbox)
 
     def run_forever(self, stop: threading.Event) -> None:
+        stop.wait(self.poll)  # the embedded worker starts before its server listens
         while not stop.is_set():
             try:
                 done = self.run_once()

@@ -30,10 +30,7 @@ def _lifespan(settings: Settings):  # noqa: ANN202 - an async context manager fa
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = None
         if settings.embedded_worker:
-            host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-            worker = EmbeddedWorker(
-                app.state, f"http://{host}:{settings.port}", settings.data / "build-cache", settings.build_sandbox
-            )
+            worker = EmbeddedWorker(app.state, settings.own_url, settings.data / "build-cache", settings.build_sandbox)
             worker.start()
         try:
             yield

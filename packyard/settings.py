@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     build_installer: str = "auto"
     build_sandbox: str = "auto"
     """``auto`` uses bubblewrap when installed, ``bwrap`` requires it, ``none`` turns it off."""
+    build_stale_seconds: float = 120.0
+    """A running build whose worker sent no heartbeat for this long is failed at the next claim."""
+
+    # upstream indexes
+    upstream_ttl: float = 600.0
+    """Seconds an upstream project page is reused before it is fetched again."""
+    upstream_timeout: float = 30.0
+    upstream_max_page_bytes: int = 20 * 1024 * 1024
+    public_url: str | None = None
+    """How build workers reach this server's index (default http://HOST:PORT)."""
 
     # S3 backend: used when an endpoint is set
     s3_endpoint: str | None = None
@@ -57,6 +67,13 @@ class Settings(BaseSettings):
     # client side (CLI)
     url: str = "http://127.0.0.1:8000"
     token: SecretStr | None = None
+
+    @property
+    def own_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def backend(self) -> str:

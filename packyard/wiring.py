@@ -8,6 +8,7 @@ from store.blobs import LocalBlobStore, S3BlobStore
 from store.blobs.base import BlobStore
 from store.core import Store
 from store.errors import InvalidInput
+from store.upstream import UpstreamLimits
 
 
 def open_blobs(settings: Settings) -> BlobStore:
@@ -33,6 +34,12 @@ def open_store(settings: Settings) -> Store:
         open_blobs(settings),
         admin_secret=secret(settings.admin_token),
         max_upload_bytes=settings.max_upload_bytes,
+        upstream_limits=UpstreamLimits(
+            timeout=settings.upstream_timeout,
+            ttl=settings.upstream_ttl,
+            max_page_bytes=settings.upstream_max_page_bytes,
+            max_file_bytes=settings.max_upload_bytes,
+        ),
         archive_limits=ArchiveLimits(
             max_members=settings.zip_max_members,
             max_total_bytes=settings.zip_max_total_bytes,

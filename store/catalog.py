@@ -182,7 +182,28 @@ def _v4(db: sqlite_utils.Database) -> None:
     db["builds"].create_index(["namespace"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
+def _v5(db: sqlite_utils.Database) -> None:
+    db["upstream_pages"].create(
+        {"upstream": str, "project": str, "page": str, "fetched": float},
+        pk=("upstream", "project"),
+        not_null={"page", "fetched"},
+    )
+    db["upstream_files"].create(
+        {
+            "upstream": str,
+            "filename": str,
+            "url": str,
+            "sha256": str,
+            "size": int,
+            "metadata_sha256": str,
+            "fetched": str,
+        },
+        pk=("upstream", "filename"),
+    )
+    db["upstream_files"].create_index(["sha256"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 """Schema steps in order; ``PRAGMA user_version`` records how many have run."""
 
 

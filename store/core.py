@@ -11,10 +11,11 @@ from store.catalog import Catalog
 from store.dists import Dists
 from store.files import NamespaceFiles
 from store.generations import Generations
-from store.index import IndexService
+from store.index import IndexService, Source
 from store.namespaces import Namespaces
 from store.refs import BlobRefs
 from store.tokens import Tokens
+from store.upstream import InternalFirst, UpstreamFetcher, UpstreamLimits, UpstreamSource, upstream_of
 
 
 class Store:
@@ -26,6 +27,7 @@ class Store:
         admin_secret: str | None = None,
         max_upload_bytes: int | None = None,
         archive_limits: ArchiveLimits | None = None,
+        upstream_limits: UpstreamLimits | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.catalog = Catalog(self.data_dir / "catalog.db")
@@ -45,8 +47,20 @@ class Store:
         self.dists = Dists(
             self.catalog, blobs, self.namespaces, self.generations, self.refs, max_upload_bytes=max_upload_bytes
         )
-        self.index = IndexService(self.catalog, self.namespaces, self.generations)
+        self.upstream_fetcher = UpstreamFetcher(upstream_limits or UpstreamLimits(max_file_bytes=max_upload_bytes))
+        self.index = IndexService(self.catalog, self.namespaces, self.generations, guard=self._guard)
         self.builds = Builds(self.catalog, self.files, self.data_dir / "build-logs")
+
+    def upstream(self, namespace: str) -> UpstreamSource | None:
+        """The upstream the namespace's index falls through to (its nearest ancestor's), if any."""
+        config = upstream_of(self.namespaces, namespace)
+        if config is None:
+            return None
+        return UpstreamSource(config, self.upstream_fetcher, self.catalog, self.blobs, self.refs)
+
+    def _guard(self, namespace: str, internal: Source) -> Source:
+        upstream = self.upstream(namespace)
+        return InternalFirst(internal, upstream) if upstream else internal
 
     def garbage(self) -> list[str]:
         """Blobs no catalog row references: what a crash or a failed change can leave."""

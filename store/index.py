@@ -15,6 +15,7 @@ is listed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -42,12 +43,20 @@ class IndexFile:
     """None when not yanked; the reason (possibly empty) when yanked."""
     upload_time: str | None
     filetype: str
+    upstream_url: str | None = None
+    """Where an upstream file is fetched from on first request (None for files stored here)."""
+    upstream: str | None = None
+    """The upstream index it comes from."""
 
 
 @dataclass
 class ProjectPage:
     name: str
     files: list[IndexFile] = field(default_factory=list)
+    upstream: str | None = None
+    """Set when the page comes from an upstream index rather than the namespace chain."""
+    stale: str | None = None
+    """Why an upstream page is served from cache past its TTL (the upstream failed)."""
 
     @property
     def versions(self) -> list[str]:
@@ -153,12 +162,20 @@ class ChainSource:
 
 
 class IndexService:
-    """Builds the source for a namespace, following its inheritance setting."""
+    """Builds the source for a namespace, following its inheritance and upstream settings."""
 
-    def __init__(self, catalog: Catalog, namespaces: Namespaces, generations: Generations) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        namespaces: Namespaces,
+        generations: Generations,
+        guard: Callable[[str, Source], Source] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.namespaces = namespaces
         self.generations = generations
+        self.guard = guard
+        """Wraps the chain in the namespace's upstream (see ``store/upstream.py``), if any."""
 
     def chain(self, namespace: str) -> list[str]:
         """The namespaces whose files the index of ``namespace`` lists, nearest first.
@@ -179,8 +196,9 @@ class IndexService:
                 break
         return chain
 
-    def source(self, chain: list[str]) -> Source:
-        return ChainSource([NamespaceSource(self.catalog, ns) for ns in chain])
+    def source(self, namespace: str, chain: list[str]) -> Source:
+        internal = ChainSource([NamespaceSource(self.catalog, ns) for ns in chain])
+        return self.guard(namespace, internal) if self.guard else internal
 
 
 def normalize(project: str) -> str:

@@ -17,6 +17,8 @@ COLUMNS = (
     ("dists", "sha256"),
     ("dists", "metadata_sha256"),
     ("builds", "log_sha256"),
+    ("upstream_files", "sha256"),
+    ("upstream_files", "metadata_sha256"),
 )
 
 

@@ -44,10 +44,14 @@ def enqueue(
     settings = request.app.state.settings
     if timeout is not None and not 1 <= timeout <= 24 * 3600:
         raise InvalidInput("timeout must be between 1 second and 24 hours")
+    target = publish_to or namespace
+    index_url = settings.build_index_url
+    if not index_url:
+        # the target's own index when it falls through to an upstream, so builds resolve via packyard
+        has_upstream = request.app.state.store.upstream(target) is not None
+        index_url = f"{settings.own_url}/{target}/simple/" if has_upstream else DEFAULT_INDEX
     build_settings = BuildSettings(
-        timeout=timeout or settings.build_timeout,
-        index_url=settings.build_index_url or DEFAULT_INDEX,
-        installer=settings.build_installer,
+        timeout=timeout or settings.build_timeout, index_url=index_url, installer=settings.build_installer
     )
     return request.app.state.store.builds.enqueue(
         namespace, path, publish_to or namespace, build_settings, actor=who, force=force
@@ -117,7 +121,8 @@ def _worker(request: Request) -> None:
 )
 def claim(body: WorkerIn, request: Request) -> Response:
     _worker(request)
-    build = request.app.state.store.builds.claim(body.worker)
+    stale_after = request.app.state.settings.build_stale_seconds
+    build = request.app.state.store.builds.claim(body.worker, stale_after=stale_after)
     if build is None:
         return Response(status_code=204)
     return JSONResponse(build)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from packaging.utils import canonicalize_name
 from pydantic import BaseModel
 
 from packyard.auth import actor, caller, require
 from store.names import validate_namespace
+from store.upstream import check_upstream_url
 
 router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
 
@@ -45,8 +47,16 @@ def show_namespace(ns: str, request: Request) -> dict:
 
 
 class SettingsIn(BaseModel):
+    """Unset fields are unchanged; null removes a setting (an upstream is then inherited)."""
+
     inherit: bool | None = None
     """False: the index lists only this namespace's own files, not its ancestors'."""
+    upstream: str | None = None
+    """A PEP 503/691 index URL for names no namespace in the chain has; "" means none."""
+    upstream_auth_env: str | None = None
+    """Server environment variable with the upstream's credentials (user:password or a token)."""
+    upstream_allow: list[str] | None = None
+    upstream_deny: list[str] | None = None
 
 
 @router.patch("/{ns}/settings", summary="Change namespace settings (admin role)")
@@ -56,4 +66,9 @@ def update_settings(ns: str, body: SettingsIn, request: Request) -> dict:
     store = request.app.state.store
     store.namespaces.get(ns)
     changes = body.model_dump(exclude_unset=True)
+    if changes.get("upstream"):
+        changes["upstream"] = check_upstream_url(changes["upstream"])
+    for key in ("upstream_allow", "upstream_deny"):
+        if changes.get(key) is not None:
+            changes[key] = [canonicalize_name(p) if "*" not in p and "?" not in p else p for p in changes[key]]
     return store.namespaces.update_settings(ns, changes, actor(token)).to_dict()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from packyard.cli.output import client, console, emit_json, table
+from store.errors import InvalidInput
 
 app = typer.Typer(help="Namespaces: create, list, show.", no_args_is_help=True)
 
@@ -45,8 +46,32 @@ def set_(
     inherit: bool = typer.Option(
         None, "--inherit/--no-inherit", help="List the ancestors' files in this namespace's index."
     ),
+    upstream: str = typer.Option(None, "--upstream", help="Index URL for names no namespace in the chain has."),
+    no_upstream: bool = typer.Option(False, "--no-upstream", help="No upstream here, even if an ancestor has one."),
+    inherit_upstream: bool = typer.Option(False, "--inherit-upstream", help="Drop this namespace's own setting."),
+    upstream_auth_env: str = typer.Option(
+        None, "--upstream-auth-env", help="Server env var with upstream credentials."
+    ),
+    allow: list[str] = typer.Option(None, "--upstream-allow", help="Only these names (globs) from upstream."),
+    deny: list[str] = typer.Option(None, "--upstream-deny", help="Never these names (globs) from upstream."),
 ) -> None:
     """Change namespace settings (admin role)."""
-    changes = {key: value for key, value in {"inherit": inherit}.items() if value is not None}
+    changes: dict = {}
+    if inherit is not None:
+        changes["inherit"] = inherit
+    if sum(bool(x) for x in (upstream, no_upstream, inherit_upstream)) > 1:
+        raise InvalidInput("give one of --upstream, --no-upstream, --inherit-upstream")
+    if upstream:
+        changes["upstream"] = upstream
+    elif no_upstream:
+        changes["upstream"] = ""
+    elif inherit_upstream:
+        changes["upstream"] = None
+    if upstream_auth_env is not None:
+        changes["upstream_auth_env"] = upstream_auth_env or None
+    if allow:
+        changes["upstream_allow"] = allow
+    if deny:
+        changes["upstream_deny"] = deny
     ns = client().update_settings(name, **changes)
     console.print(f"{ns['name']} settings: {ns['settings']}")

@@ -9,6 +9,7 @@ methods never touch the catalog: they are what the hot path calls.
 from __future__ import annotations
 
 import threading
+import time
 
 from packyard.index import render
 from packyard.index.render import Page
@@ -24,8 +25,9 @@ class IndexCache:
         self.store = store
         self._lock = threading.Lock()
         self._chains: dict[str, tuple[int, list[str]]] = {}
-        self._pages: dict[tuple[str, str | None, str], tuple[tuple[int, ...], Page]] = {}
-        self._files: dict[tuple[str, str], tuple[tuple[int, ...], IndexFile]] = {}
+        self._pages: dict[tuple[str, str | None, str], tuple[tuple[int, ...], Page, float]] = {}
+        self._files: dict[tuple[str, str], tuple[tuple[int, ...], IndexFile, float]] = {}
+        self.upstream_ttl = store.upstream_fetcher.limits.ttl
 
     def _remember(self, table: dict, key: object, value: object) -> None:
         with self._lock:
@@ -46,7 +48,7 @@ class IndexCache:
         if chain is None:
             return None
         entry = self._pages.get((namespace, project, fmt))
-        if entry is not None and entry[0] == self.store.generations.stamp(chain):
+        if entry is not None and entry[0] == self.store.generations.stamp(chain) and entry[2] > time.monotonic():
             return entry[1]
         return None
 
@@ -55,7 +57,7 @@ class IndexCache:
         if chain is None:
             return None
         entry = self._files.get((namespace, filename))
-        if entry is not None and entry[0] == self.store.generations.stamp(chain):
+        if entry is not None and entry[0] == self.store.generations.stamp(chain) and entry[2] > time.monotonic():
             return entry[1]
         return None
 
@@ -75,9 +77,9 @@ class IndexCache:
         chain = self.chain(namespace)
         stamp = self.store.generations.stamp(chain)
         entry = self._pages.get((namespace, project, fmt))
-        if entry is not None and entry[0] == stamp:
+        if entry is not None and entry[0] == stamp and entry[2] > time.monotonic():
             return entry[1]
-        source = self.store.index.source(chain)
+        source = self.store.index.source(namespace, chain)
         if project is None:
             projects = source.projects()
             rendered = render.root_json(projects) if fmt == "json" else render.root_html(projects)
@@ -86,17 +88,22 @@ class IndexCache:
             if found is None:
                 raise NotFound(f"no project {project!r} in the index of {namespace}")
             rendered = render.project_json(found) if fmt == "json" else render.project_html(found)
-        self._remember(self._pages, (namespace, project, fmt), (stamp, rendered))
+        if rendered.stale is None:  # a stale upstream page is re-fetched on every request
+            self._remember(self._pages, (namespace, project, fmt), (stamp, rendered, self._expiry(rendered.upstream)))
         return rendered
+
+    def _expiry(self, upstream: bool) -> float:
+        """Internal pages live until their generations change; upstream ones for the TTL too."""
+        return time.monotonic() + self.upstream_ttl if upstream else float("inf")
 
     def file(self, namespace: str, filename: str) -> IndexFile:
         chain = self.chain(namespace)
         stamp = self.store.generations.stamp(chain)
         entry = self._files.get((namespace, filename))
-        if entry is not None and entry[0] == stamp:
+        if entry is not None and entry[0] == stamp and entry[2] > time.monotonic():
             return entry[1]
-        found = self.store.index.source(chain).file(filename)
+        found = self.store.index.source(namespace, chain).file(filename)
         if found is None:
             raise NotFound(f"{filename} is not in the index of {namespace}")
-        self._remember(self._files, (namespace, filename), (stamp, found))
+        self._remember(self._files, (namespace, filename), (stamp, found, self._expiry(found.upstream is not None)))
         return found

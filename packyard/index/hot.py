@@ -71,7 +71,7 @@ class HotIndex:
         if filename.endswith(".metadata"):
             return False
         found = self.cache.lookup_file(namespace, filename)
-        if found is None:
+        if found is None or found.upstream_url is not None:
             return False
         response = blob_response(Request(scope), self.cache.store.blobs, found.sha256, found.size, filename=filename)
         await response(scope, receive, send)

@@ -22,10 +22,16 @@ API_VERSION = "1.1"
 class Page:
     body: bytes
     etag: str
+    stale: str | None = None
+    """Why this upstream page is served from cache past its TTL (sent as a response header)."""
+    upstream: bool = False
 
 
-def page(body: bytes) -> Page:
-    return Page(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+def page(body: bytes, project: ProjectPage | None = None) -> Page:
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    if project is None:
+        return Page(body, etag)
+    return Page(body, etag, stale=project.stale, upstream=project.upstream is not None)
 
 
 def _href(f: IndexFile) -> str:
@@ -45,14 +51,15 @@ def project_html(project: ProjectPage) -> Page:
         attrs = [f'href="{escape(_href(f))}#sha256={f.sha256}"']
         if f.requires_python:
             attrs.append(f'data-requires-python="{escape(f.requires_python)}"')
-        if f.metadata_sha256:
-            attrs.append(f'data-dist-info-metadata="sha256={f.metadata_sha256}"')
-            attrs.append(f'data-core-metadata="sha256={f.metadata_sha256}"')
+        if f.metadata_sha256 is not None:
+            value = f"sha256={f.metadata_sha256}" if f.metadata_sha256 else "true"
+            attrs.append(f'data-dist-info-metadata="{value}"')
+            attrs.append(f'data-core-metadata="{value}"')
         if f.yanked is not None:
             attrs.append(f'data-yanked="{escape(f.yanked)}"')
         lines.append(f"<a {' '.join(attrs)}>{escape(f.filename)}</a><br>")
     lines += ["</body>", "</html>", ""]
-    return page("\n".join(lines).encode())
+    return page("\n".join(lines).encode(), project)
 
 
 def project_json(project: ProjectPage) -> Page:
@@ -62,18 +69,21 @@ def project_json(project: ProjectPage) -> Page:
             "filename": f.filename,
             "url": _href(f),
             "hashes": {"sha256": f.sha256},
-            "size": f.size,
-            "upload-time": f.upload_time,
             "yanked": (f.yanked or True) if f.yanked is not None else False,
         }
+        if f.size is not None:
+            entry["size"] = f.size
+        if f.upload_time:
+            entry["upload-time"] = f.upload_time
         if f.requires_python:
             entry["requires-python"] = f.requires_python
-        if f.metadata_sha256:
-            entry["core-metadata"] = {"sha256": f.metadata_sha256}
-            entry["dist-info-metadata"] = {"sha256": f.metadata_sha256}
+        if f.metadata_sha256 is not None:
+            value = {"sha256": f.metadata_sha256} if f.metadata_sha256 else True
+            entry["core-metadata"] = value
+            entry["dist-info-metadata"] = value
         files.append(entry)
     body = {"meta": {"api-version": API_VERSION}, "name": project.name, "versions": project.versions, "files": files}
-    return page(json.dumps(body, separators=(",", ":")).encode())
+    return page(json.dumps(body, separators=(",", ":")).encode(), project)
 
 
 def root_html(projects: dict[str, str]) -> Page:

@@ -24,6 +24,9 @@ METADATA_SUFFIX = ".metadata"
 
 def page_response(request: Request, page: Page, content_type: str) -> Response:
     headers = {"ETag": page.etag, "Vary": "Accept", "Cache-Control": "max-age=0, must-revalidate"}
+    if page.stale is not None:
+        headers["X-Packyard-Upstream"] = "stale"
+        headers["X-Packyard-Upstream-Error"] = page.stale.encode("ascii", "replace").decode()[:500]
     if request.headers.get("if-none-match") == page.etag:
         return Response(status_code=304, headers=headers)
     return Response(page.body, media_type=content_type, headers=headers)
@@ -71,11 +74,26 @@ def dist_file(ns: str, filename: str, request: Request) -> Response:
 def serve_dist(request: Request, ns: str, filename: str) -> Response:
     cache = request.app.state.index
     blobs = request.app.state.store.blobs
+    store = request.app.state.store
     if filename.endswith(METADATA_SUFFIX):
         found = cache.file(ns, filename[: -len(METADATA_SUFFIX)])
-        if not found.metadata_sha256:
+        if found.upstream_url is not None:
+            metadata = _upstream(store, ns).ensure_metadata(found)
+        elif found.metadata_sha256:
+            metadata = found.metadata_sha256
+        else:
             raise NotFound(f"{filename} has no stored metadata")
-        size = blobs.size(found.metadata_sha256)
-        return blob_response(request, blobs, found.metadata_sha256, size, filename="METADATA", media_type="text/plain")
+        size = blobs.size(metadata)
+        return blob_response(request, blobs, metadata, size, filename="METADATA", media_type="text/plain")
     found = cache.file(ns, filename)
+    if found.upstream_url is not None:
+        sha256, size = _upstream(store, ns).ensure_file(found)
+        return blob_response(request, blobs, sha256, size, filename=filename)
     return blob_response(request, blobs, found.sha256, found.size, filename=filename)
+
+
+def _upstream(store, ns: str):  # noqa: ANN001, ANN202 - Store, UpstreamSource
+    upstream = store.upstream(ns)
+    if upstream is None:
+        raise NotFound(f"{ns} no longer has an upstream")
+    return upstream

@@ -1,0 +1,92 @@
+"""``packyard mirror warm``: pre-fetch a requirement set through a namespace's upstream.
+
+Resolution is left to pip, pointed at the namespace's index: ``pip download`` for each
+requested Python version and platform pulls every file it picks through packyard, which
+fetches, checks and stores it. Afterwards installs of that set work with the upstream down.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from packyard.cli.output import console, err
+from packyard.settings import get_settings
+from store.errors import InvalidInput, RemoteFailed
+from store.names import validate_namespace
+
+app = typer.Typer(help="The upstream mirror: pre-fetch what flows will install.", no_args_is_help=True)
+_SAVED = re.compile(r"^(Saved|File was already downloaded) (.+)$")
+
+
+def _pip(index: str, requirements: Path, python: str | None, platform: str | None, dest: Path) -> list[str]:
+    command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-input"]
+    command += ["--index-url", index, "-r", str(requirements), "-d", str(dest)]
+    if python:
+        command += ["--python-version", python]
+    if platform:
+        command += ["--platform", platform]
+    if python or platform:
+        command += ["--only-binary=:all:"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PACKYARD_"))}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    token = get_settings().token
+    if token:  # the namespace may need a read token; pip sends it as Basic auth
+        scheme, _, rest = index.partition("://")
+        index = f"{scheme}://__token__:{token.get_secret_value()}@{rest}"
+        command[command.index("--index-url") + 1] = index
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (
+            "\n".join(result.stderr.strip().splitlines()[-5:]).replace(token.get_secret_value(), "***")
+            if token
+            else "\n".join(result.stderr.strip().splitlines()[-5:])
+        )
+        raise RemoteFailed(
+            f"resolving {requirements} for python {python or 'current'} / {platform or 'this platform'} failed:\n{tail}"
+        )
+    return [m.group(2).strip() for line in result.stdout.splitlines() if (m := _SAVED.match(line.strip()))]
+
+
+@app.command("warm")
+def warm(
+    ns: str,
+    requirements: Path = typer.Option(..., "-r", "--requirement", help="A requirements file."),
+    python: list[str] = typer.Option(None, "--python-version", help="Python version to resolve for (repeatable)."),
+    platform: list[str] = typer.Option(
+        None, "--platform", help="Platform tag, e.g. manylinux2014_x86_64 (repeatable)."
+    ),
+) -> None:
+    """Fetch a requirement set's files into NS's mirror (resolved per Python version and platform)."""
+    validate_namespace(ns)
+    if not requirements.is_file():
+        raise InvalidInput(f"{requirements} is not a readable file")
+    index = f"{get_settings().url.rstrip('/')}/{ns}/simple/"
+    targets = [(p, t) for p in (python or [None]) for t in (platform or [None])]
+    fetched: set[str] = set()
+    with (
+        tempfile.TemporaryDirectory(prefix="packyard-warm-") as tmp,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            disable=not err.is_terminal,
+        ) as progress,
+    ):
+        task = progress.add_task(f"warming {ns}", total=len(targets))
+        for number, (py, plat) in enumerate(targets):
+            dest = Path(tmp) / str(number)
+            for name in _pip(index, requirements, py, plat, dest):
+                fetched.add(Path(name).name)
+            progress.advance(task)
+    for name in sorted(fetched):
+        console.print(f"cached {name}")
+    console.print(f"{len(fetched)} files in the {ns} mirror for {len(targets)} target(s)")

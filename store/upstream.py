@@ -1,0 +1,468 @@
+"""Upstream indexes: a safe fall-through to PyPI, another packyard or any PEP 503/691 index.
+
+Three pieces behind the index's one source protocol (see ``store/index.py``):
+
+- :class:`UpstreamSource` fetches an upstream project page (JSON preferred), re-serves it
+  with links into packyard, keeps it for a TTL and, when the upstream fails, keeps serving
+  the last good copy (marked stale). A file is fetched on its first request, checked against
+  the upstream's sha256, stored as a blob and served from the store ever after.
+- :class:`InternalFirst` is the guard in front of it. It prevents dependency confusion: if
+  any namespace in the chain has a project name, the upstream is never consulted for that
+  name — a public ``etl 99.0`` can never shadow an internal ``etl``. Only names the chain
+  lacks fall through, and only if the namespace's allow/deny lists admit them.
+- :func:`upstream_of` reads the nearest ancestor's ``upstream`` setting.
+
+Every failure of the upstream — unreachable, 5xx, a hang, a page that is not HTML or JSON,
+an oversized answer, a redirect to a non-HTTP scheme, bytes that do not match the hash —
+becomes a :class:`RemoteFailed` with a clear message, and nothing of it is cached.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import time
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+import httpx
+from packaging.utils import canonicalize_name
+
+from store.artifacts import parse_filename
+from store.blobs.base import BlobStore, StoredBlob
+from store.catalog import Catalog, now
+from store.errors import InvalidInput, PackyardError, RemoteFailed
+from store.index import IndexFile, ProjectPage, Source
+from store.names import ancestors
+from store.namespaces import Namespaces
+from store.refs import BlobRefs
+
+ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    url: str
+    auth_env: str | None = None
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def allows(self, project: str) -> bool:
+        """Allow list (if any) must match; deny list must not. Globs on normalized names."""
+        if self.allow and not any(fnmatch.fnmatchcase(project, p) for p in self.allow):
+            return False
+        return not any(fnmatch.fnmatchcase(project, p) for p in self.deny)
+
+    def auth(self) -> httpx.Auth | None:
+        """Credentials from the environment variable the setting names: ``user:password`` or a token."""
+        if not self.auth_env:
+            return None
+        value = os.environ.get(self.auth_env, "")
+        if not value:
+            return None
+        user, sep, password = value.partition(":")
+        return httpx.BasicAuth(user, password) if sep else httpx.BasicAuth("__token__", value)
+
+
+def check_upstream_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInput(f"upstream {url!r} must be an http(s) URL of a simple index")
+    if parts.username or parts.password:
+        raise InvalidInput("put upstream credentials in an environment variable (upstream_auth_env), not in the URL")
+    return url if url.endswith("/") else url + "/"
+
+
+def upstream_of(namespaces: Namespaces, namespace: str) -> UpstreamConfig | None:
+    """The nearest ancestor's upstream (an explicit empty ``upstream`` means none)."""
+    for ns in ancestors(namespace):
+        settings = namespaces.settings_of(ns)
+        if settings is None or "upstream" not in settings:
+            continue
+        url = settings["upstream"]
+        if not url:
+            return None
+        return UpstreamConfig(
+            url=url,
+            auth_env=settings.get("upstream_auth_env"),
+            allow=tuple(settings.get("upstream_allow") or ()),
+            deny=tuple(settings.get("upstream_deny") or ()),
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class UpstreamLimits:
+    timeout: float = 30.0
+    ttl: float = 600.0
+    max_page_bytes: int = 20 * 1024 * 1024
+    max_file_bytes: int | None = None
+
+
+# -- parsing --------------------------------------------------------------------------------
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[tuple[dict[str, str | None], str]] = []
+        self.tags = 0
+        self._open: dict[str, str | None] | None = None
+        self._text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags += 1
+        if tag == "a":
+            self._open, self._text = dict(attrs), ""
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._open is not None:
+            self.links.append((self._open, self._text.strip()))
+            self._open = None
+
+
+def _hash_attr(value: Any) -> str | None:
+    """A PEP 658 metadata value: None (absent), "" (present, no hash) or a sha256."""
+    if value is None or value is False or value == "false":
+        return None
+    if isinstance(value, dict):
+        return value.get("sha256", "")
+    if isinstance(value, str) and value.startswith("sha256="):
+        return value[7:]
+    return ""
+
+
+def _yanked(value: Any) -> str | None:
+    """PEP 691 ``yanked``: false, true or a reason -> None, "" or the reason."""
+    if isinstance(value, str):
+        return value
+    return "" if value else None
+
+
+def parse_page(body: bytes, content_type: str, page_url: str) -> list[dict]:
+    """Upstream links as dicts: filename, url, sha256, requires_python, metadata, yanked, upload_time, size."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind.endswith("json"):
+        try:
+            data = json.loads(body)
+            files = data["files"]
+            if not isinstance(files, list):
+                raise TypeError("files is not a list")
+            return [
+                {
+                    "filename": f["filename"],
+                    "url": urljoin(page_url, f["url"]),
+                    "sha256": (f.get("hashes") or {}).get("sha256"),
+                    "requires_python": f.get("requires-python"),
+                    "metadata": _hash_attr(f.get("core-metadata", f.get("dist-info-metadata"))),
+                    "yanked": (f["yanked"] or "")
+                    if isinstance(f.get("yanked"), str)
+                    else ("" if f.get("yanked") else None),
+                    "upload_time": f.get("upload-time"),
+                    "size": f.get("size"),
+                }
+                for f in files
+            ]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RemoteFailed(f"the upstream page {page_url} is not valid PEP 691 JSON: {exc}") from exc
+    if kind in ("text/html", "application/vnd.pypi.simple.v1+html", "application/xhtml+xml"):
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RemoteFailed(f"the upstream page {page_url} is not valid UTF-8 HTML") from exc
+        parser = _Links()
+        parser.feed(text)
+        parser.close()
+        if parser.tags == 0:
+            raise RemoteFailed(f"the upstream page {page_url} is not an HTML simple-index page")
+        out = []
+        for attrs, text_ in parser.links:
+            href = attrs.get("href")
+            if not href:
+                continue
+            url, _, fragment = urljoin(page_url, href).partition("#")
+            sha256 = fragment[7:] if fragment.startswith("sha256=") else None
+            yanked = attrs.get("data-yanked")
+            out.append(
+                {
+                    "filename": text_ or unquote(url.rsplit("/", 1)[-1]),
+                    "url": url,
+                    "sha256": sha256,
+                    "requires_python": attrs.get("data-requires-python"),
+                    "metadata": _hash_attr(attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata"))),
+                    "yanked": yanked if "data-yanked" in attrs else None,
+                    "upload_time": None,
+                    "size": None,
+                }
+            )
+        return out
+    raise RemoteFailed(f"the upstream answered {page_url} with {content_type or 'no content type'}, not HTML or JSON")
+
+
+# -- fetching -------------------------------------------------------------------------------
+
+
+class UpstreamFetcher:
+    """HTTP to upstreams, with a timeout, a size cap and only http(s) redirects."""
+
+    def __init__(self, limits: UpstreamLimits) -> None:
+        self.limits = limits
+        self.http = httpx.Client(
+            follow_redirects=True,
+            max_redirects=5,
+            timeout=httpx.Timeout(limits.timeout),
+            headers={"User-Agent": "packyard-upstream"},
+        )
+
+    def _fail(self, url: str, exc: Exception) -> RemoteFailed:
+        if isinstance(exc, httpx.UnsupportedProtocol):
+            return RemoteFailed(f"the upstream redirected {url} to a non-HTTP URL; refusing it")
+        if isinstance(exc, httpx.TimeoutException):
+            return RemoteFailed(f"the upstream did not answer {url} within {self.limits.timeout:g}s")
+        if isinstance(exc, httpx.TooManyRedirects):
+            return RemoteFailed(f"the upstream redirected {url} too many times")
+        return RemoteFailed(f"the upstream is unreachable for {url}: {exc}")
+
+    def page(self, config: UpstreamConfig, project: str) -> list[dict] | None:
+        """The upstream's links for ``project``; None when the upstream does not have it."""
+        url = f"{config.url}{project}/"
+        try:
+            with self.http.stream("GET", url, headers={"Accept": ACCEPT}, auth=config.auth()) as response:
+                if response.status_code == 404:
+                    return None
+                if response.status_code >= 400:
+                    raise RemoteFailed(f"the upstream answered {url} with {response.status_code}")
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > self.limits.max_page_bytes:
+                        raise RemoteFailed(
+                            f"the upstream page {url} is larger than {self.limits.max_page_bytes} bytes; refusing it"
+                        )
+                final_url = str(response.url)
+                content_type = response.headers.get("content-type", "")
+        except httpx.HTTPError as exc:
+            raise self._fail(url, exc) from exc
+        return parse_page(bytes(body), content_type, final_url)
+
+    def download(self, url: str, config: UpstreamConfig, expected: str, blobs: BlobStore, refs: BlobRefs) -> StoredBlob:
+        """Stream ``url`` into the blob store; keep it only if its sha256 is ``expected``."""
+        try:
+            with self.http.stream("GET", url, auth=config.auth()) as response:
+                if response.status_code >= 400:
+                    raise RemoteFailed(f"the upstream answered {url} with {response.status_code}")
+                blob = blobs.put(_Reader(response.iter_bytes()), limit=self.limits.max_file_bytes)  # type: ignore[arg-type]
+        except httpx.HTTPError as exc:
+            raise self._fail(url, exc) from exc
+        except PackyardError as exc:
+            if isinstance(exc, RemoteFailed):
+                raise
+            raise RemoteFailed(f"the upstream file {url} was refused: {exc.message}") from exc
+        if blob.sha256 != expected:
+            if blob.created:
+                refs.discard([blob.sha256])
+            raise RemoteFailed(
+                f"the bytes of {url} do not match the upstream's sha256 ({expected}, got {blob.sha256}); not cached"
+            )
+        return blob
+
+
+class _Reader:
+    def __init__(self, chunks) -> None:  # noqa: ANN001 - an iterator of bytes
+        self._chunks = iter(chunks)
+        self._buffer = b""
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return b""
+        if n is None or n < 0 or n >= len(self._buffer):
+            out, self._buffer = self._buffer, b""
+        else:
+            out, self._buffer = self._buffer[:n], self._buffer[n:]
+        return out
+
+
+# -- sources --------------------------------------------------------------------------------
+
+
+def _index_file(link: dict, upstream: str) -> IndexFile | None:
+    try:
+        parsed = parse_filename(link["filename"])
+    except InvalidInput:
+        return None  # eggs, installers and other files pip would not use
+    if not link.get("sha256"):
+        return None  # nothing to check the bytes against: never served
+    return IndexFile(
+        filename=link["filename"],
+        namespace="",
+        version=str(parsed.version),
+        sha256=link["sha256"],
+        size=link.get("size"),  # type: ignore[arg-type]
+        requires_python=link.get("requires_python"),
+        metadata_sha256=link.get("metadata"),
+        yanked=link.get("yanked"),
+        upload_time=link.get("upload_time"),
+        filetype=parsed.filetype,
+        upstream_url=link["url"],
+        upstream=upstream,
+    )
+
+
+class UpstreamSource:
+    """One upstream index, re-served through packyard with a TTL cache and stale fallback."""
+
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        fetcher: UpstreamFetcher,
+        catalog: Catalog,
+        blobs: BlobStore,
+        refs: BlobRefs,
+    ) -> None:
+        self.config = config
+        self.fetcher = fetcher
+        self.catalog = catalog
+        self.blobs = blobs
+        self.refs = refs
+
+    def projects(self) -> dict[str, str]:
+        return {}  # an upstream's full project list (PyPI: 600k names) is never merged in
+
+    def _links(self, project: str) -> tuple[list[dict] | None, str | None]:
+        """(links, stale reason): fresh from cache, fetched, or a stale copy when the upstream fails."""
+        cached = self.catalog.one(
+            "SELECT page, fetched FROM upstream_pages WHERE upstream = ? AND project = ?", (self.config.url, project)
+        )
+        if cached is not None and time.time() - cached["fetched"] < self.fetcher.limits.ttl:
+            return json.loads(cached["page"]), None
+        try:
+            links = self.fetcher.page(self.config, project)
+        except RemoteFailed as exc:
+            if cached is None:
+                raise
+            return json.loads(cached["page"]), exc.message
+        if links is None:
+            return None, None
+        with self.catalog.write() as db:
+            db["upstream_pages"].upsert(
+                {"upstream": self.config.url, "project": project, "page": json.dumps(links), "fetched": time.time()},
+                pk=("upstream", "project"),
+            )
+        return links, None
+
+    def project(self, project: str) -> ProjectPage | None:
+        links, stale = self._links(project)
+        if links is None:
+            return None
+        files = [f for f in (_index_file(link, self.config.url) for link in links) if f is not None]
+        page = ProjectPage(project, sorted(files, key=lambda f: f.filename), upstream=self.config.url, stale=stale)
+        return page
+
+    def file(self, filename: str) -> IndexFile | None:
+        try:
+            project = parse_filename(filename).project
+        except InvalidInput:
+            return None
+        page = self.project(project)
+        if page is None:
+            return None
+        return next((f for f in page.files if f.filename == filename), None)
+
+    # -- mirroring ----------------------------------------------------------------------
+
+    def _mirrored(self, filename: str) -> dict | None:
+        return self.catalog.one(
+            "SELECT * FROM upstream_files WHERE upstream = ? AND filename = ?", (self.config.url, filename)
+        )
+
+    def ensure_file(self, file: IndexFile) -> tuple[str, int]:
+        """The stored blob of an upstream file, fetched and checked on first request."""
+        row = self._mirrored(file.filename)
+        if row and row["sha256"] and self.blobs.exists(row["sha256"]):
+            return row["sha256"], row["size"]
+        assert file.upstream_url is not None
+        blob = self.fetcher.download(file.upstream_url, self.config, file.sha256, self.blobs, self.refs)
+        self._record(file, sha256=blob.sha256, size=blob.size)
+        return blob.sha256, blob.size
+
+    def ensure_metadata(self, file: IndexFile) -> str:
+        """The stored PEP 658 metadata of an upstream file (checked when the upstream gives a hash)."""
+        row = self._mirrored(file.filename)
+        if row and row["metadata_sha256"] and self.blobs.exists(row["metadata_sha256"]):
+            return row["metadata_sha256"]
+        if file.metadata_sha256 is None:
+            raise RemoteFailed(f"the upstream offers no metadata file for {file.filename}")
+        assert file.upstream_url is not None
+        url = file.upstream_url + ".metadata"
+        if file.metadata_sha256:
+            blob = self.fetcher.download(url, self.config, file.metadata_sha256, self.blobs, self.refs)
+        else:
+            blob = self._unchecked(url)
+        self._record(file, metadata_sha256=blob.sha256)
+        return blob.sha256
+
+    def _unchecked(self, url: str) -> StoredBlob:
+        """Metadata the upstream offers without a hash: stored as fetched (it is never executed)."""
+        try:
+            with self.fetcher.http.stream("GET", url, auth=self.config.auth()) as response:
+                if response.status_code >= 400:
+                    raise RemoteFailed(f"the upstream answered {url} with {response.status_code}")
+                return self.blobs.put(_Reader(response.iter_bytes()), limit=1024 * 1024)  # type: ignore[arg-type]
+        except httpx.HTTPError as exc:
+            raise self.fetcher._fail(url, exc) from exc
+
+    def _record(self, file: IndexFile, **fields: Any) -> None:
+        with self.catalog.write() as db:
+            existing = self._mirrored(file.filename) or {}
+            db["upstream_files"].upsert(
+                {
+                    "upstream": self.config.url,
+                    "filename": file.filename,
+                    "url": file.upstream_url,
+                    "sha256": existing.get("sha256"),
+                    "size": existing.get("size"),
+                    "metadata_sha256": existing.get("metadata_sha256"),
+                    "fetched": now(),
+                    **fields,
+                },
+                pk=("upstream", "filename"),
+            )
+
+
+class InternalFirst:
+    """The dependency-confusion guard: a name the chain has is never looked up upstream."""
+
+    def __init__(self, internal: Source, upstream: UpstreamSource) -> None:
+        self.internal = internal
+        self.upstream = upstream
+
+    def projects(self) -> dict[str, str]:
+        return self.internal.projects()
+
+    def project(self, project: str) -> ProjectPage | None:
+        found = self.internal.project(project)
+        if found is not None or not self.upstream.config.allows(project):
+            return found
+        return self.upstream.project(project)
+
+    def file(self, filename: str) -> IndexFile | None:
+        found = self.internal.file(filename)
+        if found is not None:
+            return found
+        try:
+            project = canonicalize_name(parse_filename(filename).project)
+        except InvalidInput:
+            return None
+        if self.internal.project(project) is not None or not self.upstream.config.allows(project):
+            return None
+        return self.upstream.file(filename)
