@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from packyard import __version__, http_errors
-from packyard.api import builds, dists, files, namespaces, syncs, tokens
+from packyard.api import builds, dists, files, namespaces, runs, syncs, tokens
 from packyard.auth import caller
 from packyard.guards import BodyLimit, ControlCharacterGuard
 from packyard.index import routes as index_routes
@@ -55,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.index = IndexCache(app.state.store)
     app.state.syncer = Syncer(app.state.store, settings.data, secrets_dir=settings.secrets_dir)
     app.state.syncs = SyncRegistry(app.state.store.catalog)
-    for module in (namespaces, files, tokens, dists, syncs, builds):
+    for module in (namespaces, files, tokens, dists, syncs, builds, runs):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness and backend check")

@@ -64,9 +64,11 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     s3_prefix: str = ""
 
-    # client side (CLI)
+    # client side (CLI, task runs)
     url: str = "http://127.0.0.1:8000"
     token: SecretStr | None = None
+    cache_dir: Path = Path.home() / ".cache" / "packyard"
+    """Task-run environments and resolutions (PACKYARD_CACHE_DIR)."""
 
     @property
     def own_url(self) -> str:

@@ -203,7 +203,15 @@ def _v5(db: sqlite_utils.Database) -> None:
     db["upstream_files"].create_index(["sha256"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(db: sqlite_utils.Database) -> None:
+    db["bundles"].create(
+        {"key": str, "sha256": str, "size": int, "namespace": str, "created": str, "created_by": str},
+        pk="key",
+        not_null={"sha256", "size", "created"},
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 """Schema steps in order; ``PRAGMA user_version`` records how many have run."""
 
 

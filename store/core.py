@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 from store.archive import ArchiveLimits
 from store.blobs.base import BlobStore
 from store.builds import Builds
+from store.bundles import Bundles
 from store.catalog import Catalog
 from store.dists import Dists
 from store.files import NamespaceFiles
@@ -50,6 +52,9 @@ class Store:
         self.upstream_fetcher = UpstreamFetcher(upstream_limits or UpstreamLimits(max_file_bytes=max_upload_bytes))
         self.index = IndexService(self.catalog, self.namespaces, self.generations, guard=self._guard)
         self.builds = Builds(self.catalog, self.files, self.data_dir / "build-logs")
+        self.bundles = Bundles(self.catalog, blobs, self.refs, max_upload_bytes)
+        self.boot_id = secrets.token_hex(8)
+        """Changes with every process start: in-memory generations restart from zero."""
 
     def upstream(self, namespace: str) -> UpstreamSource | None:
         """The upstream the namespace's index falls through to (its nearest ancestor's), if any."""
@@ -61,6 +66,11 @@ class Store:
     def _guard(self, namespace: str, internal: Source) -> Source:
         upstream = self.upstream(namespace)
         return InternalFirst(internal, upstream) if upstream else internal
+
+    def index_state(self, namespace: str) -> str:
+        """A token that changes whenever what the namespace's index lists may have changed."""
+        chain = self.index.chain(namespace)
+        return f"{self.boot_id}:" + ".".join(str(n) for n in self.generations.stamp(chain))
 
     def garbage(self) -> list[str]:
         """Blobs no catalog row references: what a crash or a failed change can leave."""

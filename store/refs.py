@@ -19,6 +19,7 @@ COLUMNS = (
     ("builds", "log_sha256"),
     ("upstream_files", "sha256"),
     ("upstream_files", "metadata_sha256"),
+    ("bundles", "sha256"),
 )
 
 

@@ -4,6 +4,8 @@ log, artifacts, finish) that remote and embedded workers speak.
 
 from __future__ import annotations
 
+import logging
+
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -17,6 +19,7 @@ from store.errors import Conflict, InvalidInput, PackyardError
 from store.names import validate_namespace
 
 router = APIRouter(prefix="/api/v1", tags=["builds"])
+log = logging.getLogger("packyard.builds")
 DEFAULT_INDEX = "https://pypi.org/simple"
 
 
@@ -93,8 +96,14 @@ def build_log(build_id: int, request: Request, offset: int = 0) -> Response:
         with store.blobs.open(build["log_sha256"]) as stream:
             data = stream.read()
     else:
-        path = store.builds.log_path(build_id)
-        data = path.read_bytes() if path.exists() else b""
+        try:
+            data = store.builds.log_path(build_id).read_bytes()
+        except FileNotFoundError:  # not started yet, or the spool just moved into a blob
+            build = store.builds.get(build_id)
+            data = b""
+            if build["log_sha256"]:
+                with store.blobs.open(build["log_sha256"]) as stream:
+                    data = stream.read()
     return Response(
         data[max(offset, 0) :],
         media_type="text/plain; charset=utf-8",
@@ -142,15 +151,31 @@ async def append_log(build_id: int, worker: str, request: Request) -> dict:
     return {"appended": len(data)}
 
 
-def _close_log(request: Request, build_id: int) -> None:
-    """Store the finished build's log as a blob, so it outlives the worker and the spool."""
+def _held(request: Request, build_id: int, worker: str) -> dict:
+    build = request.app.state.store.builds.get(build_id)
+    if build["state"] != "running" or build["worker"] != worker:
+        raise Conflict(f"build {build_id} is {build['state']} and not held by worker {worker!r}")
+    return build
+
+
+def _close_log(request: Request, build_id: int, worker: str, last_words: str = "") -> None:
+    """Store the ending build's log as a blob, so it outlives the worker and the spool.
+
+    Called before the build is marked done, so a finished build always has its log blob;
+    if the blob store fails, the spool file stays and is still served.
+    """
     store = request.app.state.store
     path = store.builds.log_path(build_id)
-    if path.exists():
-        with path.open("rb") as stream:
-            blob = store.blobs.put(stream)
-        store.builds.set_log_blob(build_id, blob.sha256)
-        path.unlink()
+    try:
+        if last_words:
+            store.builds.append_log(build_id, worker, last_words.encode())
+        if path.exists():
+            with path.open("rb") as stream:
+                blob = store.blobs.put(stream)
+            store.builds.set_log_blob(build_id, blob.sha256)
+            path.unlink()
+    except Exception:  # noqa: BLE001 - the build still ends; its log stays in the spool
+        log.exception("could not store the log of build %s", build_id)
 
 
 @router.post("/builds/{build_id}/finish", summary="Worker: end a build as failed or cancelled")
@@ -158,8 +183,9 @@ def finish(build_id: int, body: FinishIn, request: Request) -> dict:
     _worker(request)
     if body.state == "succeeded" or body.state not in DONE:
         raise InvalidInput("a worker ends a build as failed or cancelled; success comes with artifacts")
+    _held(request, build_id, body.worker)
+    _close_log(request, build_id, body.worker)
     build = request.app.state.store.builds.finish(build_id, body.worker, body.state, error=body.error[:4000])
-    _close_log(request, build_id)
     return request.app.state.store.builds.get(build["id"])
 
 
@@ -180,9 +206,7 @@ async def artifacts(build_id: int, request: Request) -> dict:
 def _publish(request: Request, build_id: int, worker: str, backend: str | None, uploads: list[UploadFile]) -> dict:
     """Check both artifacts like uploads, publish both in one transaction, or fail the build."""
     store = request.app.state.store
-    build = store.builds.get(build_id)
-    if build["state"] != "running" or build["worker"] != worker:
-        raise Conflict(f"build {build_id} is {build['state']} and not held by worker {worker!r}")
+    build = _held(request, build_id, worker)
     items, created = [], []
     try:
         try:
@@ -199,12 +223,14 @@ def _publish(request: Request, build_id: int, worker: str, backend: str | None, 
             published = store.dists.publish(build["publish_to"], items, uploader=f"build:{build_id}", created=created)
         except PackyardError as exc:
             store.refs.discard(created)
+            _close_log(request, build_id, worker, f"[packyard] not published: {exc.message}\n")
             store.builds.finish(build_id, worker, "failed", error=exc.message)
-            _close_log(request, build_id)
             return store.builds.get(build_id)
         extra = {"artifacts": [d.filename for d, _ in published], "backend": backend}
+        new = [d.filename for d, fresh in published if fresh]
+        note = f"published {', '.join(new)}" if new else "already published with identical bytes: nothing to do"
+        _close_log(request, build_id, worker, f"[packyard] {build['publish_to']}: {note}\n")
         store.builds.finish(build_id, worker, "succeeded", extra=extra)
-        _close_log(request, build_id)
         return store.builds.get(build_id)
     finally:
         for upload in uploads:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from packyard.cli import builds, dists, files, mirror, namespaces, serve, syncs, tokens
+from packyard.cli import builds, dists, files, mirror, namespaces, runs, serve, syncs, tokens
 from packyard.cli_errors import run
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.add_typer(builds.app, name="build")
 app.add_typer(builds.builds_app, name="builds")
 app.command("worker")(builds.worker)
 app.add_typer(mirror.app, name="mirror")
+runs.register(app)
 app.command("yank")(dists.yank)
 app.command("unyank")(dists.unyank)
 app.command("index-config")(dists.index_config)

@@ -1,0 +1,148 @@
+"""``packyard pull``, ``fetch``, ``env`` and ``run``: what a task calls at its start.
+
+Quiet unless on a terminal (a flow's log stays clean); ``--json`` for machines.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+
+from packyard.cli.output import client, console, emit_json, err, transfer
+from packyard.settings import get_settings, secret
+from store.errors import InvalidInput
+
+PREFIX = typer.Option("", "--prefix", "-p", help="Only files under this folder.")
+INCLUDE = typer.Option(None, "--include", help="Only paths matching this glob (repeatable).")
+EXCLUDE = typer.Option(None, "--exclude", help="Skip paths matching this glob (repeatable).")
+WITH_PARENTS = typer.Option(False, "--with-parents", help="Lay down the ancestors' files first; nearer wins.")
+REQUIREMENTS = typer.Option(None, "-r", "--requirement", help="A requirements file (repeatable).")
+WITH = typer.Option(None, "--with", help="A requirement (repeatable).")
+PYTHON = typer.Option(None, "--python", help="Python version X.Y (default: this one).")
+REFRESH = typer.Option(False, "--refresh", help="Resolve again even if the index did not change.")
+SHARE = typer.Option(True, "--share/--no-share", help="Upload the environment's wheels as a bundle for other workers.")
+
+
+def _say(message: str) -> None:
+    if err.is_terminal:
+        err.print(message)
+
+
+def _pull(
+    ns: str, dest: Path, prefix: str, include: list[str] | None, exclude: list[str] | None, parents: bool
+) -> dict:
+    from packyard.runs.pull import plan_pull, pull
+
+    total = len(plan_pull(client(), ns, prefix=prefix, include=include, exclude=exclude, with_parents=parents))
+    with transfer(f"pull {ns}", total) as advance:
+        counts = pull(
+            client(), ns, dest, prefix=prefix, include=include, exclude=exclude, with_parents=parents, progress=advance
+        )
+    _say(f"pulled {ns} into {dest}: {counts['downloaded']} downloaded, {counts['unchanged']} unchanged")
+    return counts
+
+
+def pull(
+    ns: str,
+    dest: Path = typer.Option(Path("."), "--dest", "-d", help="Working directory to fill."),
+    prefix: str = PREFIX,
+    include: list[str] = INCLUDE,
+    exclude: list[str] = EXCLUDE,
+    with_parents: bool = WITH_PARENTS,
+) -> None:
+    """Download the namespace's files into a working directory (hash-checked, in parallel)."""
+    _pull(ns, dest, prefix, include, exclude, with_parents)
+
+
+def fetch(
+    ns: str,
+    filenames: list[str] = typer.Argument(..., help="Distribution filenames, e.g. etl-0.1.0.tar.gz."),
+    dest: Path = typer.Option(Path("."), "--dest", "-d"),
+) -> None:
+    """Download distribution files through the namespace's index (with inheritance), hash-checked."""
+    from packyard.runs.pull import fetch as fetch_files
+
+    for path in fetch_files(client(), ns, filenames, dest):
+        print(path)
+
+
+def _requirements(files: list[Path] | None, extra: list[str] | None) -> list[str]:
+    lines: list[str] = []
+    for file in files or []:
+        if not file.is_file():
+            raise InvalidInput(f"{file} is not a readable requirements file")
+        for line in file.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                lines.append(line)
+    return lines + list(extra or [])
+
+
+def _env(ns: str, files: list[Path] | None, extra: list[str] | None, python: str | None, refresh: bool, share: bool):  # noqa: ANN202
+    from packyard.runs.envs import EnvCache
+
+    settings = get_settings()
+    cache = EnvCache(client(), settings.url, settings.cache_dir, secret(settings.token))
+    return cache.ensure(ns, _requirements(files, extra), python=python, refresh=refresh, share=share)
+
+
+def env(
+    ns: str,
+    requirement: list[Path] = REQUIREMENTS,
+    with_: list[str] = WITH,
+    python: str = PYTHON,
+    refresh: bool = REFRESH,
+    share: bool = SHARE,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Print the path of a ready virtual environment with the requirements resolved against NS."""
+    environment = _env(ns, requirement, with_, python, refresh, share)
+    if as_json:
+        emit_json(environment.to_dict())
+    else:
+        print(environment.path)
+
+
+def run(
+    ns: str,
+    command: list[str] = typer.Argument(..., help="The command, after --."),
+    requirement: list[Path] = REQUIREMENTS,
+    with_: list[str] = WITH,
+    python: str = PYTHON,
+    refresh: bool = REFRESH,
+    share: bool = SHARE,
+    pull_files: bool = typer.Option(False, "--pull", help="Run in a temporary directory holding NS's files."),
+) -> None:
+    """Run COMMAND in a cached environment (and, with --pull, among NS's files); exit with its status."""
+    environment = _env(ns, requirement, with_, python, refresh, share) if (requirement or with_) else None
+    run_env = dict(os.environ)
+    if environment is not None:
+        run_env["VIRTUAL_ENV"] = str(environment.path)
+        run_env["PATH"] = f"{environment.path / 'bin'}{os.pathsep}{run_env.get('PATH', '')}"
+        run_env.pop("PYTHONHOME", None)
+        _say(f"environment {environment.key[:12]} ({'reused' if environment.reused else 'built'})")
+    with tempfile.TemporaryDirectory(prefix="packyard-run-") as tmp:
+        cwd = None
+        if pull_files:
+            _pull(ns, Path(tmp), "", None, None, False)
+            cwd = tmp
+        try:
+            code = subprocess.call(command, env=run_env, cwd=cwd)
+        except FileNotFoundError as exc:
+            raise InvalidInput(f"command not found: {command[0]}") from exc
+    sys.exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pull")(pull)
+    app.command("fetch")(fetch)
+    app.command("env")(env)
+    app.command("run")(run)
+
+
+__all__ = ["register", "console"]
