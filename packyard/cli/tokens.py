@@ -17,7 +17,10 @@ app = typer.Typer(help="API tokens: create (secret shown once), list, revoke.", 
 LOCAL = typer.Option(False, "--local", help="Write the catalog in PACKYARD_DATA directly (bootstrap).")
 
 
-def _local() -> Tokens:
+def _local():  # noqa: ANN202 - store.tokens.Tokens, imported only when used (sqlite-utils is slow to import)
+    from store.catalog import Catalog
+    from store.tokens import Tokens
+
     return Tokens(Catalog(get_settings().data / "catalog.db"))
 
 
