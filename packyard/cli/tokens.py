@@ -10,8 +10,6 @@ import typer
 
 from packyard.cli.output import client, console, emit_json, table
 from packyard.settings import get_settings
-from store.catalog import Catalog
-from store.tokens import Tokens
 
 app = typer.Typer(help="API tokens: create (secret shown once), list, revoke.", no_args_is_help=True)
 LOCAL = typer.Option(False, "--local", help="Write the catalog in PACKYARD_DATA directly (bootstrap).")
