@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 from pathlib import Path
 
 import typer
 
 from packyard.settings import get_settings
+
+M_MMAP_THRESHOLD = -3
+
+
+def steady_malloc() -> None:
+    """Pin glibc's mmap threshold at 1 MiB.
+
+    glibc raises the threshold after large frees, after which every multi-megabyte upload
+    buffer comes from the heap and the server's RSS ratchets up with each big file; pinned,
+    such buffers are mapped and returned to the system as soon as they are freed.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1024 * 1024)
 
 
 def serve(
@@ -34,6 +49,7 @@ def serve(
         "embedded_worker": worker,
     }
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    steady_malloc()
     app = create_app(settings)
     print(
         f"packyard serving on http://{settings.host}:{settings.port} "

@@ -23,7 +23,7 @@ from urllib3.exceptions import HTTPError
 from store.blobs.base import HashingReader, StoredBlob, check_sha256
 from store.errors import BackendUnavailable, NotFound
 
-PART_SIZE = 16 * 1024 * 1024
+PART_SIZE = 8 * 1024 * 1024
 COPY_LIMIT = 5 * 1024**3
 _MISSING = {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}
 
@@ -46,6 +46,30 @@ class _Body:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _FullReads:
+    """Answers each ``read(n)`` with exactly ``n`` bytes (less only at the end).
+
+    minio builds a part by appending whatever each read returns to a ``bytes`` object, which
+    copies the whole part on every append; request bodies arrive in ~64-256 KiB chunks, so
+    handing it whole parts (joined once) keeps a put's memory at about one part.
+    """
+
+    def __init__(self, reader: HashingReader) -> None:
+        self._reader = reader
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = PART_SIZE
+        pieces, wanted = [], n
+        while wanted > 0:
+            data = self._reader.read(wanted)
+            if not data:
+                break
+            pieces.append(data)
+            wanted -= len(data)
+        return b"".join(pieces)
 
 
 class S3BlobStore:
@@ -85,7 +109,10 @@ class S3BlobStore:
         reader = HashingReader(stream, limit)
         tmp = f"{self.prefix}tmp/{uuid.uuid4().hex}"
         try:
-            self.client.put_object(self.bucket, tmp, reader, length=-1, part_size=PART_SIZE)
+            # one part in flight: parallel part uploads would each hold a part in memory
+            self.client.put_object(
+                self.bucket, tmp, _FullReads(reader), length=-1, part_size=PART_SIZE, num_parallel_uploads=1
+            )
         except HTTPError as exc:
             raise BackendUnavailable(f"S3 write failed: {exc}") from exc
         try:
