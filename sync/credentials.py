@@ -79,15 +79,37 @@ def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
 def check_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme in ("http", "https", "ssh", "git", "file"):
+        if parts.scheme not in ("http", "https") and _password(url):
+            # only http(s) can carry a token (as a header); elsewhere git would put it on a
+            # command line or in an error message, so such a URL is refused outright
+            raise InvalidInput(
+                f"{redact_url(url)!r} has a password in it, which only http(s) URLs may carry; "
+                "name a credential instead (--ssh-key-env VAR or --ssh-key-file NAME)"
+            )
         return url
     if re.fullmatch(r"[\w.-]+@[\w.-]+:[\w./~-]+", url):  # scp-like ssh: git@host:org/repo.git
         return url
     raise InvalidInput(f"{redact_url(url)!r} is not a git URL (https, http, ssh, git or file)")
 
 
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
 def redact_url(url: str) -> str:
+    """``url`` without any password in it, whatever its scheme (the user name stays)."""
     clean, user, password = split_userinfo(url)
-    return clean if (user or password) else url
+    if user or password:
+        return clean
+    if "@" not in url:
+        return url
+    return redact(url, [])
+
+
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s:]*:[^/@\s]*@")
 
 
 def redact(text: str, secrets: list[str]) -> str:
@@ -96,7 +118,7 @@ def redact(text: str, secrets: list[str]) -> str:
         text = text.replace(secret, "***")
         encoded = base64.b64encode(secret.encode()).decode()
         text = text.replace(encoded, "***")
-    return re.sub(r"(https?://)[^/@\s:]*:[^/@\s]*@", r"\1***@", text)
+    return _USERINFO.sub(r"\1***@", text)
 
 
 class GitAuth:

@@ -51,8 +51,9 @@ class Plan:
         return counts
 
 
-def list_tree(mirror: Mirror, commit: str, spec: SyncSpec) -> tuple[list[RepoFile], list[PlanEntry], list[str]]:
-    """The files the spec selects at ``commit``, the skipped entries, and warnings."""
+def list_tree(mirror: Mirror, commit: str, spec: SyncSpec) -> tuple[list[RepoFile], list[PlanEntry], list[str], Filter]:
+    """The files the spec selects at ``commit``, the skipped entries, warnings, and the filter
+    (globs plus ``.packyardignore``) that also decides which namespace files a sync governs."""
     treeish = f"{commit}:{spec.path}" if spec.path else f"{commit}^{{tree}}"
     if spec.path:
         try:
@@ -93,7 +94,7 @@ def list_tree(mirror: Mirror, commit: str, spec: SyncSpec) -> tuple[list[RepoFil
         except InvalidName as exc:
             raise InvalidInput(f"repository path {path!r} cannot be a namespace path: {exc}") from exc
         files.append(RepoFile(target, sha, int(size)))
-    return files, skipped, warnings
+    return files, skipped, warnings, selector
 
 
 def check_sizes(files: list[RepoFile], limit: int | None) -> None:

@@ -73,7 +73,8 @@ def push(
         raise InvalidInput(f"{branch!r} is not a branch name")
     files = store.files.list(namespace, f"{prefix.strip('/')}/" if prefix.strip("/") else "")
     for f in files:
-        if ".git" in f.path.split("/"):
+        # git treats .git case-insensitively (.GIT, .Git); on such a file system it is the same folder
+        if any(segment.lower() == ".git" for segment in f.path.split("/")):
             raise InvalidInput(f"{f.path} has a '.git' segment and cannot be pushed into a repository")
     result = PushResult(namespace, redact_url(url), branch, dry_run)
     work = Path(tempfile.mkdtemp(prefix="packyard-push-"))
@@ -100,10 +101,14 @@ def push(
                 for existing in list(root.rglob("*")):
                     if existing.is_file() and ".git" not in existing.relative_to(work).parts and existing not in wanted:
                         existing.unlink()
-            repo.git.add("-A", "--", path or ".")
-            status = repo.git.diff("--cached", "--name-status", "--no-renames")
-            for line in status.splitlines():
-                code, _, name = line.partition("\t")
+            root.mkdir(parents=True, exist_ok=True)  # git refuses a pathspec that names nothing
+            try:
+                repo.git.add("-A", "--", path or ".")
+            except git.GitCommandError as exc:
+                raise InvalidInput(f"git refuses the namespace's files: {str(exc.stderr or '').strip()}") from None
+            # -z: names exactly as they are (no quoting of non-ASCII or special characters)
+            status = repo.git.diff("--cached", "--name-status", "--no-renames", "-z").split("\0")
+            for code, name in zip(status[0::2], status[1::2], strict=False):
                 result.changes.append(
                     {"status": {"A": "added", "M": "updated", "D": "deleted"}.get(code, code), "path": name}
                 )

@@ -21,7 +21,7 @@ from store.names import validate_namespace
 from sync.credentials import git_auth, redact_url
 from sync.mirror import Mirror, Mirrors
 from sync.plan import Plan, PlanEntry, RepoFile, check_sizes, deletions, list_tree
-from sync.spec import Filter, SyncSpec
+from sync.spec import SyncSpec
 
 
 @dataclass
@@ -96,7 +96,7 @@ class Syncer:
         ):
             ref, commit = mirror.resolve(spec.ref)
             commit_time = int(mirror.repo.commit(commit).committed_date)
-            files, skipped, warnings = list_tree(mirror, commit, spec)
+            files, skipped, warnings, selector = list_tree(mirror, commit, spec)
             check_sizes(files, self.store.files.max_upload_bytes)
             heads = self.store.files.heads(namespace, spec.prefix) if self.store.namespaces.exists(namespace) else {}
             plan = Plan(ref, commit, warnings=warnings)
@@ -110,7 +110,6 @@ class Syncer:
                         changes.append(change)
                     if created:
                         written.append(created)
-                selector = Filter(spec.include, spec.exclude, [])
                 removed = deletions(spec, heads, {f.path for f in files} | {s.path for s in skipped}, selector)
                 plan.entries += removed + skipped
                 changes += [Change(entry.path, None) for entry in removed]
