@@ -4,7 +4,9 @@ The environment is built from nothing (not filtered from ours), so no ``PACKYARD
 setting, token or S3 key can reach a build backend. Where bubblewrap (``bwrap``) is
 installed, the build sees the whole filesystem read-only except its own work folder and the
 shared download cache, so a backend that writes outside its directory fails the build
-instead of touching the worker.
+instead of touching the worker. The build gets its own PID namespace, and its init dies with
+the worker (``--die-with-parent``), so a killed worker takes the whole build process tree
+with it — not only its direct child.
 """
 
 from __future__ import annotations
@@ -81,6 +83,6 @@ def sandboxed(command: list[str], work: Path, cache: Path, mode: str) -> tuple[l
     wrapped = [
         bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
         "--bind", str(work), str(work), "--bind", str(cache), str(cache),
-        "--die-with-parent", "--chdir", str(work), "--",
+        "--unshare-pid", "--die-with-parent", "--chdir", str(work), "--",
     ]  # fmt: skip
     return wrapped + command, "bwrap"

@@ -74,25 +74,31 @@ class _LogPump:
         self.api, self.build_id = api, build_id
         self._buffer = bytearray()
         self._lock = threading.Lock()
-        self.sent = 0
+        self.accepted = 0
+        """Build output taken so far (sent or buffered): what the cap counts."""
         self.truncated = False
 
     def write(self, data: bytes) -> None:
         with self._lock:
-            room = LOG_CAP - self.sent - len(self._buffer)
+            room = LOG_CAP - self.accepted
             if room <= 0:
                 if not self.truncated:
                     self.truncated = True
                     self._buffer += b"\n[packyard: log truncated; the build kept printing]\n"
                 return
             self._buffer += data[:room]
+            self.accepted += min(len(data), room)
+
+    def note(self, text: str) -> None:
+        """packyard's own lines (header, outcome): kept even past the cap, so the log says why."""
+        with self._lock:
+            self._buffer += text.encode()
 
     def flush(self) -> None:
         with self._lock:
             data, self._buffer = bytes(self._buffer), bytearray()
         if data:
             self.api.log(self.build_id, data)
-            self.sent += len(data)
 
 
 def _read(stream, pump: _LogPump) -> None:  # noqa: ANN001 - a pipe
@@ -124,26 +130,26 @@ def run_build(build: dict, api: WorkerAPI, *, cache: Path, sandbox: str = "auto"
         command, installer = build_command(src, out, installer=settings.get("installer", "auto"))
         command, used = sandboxed(command, work, cache, sandbox)
         env = build_env(work, cache, index_url=settings["index_url"], source_date_epoch=build["source_date_epoch"])
-        pump.write(
+        pump.note(
             f"[packyard] build {build_id}: {build['namespace']}:{build['path'] or '/'} -> {build['publish_to']}\n"
             f"[packyard] installer {installer}, sandbox {used}, index {settings['index_url']}, "
-            f"SOURCE_DATE_EPOCH={build['source_date_epoch']}, timeout {settings['timeout']}s\n".encode()
+            f"SOURCE_DATE_EPOCH={build['source_date_epoch']}, timeout {settings['timeout']}s\n"
         )
         outcome = _execute(command, env, work, api, build_id, pump, settings["timeout"])
         if outcome == "cancelled":
             pump.flush()
             return api.finish(build_id, "cancelled", "cancelled while running")
         artifacts = check_artifacts(out)
-        pump.write(f"[packyard] built {', '.join(p.name for p in artifacts)}\n".encode())
+        pump.note(f"[packyard] built {', '.join(p.name for p in artifacts)}\n")
         pump.flush()
         return api.submit(build_id, artifacts, backend_of(artifacts[1]))
     except BuildFailed as exc:
-        pump.write(f"[packyard] build failed: {exc}\n".encode())
+        pump.note(f"[packyard] build failed: {exc}\n")
         pump.flush()
         return api.finish(build_id, "failed", str(exc))
     except Exception as exc:  # noqa: BLE001 - any crash of the worker's own work ends the job, never hangs it
         log.exception("build %s crashed", build_id)
-        pump.write(f"[packyard] worker error: {exc}\n".encode())
+        pump.note(f"[packyard] worker error: {exc}\n")
         pump.flush()
         return api.finish(build_id, "failed", f"worker error: {exc}")
     finally:
@@ -169,7 +175,7 @@ def _execute(
             pump.flush()
             if api.heartbeat(build_id):
                 _kill(proc)
-                pump.write(b"\n[packyard] cancelled\n")
+                pump.note("\n[packyard] cancelled\n")
                 return "cancelled"
             if time.monotonic() > deadline:
                 _kill(proc)
