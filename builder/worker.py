@@ -108,6 +108,11 @@ def _read(stream, pump: _LogPump) -> None:  # noqa: ANN001 - a pipe
 
 def run_build(build: dict, api: WorkerAPI, *, cache: Path, sandbox: str = "auto") -> dict:
     """Run one claimed build to its end; returns the final build record from the server."""
+    with _Heartbeat(api, build["id"]) as beat:
+        return _run_build(build, api, cache, sandbox, beat)
+
+
+def _run_build(build: dict, api: WorkerAPI, cache: Path, sandbox: str, beat: _Heartbeat) -> dict:
     build_id = build["id"]
     settings = build["settings"]
     pump = _LogPump(api, build_id)
@@ -135,7 +140,7 @@ def run_build(build: dict, api: WorkerAPI, *, cache: Path, sandbox: str = "auto"
             f"[packyard] installer {installer}, sandbox {used}, index {settings['index_url']}, "
             f"SOURCE_DATE_EPOCH={build['source_date_epoch']}, timeout {settings['timeout']}s\n"
         )
-        outcome = _execute(command, env, work, api, build_id, pump, settings["timeout"])
+        outcome = _execute(command, env, work, beat, pump, settings["timeout"])
         if outcome == "cancelled":
             pump.flush()
             return api.finish(build_id, "cancelled", "cancelled while running")
@@ -156,9 +161,34 @@ def run_build(build: dict, api: WorkerAPI, *, cache: Path, sandbox: str = "auto"
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _execute(
-    command: list[str], env: dict, work: Path, api: WorkerAPI, build_id: int, pump: _LogPump, timeout: int
-) -> str:
+class _Heartbeat:
+    """Heartbeats for the whole job — source fetch and hand-in included, not only the build —
+    so a slow upload is never mistaken for a dead worker; remembers a cancellation."""
+
+    def __init__(self, api: WorkerAPI, build_id: int) -> None:
+        self.api, self.build_id = api, build_id
+        self.cancelled = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{build_id}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(TICK):
+            try:
+                if self.api.heartbeat(self.build_id):
+                    self.cancelled.set()
+            except PackyardError as exc:
+                log.warning("heartbeat for build %s: %s", self.build_id, exc.message)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def _execute(command: list[str], env: dict, work: Path, beat: _Heartbeat, pump: _LogPump, timeout: int) -> str:
     proc = subprocess.Popen(
         command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -173,7 +203,7 @@ def _execute(
             except subprocess.TimeoutExpired:
                 pass
             pump.flush()
-            if api.heartbeat(build_id):
+            if beat.cancelled.is_set():
                 _kill(proc)
                 pump.note("\n[packyard] cancelled\n")
                 return "cancelled"

@@ -7,10 +7,11 @@ Three pieces behind the index's one source protocol (see ``store/index.py``):
   the last good copy (marked stale). A file is fetched on its first request, checked against
   the upstream's sha256, stored as a blob and served from the store ever after.
 - :class:`InternalFirst` is the guard in front of it. It prevents dependency confusion: if
-  any namespace in the chain has a project name, the upstream is never consulted for that
-  name — a public ``etl 99.0`` can never shadow an internal ``etl``. Only names the chain
-  lacks fall through, and only if the namespace's allow/deny lists admit them.
-- :func:`upstream_of` reads the nearest ancestor's ``upstream`` setting.
+  the namespace or any ancestor has a project name (inherited files or not), the upstream is
+  never consulted for that name — a public ``etl 99.0`` can never shadow an internal ``etl``.
+  Only names they all lack fall through, and only if the allow/deny lists admit them.
+- :func:`upstream_of` reads the nearest ancestor's ``upstream`` setting, and the allow/deny
+  lists set on the way up to it (each one narrows, none widens).
 
 Every failure of the upstream — unreachable, 5xx, a hang, a page that is not HTML or JSON,
 an oversized answer, a redirect to a non-HTTP scheme, bytes that do not match the hash —
@@ -35,7 +36,7 @@ from store.artifacts import parse_filename
 from store.blobs.base import BlobStore, StoredBlob
 from store.catalog import Catalog, now
 from store.errors import InvalidInput, PackyardError, RemoteFailed
-from store.index import IndexFile, ProjectPage, Source
+from store.index import IndexFile, NamespaceSource, ProjectPage, Source
 from store.names import ancestors
 from store.namespaces import Namespaces
 from store.refs import BlobRefs
@@ -47,14 +48,45 @@ ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+ht
 class UpstreamConfig:
     url: str
     auth_env: str | None = None
-    allow: tuple[str, ...] = ()
+    allow: tuple[tuple[str, ...], ...] = ()
+    """The allow lists set from the namespace up to the one holding the upstream: each must match."""
     deny: tuple[str, ...] = ()
+    """The deny globs set from the namespace up to the one holding the upstream: none may match."""
+    namespaces: tuple[str, ...] = ()
+    """The namespace and all its ancestors: a name any of them holds is never taken from upstream,
+    even where the namespace does not inherit its ancestors' files (``inherit: false``)."""
 
     def allows(self, project: str) -> bool:
-        """Allow list (if any) must match; deny list must not. Globs on normalized names."""
-        if self.allow and not any(fnmatch.fnmatchcase(project, p) for p in self.allow):
-            return False
+        """Every allow list (if any) must match; no deny glob may. Globs on normalized names.
+
+        A namespace's lists narrow what it inherits and never widen it, so a team can deny
+        a name under its parent's upstream but cannot re-admit one its parent denies.
+        """
+        for globs in self.allow:
+            if globs and not any(fnmatch.fnmatchcase(project, p) for p in globs):
+                return False
         return not any(fnmatch.fnmatchcase(project, p) for p in self.deny)
+
+    @property
+    def key(self) -> str:
+        """What cached pages and mirrored files are filed under: the URL and the credentials used.
+
+        Without the credentials in the key, a namespace that names no ``upstream_auth_env`` (or
+        another one) would be served, fresh or stale, what a namespace with credentials fetched.
+        """
+        return f"{self.url} auth={self.auth_env}" if self.auth_env else self.url
+
+    def refused(self, url: str, status: int) -> RemoteFailed:
+        """A 401/403 from the upstream, with what to do about it."""
+        if not self.auth_env:
+            hint = "it needs credentials: name a server environment variable holding them with upstream_auth_env"
+        elif not os.environ.get(self.auth_env):
+            hint = (
+                f"it needs credentials, and the server has no environment variable {self.auth_env} (upstream_auth_env)"
+            )
+        else:
+            hint = f"it refused the credentials in the environment variable {self.auth_env}"
+        return RemoteFailed(f"the upstream answered {url} with {status}: {hint}")
 
     def auth(self) -> httpx.Auth | None:
         """Credentials from the environment variable the setting names: ``user:password`` or a token."""
@@ -77,10 +109,21 @@ def check_upstream_url(url: str) -> str:
 
 
 def upstream_of(namespaces: Namespaces, namespace: str) -> UpstreamConfig | None:
-    """The nearest ancestor's upstream (an explicit empty ``upstream`` means none)."""
+    """The nearest ancestor's upstream (an explicit empty ``upstream`` means none).
+
+    Allow and deny lists count from every namespace on the way up to that ancestor, so a
+    child's own ``upstream_deny`` applies under the upstream it inherits.
+    """
+    allow: list[tuple[str, ...]] = []
+    deny: list[str] = []
     for ns in ancestors(namespace):
         settings = namespaces.settings_of(ns)
-        if settings is None or "upstream" not in settings:
+        if settings is None:
+            continue
+        if settings.get("upstream_allow"):
+            allow.append(tuple(settings["upstream_allow"]))
+        deny += settings.get("upstream_deny") or ()
+        if "upstream" not in settings:
             continue
         url = settings["upstream"]
         if not url:
@@ -88,8 +131,9 @@ def upstream_of(namespaces: Namespaces, namespace: str) -> UpstreamConfig | None
         return UpstreamConfig(
             url=url,
             auth_env=settings.get("upstream_auth_env"),
-            allow=tuple(settings.get("upstream_allow") or ()),
-            deny=tuple(settings.get("upstream_deny") or ()),
+            allow=tuple(allow),
+            deny=tuple(deny),
+            namespaces=tuple(ancestors(namespace)),
         )
     return None
 
@@ -237,6 +281,8 @@ class UpstreamFetcher:
             with self.http.stream("GET", url, headers={"Accept": ACCEPT}, auth=config.auth()) as response:
                 if response.status_code == 404:
                     return None
+                if response.status_code in (401, 403):
+                    raise config.refused(url, response.status_code)
                 if response.status_code >= 400:
                     raise RemoteFailed(f"the upstream answered {url} with {response.status_code}")
                 body = bytearray()
@@ -256,6 +302,8 @@ class UpstreamFetcher:
         """Stream ``url`` into the blob store; keep it only if its sha256 is ``expected``."""
         try:
             with self.http.stream("GET", url, auth=config.auth()) as response:
+                if response.status_code in (401, 403):
+                    raise config.refused(url, response.status_code)
                 if response.status_code >= 400:
                     raise RemoteFailed(f"the upstream answered {url} with {response.status_code}")
                 blob = blobs.put(_Reader(response.iter_bytes()), limit=self.limits.max_file_bytes)  # type: ignore[arg-type]
@@ -341,7 +389,7 @@ class UpstreamSource:
     def _links(self, project: str) -> tuple[list[dict] | None, str | None]:
         """(links, stale reason): fresh from cache, fetched, or a stale copy when the upstream fails."""
         cached = self.catalog.one(
-            "SELECT page, fetched FROM upstream_pages WHERE upstream = ? AND project = ?", (self.config.url, project)
+            "SELECT page, fetched FROM upstream_pages WHERE upstream = ? AND project = ?", (self.config.key, project)
         )
         if cached is not None and time.time() - cached["fetched"] < self.fetcher.limits.ttl:
             return json.loads(cached["page"]), None
@@ -355,7 +403,7 @@ class UpstreamSource:
             return None, None
         with self.catalog.write() as db:
             db["upstream_pages"].upsert(
-                {"upstream": self.config.url, "project": project, "page": json.dumps(links), "fetched": time.time()},
+                {"upstream": self.config.key, "project": project, "page": json.dumps(links), "fetched": time.time()},
                 pk=("upstream", "project"),
             )
         return links, None
@@ -382,7 +430,7 @@ class UpstreamSource:
 
     def _mirrored(self, filename: str) -> dict | None:
         return self.catalog.one(
-            "SELECT * FROM upstream_files WHERE upstream = ? AND filename = ?", (self.config.url, filename)
+            "SELECT * FROM upstream_files WHERE upstream = ? AND filename = ?", (self.config.key, filename)
         )
 
     def ensure_file(self, file: IndexFile) -> tuple[str, int]:
@@ -415,6 +463,8 @@ class UpstreamSource:
         """Metadata the upstream offers without a hash: stored as fetched (it is never executed)."""
         try:
             with self.fetcher.http.stream("GET", url, auth=self.config.auth()) as response:
+                if response.status_code in (401, 403):
+                    raise self.config.refused(url, response.status_code)
                 if response.status_code >= 400:
                     raise RemoteFailed(f"the upstream answered {url} with {response.status_code}")
                 return self.blobs.put(_Reader(response.iter_bytes()), limit=1024 * 1024)  # type: ignore[arg-type]
@@ -426,7 +476,7 @@ class UpstreamSource:
             existing = self._mirrored(file.filename) or {}
             db["upstream_files"].upsert(
                 {
-                    "upstream": self.config.url,
+                    "upstream": self.config.key,
                     "filename": file.filename,
                     "url": file.upstream_url,
                     "sha256": existing.get("sha256"),
@@ -449,9 +499,16 @@ class InternalFirst:
     def projects(self) -> dict[str, str]:
         return self.internal.projects()
 
+    def _held_above(self, project: str) -> bool:
+        """Whether the namespace or any ancestor has the name: ``inherit: false`` hides files, not names."""
+        return any(
+            NamespaceSource(self.upstream.catalog, ns).project(project) is not None
+            for ns in self.upstream.config.namespaces
+        )
+
     def project(self, project: str) -> ProjectPage | None:
         found = self.internal.project(project)
-        if found is not None or not self.upstream.config.allows(project):
+        if found is not None or not self.upstream.config.allows(project) or self._held_above(project):
             return found
         return self.upstream.project(project)
 
@@ -463,6 +520,10 @@ class InternalFirst:
             project = canonicalize_name(parse_filename(filename).project)
         except InvalidInput:
             return None
-        if self.internal.project(project) is not None or not self.upstream.config.allows(project):
+        if (
+            self.internal.project(project) is not None
+            or not self.upstream.config.allows(project)
+            or self._held_above(project)
+        ):
             return None
         return self.upstream.file(filename)
