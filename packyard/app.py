@@ -53,7 +53,12 @@ def create_app(settings: Settings) -> FastAPI:
     http_errors.install(app)
     app.add_middleware(ControlCharacterGuard)
     app.state.index = IndexCache(app.state.store)
-    app.state.syncer = Syncer(app.state.store, settings.data, secrets_dir=settings.secrets_dir)
+    app.state.syncer = Syncer(
+        app.state.store,
+        settings.data,
+        secrets_dir=settings.secrets_dir,
+        credential_envs=settings.credential_env_names,
+    )
     app.state.syncs = SyncRegistry(app.state.store.catalog)
     for module in (namespaces, files, tokens, dists, syncs, builds, runs):
         app.include_router(module.router)

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     zip_max_total_bytes: int = 4 * GiB
     zip_max_ratio: int = 100
     log_requests: bool = False
+    credential_envs: str = ""
+    """Comma-separated names of environment variables that namespaces may use as credentials
+    (upstream_auth_env, sync --token-env/--ssh-key-env, --webhook-secret-env)."""
     secrets_dir: Path | None = None
     """Folder of secret files that syncs may name as credentials (``--token-file NAME``)."""
 
@@ -69,6 +72,10 @@ class Settings(BaseSettings):
     token: SecretStr | None = None
     cache_dir: Path = Path.home() / ".cache" / "packyard"
     """Task-run environments and resolutions (PACKYARD_CACHE_DIR)."""
+
+    @property
+    def credential_env_names(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.credential_envs.split(",") if name.strip())
 
     @property
     def own_url(self) -> str:

@@ -39,6 +39,7 @@ def open_store(settings: Settings) -> Store:
             ttl=settings.upstream_ttl,
             max_page_bytes=settings.upstream_max_page_bytes,
             max_file_bytes=settings.max_upload_bytes,
+            credential_envs=settings.credential_env_names,
         ),
         archive_limits=ArchiveLimits(
             max_members=settings.zip_max_members,

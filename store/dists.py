@@ -237,6 +237,10 @@ class Dists:
             dist = self.get(namespace, filename)
             if dist.project != project:
                 raise InvalidInput(f"{filename} is not a file of {project}")
+            if version is not None and dist.version != normalize_version(version):
+                raise InvalidInput(
+                    f"{filename} is a file of {project} {dist.version}, not {normalize_version(version)}"
+                )
             return [dist]
         if version is None:
             raise InvalidInput("name a version (a whole release) or a filename")

@@ -35,7 +35,8 @@ from packaging.utils import canonicalize_name
 from store.artifacts import parse_filename
 from store.blobs.base import BlobStore, StoredBlob
 from store.catalog import Catalog, now
-from store.errors import InvalidInput, PackyardError, RemoteFailed
+from store.credentials import allowed_env
+from store.errors import Forbidden, InvalidInput, PackyardError, RemoteFailed
 from store.index import IndexFile, NamespaceSource, ProjectPage, Source
 from store.names import ancestors
 from store.namespaces import Namespaces
@@ -88,10 +89,14 @@ class UpstreamConfig:
             hint = f"it refused the credentials in the environment variable {self.auth_env}"
         return RemoteFailed(f"the upstream answered {url} with {status}: {hint}")
 
-    def auth(self) -> httpx.Auth | None:
+    def auth(self, allowed: tuple[str, ...]) -> httpx.Auth | None:
         """Credentials from the environment variable the setting names: ``user:password`` or a token."""
         if not self.auth_env:
             return None
+        try:
+            allowed_env(self.auth_env, allowed, "upstream_auth_env")
+        except Forbidden as exc:
+            raise RemoteFailed(exc.message) from exc
         value = os.environ.get(self.auth_env, "")
         if not value:
             return None
@@ -144,6 +149,8 @@ class UpstreamLimits:
     ttl: float = 600.0
     max_page_bytes: int = 20 * 1024 * 1024
     max_file_bytes: int | None = None
+    credential_envs: tuple[str, ...] = ()
+    """Environment variables an upstream_auth_env may name (see ``store/credentials.py``)."""
 
 
 # -- parsing --------------------------------------------------------------------------------
@@ -278,7 +285,9 @@ class UpstreamFetcher:
         """The upstream's links for ``project``; None when the upstream does not have it."""
         url = f"{config.url}{project}/"
         try:
-            with self.http.stream("GET", url, headers={"Accept": ACCEPT}, auth=config.auth()) as response:
+            with self.http.stream(
+                "GET", url, headers={"Accept": ACCEPT}, auth=config.auth(self.limits.credential_envs)
+            ) as response:
                 if response.status_code == 404:
                     return None
                 if response.status_code in (401, 403):
@@ -301,7 +310,7 @@ class UpstreamFetcher:
     def download(self, url: str, config: UpstreamConfig, expected: str, blobs: BlobStore, refs: BlobRefs) -> StoredBlob:
         """Stream ``url`` into the blob store; keep it only if its sha256 is ``expected``."""
         try:
-            with self.http.stream("GET", url, auth=config.auth()) as response:
+            with self.http.stream("GET", url, auth=config.auth(self.limits.credential_envs)) as response:
                 if response.status_code in (401, 403):
                     raise config.refused(url, response.status_code)
                 if response.status_code >= 400:
@@ -462,7 +471,9 @@ class UpstreamSource:
     def _unchecked(self, url: str) -> StoredBlob:
         """Metadata the upstream offers without a hash: stored as fetched (it is never executed)."""
         try:
-            with self.fetcher.http.stream("GET", url, auth=self.config.auth()) as response:
+            with self.fetcher.http.stream(
+                "GET", url, auth=self.config.auth(self.fetcher.limits.credential_envs)
+            ) as response:
                 if response.status_code in (401, 403):
                     raise self.config.refused(url, response.status_code)
                 if response.status_code >= 400:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from store.credentials import allowed_env
 from store.errors import InvalidInput
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -50,8 +51,9 @@ class CredentialRef:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def read(self, secrets_dir: Path | None) -> str:
+    def read(self, secrets_dir: Path | None, allowed_envs: tuple[str, ...] = ()) -> str:
         if self.env is not None:
+            allowed_env(self.env, allowed_envs, "a git credential")
             value = os.environ.get(self.env)
             if not value:
                 raise InvalidInput(f"the server has no environment variable {self.env} for this credential")
@@ -133,7 +135,9 @@ class GitAuth:
 
 
 @contextmanager
-def git_auth(url: str, ref: CredentialRef | None, secrets_dir: Path | None) -> Iterator[tuple[str, GitAuth]]:
+def git_auth(
+    url: str, ref: CredentialRef | None, secrets_dir: Path | None, allowed_envs: tuple[str, ...] = ()
+) -> Iterator[tuple[str, GitAuth]]:
     """Yield (URL without userinfo, GitAuth) for running git against ``url``."""
     clean, user, password = split_userinfo(url)
     env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true"}
@@ -142,7 +146,7 @@ def git_auth(url: str, ref: CredentialRef | None, secrets_dir: Path | None) -> I
     key_file: str | None = None
     try:
         if ref is not None:
-            secret = ref.read(secrets_dir)
+            secret = ref.read(secrets_dir, allowed_envs)
             secrets.append(secret.strip())
             if ref.kind == "token":
                 header_user, header_secret = ref.username, secret

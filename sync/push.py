@@ -63,6 +63,7 @@ def push(
     dry_run: bool = False,
     credential: CredentialRef | None = None,
     secrets_dir: Path | None = None,
+    credential_envs: tuple[str, ...] = (),
     actor: str = "packyard",
 ) -> PushResult:
     check_url(url)
@@ -79,7 +80,7 @@ def push(
     result = PushResult(namespace, redact_url(url), branch, dry_run)
     work = Path(tempfile.mkdtemp(prefix="packyard-push-"))
     try:
-        with git_auth(url, credential, secrets_dir) as (clean, auth):
+        with git_auth(url, credential, secrets_dir, credential_envs) as (clean, auth):
             repo = git.Repo.init(work)
             remote_heads = _git(repo, auth, url, "ls-remote", "--heads", clean, f"refs/heads/{branch}")
             if remote_heads.strip():

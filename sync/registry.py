@@ -126,10 +126,14 @@ class SyncRegistry:
         return self.catalog.query("SELECT * FROM sync_runs WHERE sync = ? ORDER BY id DESC LIMIT ?", (name, limit))
 
 
-def verify_webhook(registered: RegisteredSync, headers: dict[str, str], body: bytes) -> None:
+def verify_webhook(
+    registered: RegisteredSync, headers: dict[str, str], body: bytes, allowed_envs: tuple[str, ...] = ()
+) -> None:
     """Accept GitHub's ``X-Hub-Signature-256`` HMAC or GitLab's ``X-Gitlab-Token``; else 401."""
     if not registered.webhook_secret_env:
         raise Unauthenticated(f"sync {registered.name!r} has no webhook secret; register it with --webhook-secret-env")
+    if registered.webhook_secret_env not in allowed_envs:
+        raise Unauthenticated("the webhook secret's variable is not in PACKYARD_CREDENTIAL_ENVS")
     secret = os.environ.get(registered.webhook_secret_env, "")
     if not secret:
         raise Unauthenticated("the webhook secret is not set on the server")

@@ -54,10 +54,13 @@ class _GitBlobReader:
 
 
 class Syncer:
-    def __init__(self, store: Store, data_dir: Path, *, secrets_dir: Path | None = None) -> None:
+    def __init__(
+        self, store: Store, data_dir: Path, *, secrets_dir: Path | None = None, credential_envs: tuple[str, ...] = ()
+    ) -> None:
         self.store = store
         self.mirrors = Mirrors(Path(data_dir) / "mirrors")
         self.secrets_dir = secrets_dir
+        self.credential_envs = credential_envs
 
     def run(
         self, namespace: str, spec: SyncSpec, *, dry_run: bool, actor: str, sync_name: str | None = None
@@ -91,7 +94,7 @@ class Syncer:
 
     def _run(self, namespace: str, spec: SyncSpec, *, dry_run: bool, actor: str) -> SyncResult:
         with (
-            git_auth(spec.url, spec.credential, self.secrets_dir) as (url, auth),
+            git_auth(spec.url, spec.credential, self.secrets_dir, self.credential_envs) as (url, auth),
             self.mirrors.open(url, auth) as mirror,
         ):
             ref, commit = mirror.resolve(spec.ref)

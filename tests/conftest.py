@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from store.blobs import LocalBlobStore, S3BlobStore
 from store.blobs.base import BlobStore
-
 from tests.support.procs import S3_ACCESS_KEY, S3_SECRET_KEY, SeaweedFS, Server, s3_env
 
 BUCKET = "packyard-tests"
@@ -114,7 +114,12 @@ class LiveServer:
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One real server per backend for the whole session."""
     root = tmp_path_factory.mktemp(f"server-{request.param}")
-    env = {"PACKYARD_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024), "PACKYARD_LOG_REQUESTS": "true"}
+    env = {
+        "PACKYARD_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
+        "PACKYARD_LOG_REQUESTS": "true",
+        # variables tests name as credentials; the server never holds them (see store/credentials.py)
+        "PACKYARD_CREDENTIAL_ENVS": "WEBHOOK_SECRET_TEST,GIT_TOKEN_TEST",
+    }
     if request.param == "local":
         blobs: BlobStore = LocalBlobStore(root / "data" / "blobs")
     else:

@@ -8,6 +8,7 @@ from packaging.utils import canonicalize_name
 from pydantic import BaseModel
 
 from packyard.auth import actor, caller, require
+from store.credentials import allowed_env
 from store.names import validate_namespace
 from store.upstream import check_upstream_url
 
@@ -68,6 +69,8 @@ def update_settings(ns: str, body: SettingsIn, request: Request) -> dict:
     changes = body.model_dump(exclude_unset=True)
     if changes.get("upstream"):
         changes["upstream"] = check_upstream_url(changes["upstream"])
+    if changes.get("upstream_auth_env"):
+        allowed_env(changes["upstream_auth_env"], request.app.state.settings.credential_env_names, "upstream_auth_env")
     for key in ("upstream_allow", "upstream_deny"):
         if changes.get(key) is not None:
             changes[key] = [canonicalize_name(p) if "*" not in p and "?" not in p else p for p in changes[key]]

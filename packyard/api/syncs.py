@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from packyard.api.builds import enqueue
 from packyard.auth import actor, require
+from store.credentials import allowed_env
 from store.names import validate_namespace
 from sync.credentials import CredentialRef
 from sync.push import push
@@ -29,6 +30,14 @@ class CredentialIn(BaseModel):
 
     def ref(self) -> CredentialRef:
         return CredentialRef(self.kind, self.env, self.file, self.username)
+
+
+def check_envs(request: Request, *names: str | None) -> None:
+    """Refuse, up front, a setting that names a server variable the operator did not list."""
+    allowed = request.app.state.settings.credential_env_names
+    for name in names:
+        if name:
+            allowed_env(name, allowed, "a credential or webhook secret")
 
 
 class SpecIn(BaseModel):
@@ -90,6 +99,7 @@ def run_sync(ns: str, body: RunIn, request: Request) -> dict:
     validate_namespace(ns)
     spec = body.spec()
     token = require(request, ns, "write")
+    check_envs(request, body.credential.env if body.credential else None)
     if body.build and body.build_publish_to:
         require(request, body.build_publish_to, "write")
     result = request.app.state.syncer.run(ns, spec, dry_run=body.dry_run, actor=actor(token))
@@ -114,6 +124,7 @@ def _with_builds(request: Request, result: SyncResult, build: bool, publish_to: 
 def push_back(ns: str, body: PushIn, request: Request) -> dict:
     validate_namespace(ns)
     token = require(request, ns, "write")
+    check_envs(request, body.credential.env if body.credential else None)
     store = request.app.state.store
     store.namespaces.get(ns)
     result = push(
@@ -128,6 +139,7 @@ def push_back(ns: str, body: PushIn, request: Request) -> dict:
         dry_run=body.dry_run,
         credential=body.credential.ref() if body.credential else None,
         secrets_dir=request.app.state.settings.secrets_dir,
+        credential_envs=request.app.state.settings.credential_env_names,
         actor=actor(token),
     )
     return result.to_dict()
@@ -138,6 +150,7 @@ def register(body: RegisterIn, request: Request) -> JSONResponse:
     validate_namespace(body.namespace)
     spec = body.spec()
     token = require(request, body.namespace, "write")
+    check_envs(request, body.credential.env if body.credential else None, body.webhook_secret_env)
     registered = request.app.state.syncs.add(
         body.name,
         body.namespace,
@@ -191,7 +204,8 @@ def runs(name: str, request: Request) -> list[dict]:
 async def webhook(name: str, request: Request) -> JSONResponse:
     registered = request.app.state.syncs.get(name)
     body = await request.body()
-    verify_webhook(registered, {k.lower(): v for k, v in request.headers.items()}, body)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    verify_webhook(registered, headers, body, request.app.state.settings.credential_env_names)
     if not wants_run(registered, body):
         return JSONResponse({"status": "ignored", "detail": "not a push to the branch this sync follows"}, 202)
     who = f"webhook:{name}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote
 
-from store.index import IndexFile, ProjectPage
+from store.index import IndexFile, ProjectPage, normalize
 
 API_VERSION = "1.1"
 
@@ -82,7 +82,13 @@ def project_json(project: ProjectPage) -> Page:
             entry["core-metadata"] = value
             entry["dist-info-metadata"] = value
         files.append(entry)
-    body = {"meta": {"api-version": API_VERSION}, "name": project.name, "versions": project.versions, "files": files}
+    # PEP 691: the project's normalized name (the HTML title keeps the display name)
+    body = {
+        "meta": {"api-version": API_VERSION},
+        "name": normalize(project.name),
+        "versions": project.versions,
+        "files": files,
+    }
     return page(json.dumps(body, separators=(",", ":")).encode(), project)
 
 

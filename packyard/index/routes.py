@@ -58,7 +58,8 @@ def simple_project(ns: str, project: str, request: Request) -> Response:
     require(request, ns, "read")
     normal = normalize(project)
     if normal != project:
-        return RedirectResponse(f"/{ns}/simple/{normal}/", status_code=301)
+        # relative, like every link on the pages, so the index works behind a path prefix
+        return RedirectResponse(f"../{normal}/", status_code=301)
     fmt, content_type = _format(request)
     return page_response(request, request.app.state.index.page(ns, normal, fmt), content_type)
 

@@ -219,10 +219,7 @@ def test_only_the_admin_token_is_required(raw: dict[str, Any]) -> None:
     assert variables(token) == {"PACKYARD_ADMIN_TOKEN"}
     # no bare $VAR or ${VAR}: unset, it would silently become ""
     bare = {
-        match[0]
-        for text in strings(raw)
-        for match in _REF.finditer(text)
-        if not match["escaped"] and not match["op"]
+        match[0] for text in strings(raw) for match in _REF.finditer(text) if not match["escaped"] and not match["op"]
     }
     assert not bare, f"variables without a default: {sorted(bare)}"
 
@@ -249,9 +246,7 @@ def test_createbucket_makes_the_bucket_packyard_uses(services: dict[str, Any], p
     assert set(mc) == {"alias set", "mb"}, mc
     alias, url = mc["alias set"][:2]
     assert url.rstrip("/") == packyard_env[f"{PREFIX}S3_ENDPOINT"].rstrip("/")
-    assert "--ignore-existing" in mc["mb"], (
-        "a restart of the stack would fail on an existing bucket"
-    )
+    assert "--ignore-existing" in mc["mb"], "a restart of the stack would fail on an existing bucket"
     (target,) = [arg for arg in mc["mb"] if not arg.startswith("-")]
     target_alias, bucket = target.split("/", 1)
     assert target_alias == alias

@@ -141,12 +141,20 @@ def test_export_and_import_zip(http: httpx.Client, server: LiveServer, ns: str) 
 
     other = ns + ".copy"
     imported = http.post(
-        f"/api/v1/namespaces/{other}/import", params={"prefix": "vendored"}, content=exported.content, headers=server.admin
+        f"/api/v1/namespaces/{other}/import",
+        params={"prefix": "vendored"},
+        content=exported.content,
+        headers=server.admin,
     )
     assert imported.status_code == 201
     assert imported.json()["changed"] == 2
     assert http.get(files_url(other, "vendored/src/pkg/b.py")).content == b"b = 2\n"
-    again = http.post(f"/api/v1/namespaces/{other}/import", params={"prefix": "vendored"}, content=exported.content, headers=server.admin)
+    again = http.post(
+        f"/api/v1/namespaces/{other}/import",
+        params={"prefix": "vendored"},
+        content=exported.content,
+        headers=server.admin,
+    )
     assert (again.status_code, again.json()["changed"]) == (200, 0)
 
 
@@ -180,7 +188,9 @@ def test_invalid_namespace_names(server: LiveServer, bad: str) -> None:
     before = server.blob_hashes()
     status, body = raw(server, "PUT", f"/api/v1/namespaces/{bad}/files/f.txt", b"data")
     assert status == 400 and b"namespace" in body
-    status, _ = raw(server, "POST", "/api/v1/namespaces", f'{{"name": "{bad}"}}'.encode(), {"Content-Type": "application/json"})
+    status, _ = raw(
+        server, "POST", "/api/v1/namespaces", f'{{"name": "{bad}"}}'.encode(), {"Content-Type": "application/json"}
+    )
     assert status == 400
     assert server.blob_hashes() == before
     assert server.rows("SELECT count(*) FROM namespaces WHERE name = ?", (bad,))[0][0] == 0
@@ -252,13 +262,29 @@ def test_auth_rules(http: httpx.Client, server: LiveServer, ns: str) -> None:
     # scope covers children; Basic with the token as password works as twine sends it
     ok = http.put(files_url(ns, "a.txt"), content=b"yes", auth=("__token__", writer))
     assert ok.status_code == 201
-    assert http.put(files_url(ns, "b.txt"), content=b"no", headers={"Authorization": f"Bearer {reader}"}).status_code == 403
-    assert http.put(files_url(ns, "b.txt"), content=b"no", headers={"Authorization": f"Bearer {sibling}"}).status_code == 403
+    assert (
+        http.put(files_url(ns, "b.txt"), content=b"no", headers={"Authorization": f"Bearer {reader}"}).status_code
+        == 403
+    )
+    assert (
+        http.put(files_url(ns, "b.txt"), content=b"no", headers={"Authorization": f"Bearer {sibling}"}).status_code
+        == 403
+    )
     assert http.get(files_url(ns, "b.txt")).status_code == 404  # nothing written
 
     # a write token cannot mint tokens; an admin cannot mint outside its scope
-    assert http.post("/api/v1/tokens", json={"scope": ns, "role": "read"}, headers={"Authorization": f"Bearer {writer}"}).status_code == 403
-    assert http.post("/api/v1/tokens", json={"scope": parent, "role": "read"}, headers={"Authorization": f"Bearer {sibling}"}).status_code == 403
+    assert (
+        http.post(
+            "/api/v1/tokens", json={"scope": ns, "role": "read"}, headers={"Authorization": f"Bearer {writer}"}
+        ).status_code
+        == 403
+    )
+    assert (
+        http.post(
+            "/api/v1/tokens", json={"scope": parent, "role": "read"}, headers={"Authorization": f"Bearer {sibling}"}
+        ).status_code
+        == 403
+    )
 
     # revoked tokens stop working at once
     listed = http.get("/api/v1/tokens", headers=server.admin).json()
@@ -295,7 +321,9 @@ def test_reads_need_a_token_when_anonymous_reads_are_off(tmp_path) -> None:  # n
             assert client.put(files_url("other", "g.txt"), content=b"y", headers=admin).status_code == 201
             assert client.get(files_url("team.a", "f.txt")).status_code == 401
             assert client.get("/api/v1/namespaces").status_code == 401
-            reader = client.post("/api/v1/tokens", json={"scope": "team", "role": "read"}, headers=admin).json()["secret"]
+            reader = client.post("/api/v1/tokens", json={"scope": "team", "role": "read"}, headers=admin).json()[
+                "secret"
+            ]
             auth = {"Authorization": f"Bearer {reader}"}
             assert client.get(files_url("team.a", "f.txt"), headers=auth).content == b"x"
             assert client.get(files_url("other", "g.txt"), headers=auth).status_code == 403

@@ -495,6 +495,7 @@ def private_servers(
         "PACKYARD_UPSTREAM_TIMEOUT": "1",
         "PACKYARD_UPSTREAM_MAX_PAGE_BYTES": str(PRIVATE_MAX_PAGE_BYTES),
         AUTH_ENV: f"__token__:{upstream_packyards.read_token}",
+        "PACKYARD_CREDENTIAL_ENVS": f"{AUTH_ENV},NAMES_A_MISSING_VARIABLE",
     }
     servers = {
         backend: _live(tmp_path_factory.mktemp(f"private-{backend}"), env, backend, weed) for backend in ("local", "s3")

@@ -134,11 +134,6 @@ def test_what_was_fetched_with_credentials_is_not_served_without_them(spaces: Na
             assert http.get(f"/{ns}/dists/{filename}").status_code in (404, 502)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: upstream_auth_env may name any server environment variable, so a namespace "
-    "admin can send the server's PACKYARD_ADMIN_TOKEN (or S3 secret key) to an upstream they control",
-)
 def test_a_namespace_admin_cannot_send_the_servers_own_secrets_upstream(private: LiveServer) -> None:
     """A token with the admin role on one namespace only must not get the server-wide admin token."""
     evil = Evil()
@@ -153,8 +148,9 @@ def test_a_namespace_admin_cannot_send_the_servers_own_secrets_upstream(private:
                 json={"upstream": evil.url, "upstream_auth_env": "PACKYARD_ADMIN_TOKEN"},
                 headers={"Authorization": f"Bearer {team_admin}"},
             )
-            if changed.status_code == 200:  # refusing the setting (400/403) is one way to fix it
-                http.get(f"/{ns}/simple/anything/")
+            assert changed.status_code == 403, changed.text
+            assert "PACKYARD_CREDENTIAL_ENVS" in changed.json()["detail"]
+            http.get(f"/{ns}/simple/anything/")
         sent = [base64.b64decode(a.split(" ", 1)[1]).decode() for a in evil.authorizations if a]
         assert not any(private.admin_token in credentials for credentials in sent), sent
     finally:
