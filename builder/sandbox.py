@@ -37,7 +37,9 @@ def uv_available() -> bool:
     return shutil.which("uv") is not None or importlib.util.find_spec("uv") is not None
 
 
-def build_env(work: Path, cache: Path, *, index_url: str, source_date_epoch: int) -> dict[str, str]:
+def build_env(
+    work: Path, cache: Path, *, index_url: str, source_date_epoch: int, sandbox: str = "none"
+) -> dict[str, str]:
     home, tmp = work / "home", work / "tmp"
     home.mkdir(exist_ok=True)
     tmp.mkdir(exist_ok=True)
@@ -50,7 +52,6 @@ def build_env(work: Path, cache: Path, *, index_url: str, source_date_epoch: int
         "TMPDIR": str(tmp),
         "LANG": "C.UTF-8",
         "SOURCE_DATE_EPOCH": str(source_date_epoch),
-        "PYTHONDONTWRITEBYTECODE": "1",
         "PIP_INDEX_URL": index_url,
         "PIP_CONFIG_FILE": os.devnull,
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
@@ -61,6 +62,9 @@ def build_env(work: Path, cache: Path, *, index_url: str, source_date_epoch: int
         "UV_NO_CONFIG": "1",
         "UV_CACHE_DIR": str(cache / "uv"),
         "UV_PYTHON_DOWNLOADS": "never",
+        # unsandboxed, bytecode would land beside the worker's own Python; in bubblewrap it can
+        # only land in the build's environment, where it saves compiling setuptools per hook
+        **({} if sandbox == "bwrap" else {"PYTHONDONTWRITEBYTECODE": "1"}),
     }
 
 
@@ -80,9 +84,13 @@ def sandboxed(command: list[str], work: Path, cache: Path, mode: str) -> tuple[l
         return command, "none"
     if bwrap is None:
         raise RuntimeError("PACKYARD_BUILD_SANDBOX=bwrap but bubblewrap is not installed")
+    # the work folder lives inside the cache (see builder/worker.py): one writable mount, so
+    # uv can hardlink from its cache instead of copying every file into the build env
+    binds = ["--bind", str(cache), str(cache)]
+    if not work.is_relative_to(cache):
+        binds = ["--bind", str(work), str(work), *binds]
     wrapped = [
-        bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-        "--bind", str(work), str(work), "--bind", str(cache), str(cache),
+        bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *binds,
         "--unshare-pid", "--die-with-parent", "--chdir", str(work), "--",
     ]  # fmt: skip
     return wrapped + command, "bwrap"

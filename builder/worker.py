@@ -116,8 +116,8 @@ def _run_build(build: dict, api: WorkerAPI, cache: Path, sandbox: str, beat: _He
     build_id = build["id"]
     settings = build["settings"]
     pump = _LogPump(api, build_id)
-    work = Path(tempfile.mkdtemp(prefix=f"packyard-build-{build_id}-"))
-    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "work").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"build-{build_id}-", dir=cache / "work"))
     try:
         src, out = work / "src", work / "out"
         src.mkdir()
@@ -134,7 +134,9 @@ def _run_build(build: dict, api: WorkerAPI, cache: Path, sandbox: str, beat: _He
                 raise BuildFailed(f"source file {f['path']} does not match its snapshot hash")
         command, installer = build_command(src, out, installer=settings.get("installer", "auto"))
         command, used = sandboxed(command, work, cache, sandbox)
-        env = build_env(work, cache, index_url=settings["index_url"], source_date_epoch=build["source_date_epoch"])
+        env = build_env(
+            work, cache, index_url=settings["index_url"], source_date_epoch=build["source_date_epoch"], sandbox=used
+        )
         pump.note(
             f"[packyard] build {build_id}: {build['namespace']}:{build['path'] or '/'} -> {build['publish_to']}\n"
             f"[packyard] installer {installer}, sandbox {used}, index {settings['index_url']}, "
@@ -228,8 +230,18 @@ def _kill(proc: subprocess.Popen) -> None:
 class Worker:
     """Claims and runs builds until stopped."""
 
-    def __init__(self, api: WorkerAPI, *, cache: Path, sandbox: str = "auto", poll: float = 1.0) -> None:
+    def __init__(
+        self,
+        api: WorkerAPI,
+        *,
+        cache: Path,
+        sandbox: str = "auto",
+        poll: float = 1.0,
+        wake: threading.Event | None = None,
+    ) -> None:
         self.api, self.cache, self.sandbox, self.poll = api, cache, sandbox, poll
+        self.wake = wake or threading.Event()
+        """Set by whoever queues a build where this worker can see it (the embedded worker)."""
 
     def run_once(self) -> dict | None:
         build = self.api.claim()
@@ -240,6 +252,7 @@ class Worker:
     def run_forever(self, stop: threading.Event) -> None:
         stop.wait(self.poll)  # the embedded worker starts before its server listens
         while not stop.is_set():
+            self.wake.clear()
             try:
                 done = self.run_once()
             except PackyardError as exc:
@@ -249,4 +262,4 @@ class Worker:
                 log.exception("worker loop error")
                 done = None
             if done is None:
-                stop.wait(self.poll)
+                self.wake.wait(self.poll)

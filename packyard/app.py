@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from starlette.types import ASGIApp
 
 from packyard import __version__, http_errors
 from packyard.api import builds, dists, files, namespaces, runs, syncs, tokens
@@ -77,5 +78,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(upload.router)
     app.include_router(index_routes.router)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_OVERHEAD)
-    app.add_middleware(HotIndex, cache=app.state.index, enabled=settings.anonymous_read)
     return app
+
+
+def create_asgi(settings: Settings) -> ASGIApp:
+    """What the server runs: the hot index path in front of the whole FastAPI app.
+
+    In front, not inside as a middleware: a FastAPI/Starlette call costs several times what
+    a cached page costs to send (routing, error middleware, per-request telemetry checks),
+    and pip and uv hit these pages on every run. Everything the hot path does not answer —
+    misses, auth, writes, lifespan — goes to FastAPI unchanged.
+    """
+    app = create_app(settings)
+    return HotIndex(app, app.state.index, enabled=settings.anonymous_read)

@@ -61,7 +61,12 @@ class EmbeddedWorker:
     def __init__(self, app_state, url: str, cache: Path, sandbox: str) -> None:  # noqa: ANN001 - starlette State
         token = Token(id="embedded-worker", name="embedded worker", scope=ALL, role="admin", created="")
         secret = app_state.store.tokens.add_internal(token)
-        self.worker = Worker(HttpWorkerAPI(Client(url, secret), name="embedded"), cache=cache, sandbox=sandbox)
+        self.worker = Worker(
+            HttpWorkerAPI(Client(url, secret), name="embedded"),
+            cache=cache,
+            sandbox=sandbox,
+            wake=app_state.store.builds.wakeup,
+        )
         self.stop = threading.Event()
         self.thread = threading.Thread(
             target=self.worker.run_forever, args=(self.stop,), name="packyard-worker", daemon=True
@@ -72,4 +77,5 @@ class EmbeddedWorker:
 
     def shutdown(self) -> None:
         self.stop.set()
+        self.worker.wake.set()
         self.thread.join(timeout=5)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,6 +57,9 @@ class Builds:
         self.files = files
         self.logs_dir = Path(logs_dir)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.wakeup = threading.Event()
+        """Set when a build is queued, so the embedded worker starts it at once instead of at
+        its next poll (the poll stays as the fallback for workers in other processes)."""
 
     # -- enqueue ---------------------------------------------------------------------------
 
@@ -168,6 +172,7 @@ class Builds:
             db["builds"].insert(row)
             build_id = db.execute("SELECT last_insert_rowid()").fetchone()[0]
             self.catalog.audit(actor, "build.enqueue", namespace, json.dumps({"id": build_id}))
+        self.wakeup.set()
         return self.get(build_id), True
 
     # -- workers ---------------------------------------------------------------------------

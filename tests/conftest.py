@@ -118,7 +118,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         "PACKYARD_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
         "PACKYARD_LOG_REQUESTS": "true",
         # variables tests name as credentials; the server never holds them (see store/credentials.py)
-        "PACKYARD_CREDENTIAL_ENVS": "WEBHOOK_SECRET_TEST,GIT_TOKEN_TEST",
+        "PACKYARD_CREDENTIAL_ENVS": "WEBHOOK_SECRET_TEST,GIT_TOKEN_TEST,NOT_SET_ON_THE_SERVER,NO_SUCH_VAR_FOR_TEST",
     }
     if request.param == "local":
         blobs: BlobStore = LocalBlobStore(root / "data" / "blobs")

@@ -135,7 +135,7 @@ def run(
             code = subprocess.call(command, env=run_env, cwd=cwd)
         except FileNotFoundError as exc:
             raise InvalidInput(f"command not found: {command[0]}") from exc
-    sys.exit(code)
+    sys.exit(128 - code if code < 0 else code)  # killed by signal N: 128+N, as a shell reports it
 
 
 def register(app: typer.Typer) -> None:

@@ -38,7 +38,7 @@ def serve(
     """Run the packyard server."""
     import uvicorn
 
-    from packyard.app import create_app
+    from packyard.app import create_asgi
 
     settings = get_settings()
     overrides = {
@@ -50,7 +50,7 @@ def serve(
     }
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     steady_malloc()
-    app = create_app(settings)
+    app = create_asgi(settings)
     print(
         f"packyard serving on http://{settings.host}:{settings.port} "
         f"(backend {settings.backend}, data {settings.data.resolve()})",

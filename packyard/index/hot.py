@@ -1,4 +1,5 @@
-"""The hot read path: a bare ASGI layer in front of FastAPI for index pages and dists.
+"""The hot read path: a bare ASGI layer in front of FastAPI for index pages and dists
+(``packyard.app.create_asgi`` wraps the whole app in it).
 
 Measured on this machine (DESIGN.md, "Hot paths"), a FastAPI route tops out near a third
 of what a bare ASGI callable serves. pip and uv hit ``/{ns}/simple/...`` and

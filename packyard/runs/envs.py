@@ -118,7 +118,9 @@ class EnvCache:
             fresh = not state["upstream"] or time.time() - saved["time"] < UPSTREAM_TTL
             if saved["state"] == state["state"] and fresh:
                 return saved["lock"], False
-        command = [_uv(), "pip", "compile", "-", "--quiet", "--no-header", "--no-annotate"]
+        # with hashes, the lock (and so the environment's key) names the exact files: two
+        # namespaces that each hold a different etl 0.1.0 never share an environment or a bundle
+        command = [_uv(), "pip", "compile", "-", "--quiet", "--no-header", "--no-annotate", "--generate-hashes"]
         command += ["--index-url", self.index_url(ns, with_token=True), "--python-version", version]
         result = _run(
             command,
@@ -166,18 +168,21 @@ class EnvCache:
         target = work / "env"
         try:
             from_bundle = self._bundle_into(key, wheels)
-            if not from_bundle:
-                command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-r", str(lockfile)]
-                command += ["-d", str(wheels), "--index-url", self.index_url(ns, with_token=True)]
-                _run(command, f"downloading the environment's files from {ns}")
-            python = sys.executable if version == _python_version(None) else version
-            # relocatable: scripts find their interpreter relative to themselves, so the
-            # finished environment can be renamed into place in one step
-            venv = [_uv(), "venv", "--quiet", "--relocatable", "--python", python, str(target)]
-            _run(venv, "creating the virtual environment")
-            install = [_uv(), "pip", "install", "--quiet", "--python", str(target / "bin" / "python")]
-            install += ["--no-index", "--find-links", str(wheels), "-r", str(lockfile)]
-            _run(install, "installing the environment", env={"UV_CACHE_DIR": str(self.root / "uv-cache")})
+            try:
+                if not from_bundle:
+                    self._download(ns, lockfile, wheels)
+                self._install(version, lockfile, wheels, target)
+            except InvalidInput:
+                if not from_bundle:
+                    raise
+                # a bundle whose files do not match the lock's hashes (corrupt, or planted by
+                # another namespace's writer) is only a missed optimisation: use the index
+                from_bundle = False
+                shutil.rmtree(wheels)
+                shutil.rmtree(target, ignore_errors=True)
+                wheels.mkdir()
+                self._download(ns, lockfile, wheels)
+                self._install(version, lockfile, wheels, target)
             (target / COMPLETE).write_text(lock)
             if share and not from_bundle:
                 self._share(ns, key, wheels)
@@ -185,6 +190,21 @@ class EnvCache:
             return from_bundle
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def _download(self, ns: str, lockfile: Path, wheels: Path) -> None:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-r", str(lockfile)]
+        command += ["-d", str(wheels), "--index-url", self.index_url(ns, with_token=True)]
+        _run(command, f"downloading the environment's files from {ns}")
+
+    def _install(self, version: str, lockfile: Path, wheels: Path, target: Path) -> None:
+        python = sys.executable if version == _python_version(None) else version
+        # relocatable: scripts find their interpreter relative to themselves, so the
+        # finished environment can be renamed into place in one step
+        venv = [_uv(), "venv", "--quiet", "--relocatable", "--python", python, str(target)]
+        _run(venv, "creating the virtual environment")
+        install = [_uv(), "pip", "install", "--quiet", "--python", str(target / "bin" / "python")]
+        install += ["--no-index", "--find-links", str(wheels), "-r", str(lockfile)]
+        _run(install, "installing the environment", env={"UV_CACHE_DIR": str(self.root / "uv-cache")})
 
     def _bundle_into(self, key: str, wheels: Path) -> bool:
         try:

@@ -16,6 +16,8 @@ from packyard.client import Client, raise_for
 from store.errors import InvalidInput, RemoteFailed
 
 CHUNK = 1024 * 1024
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once at import (os.umask is process-wide; downloads run in threads)
 
 
 def inside(dest: Path, relative: str) -> Path:
@@ -56,6 +58,7 @@ def download(client: Client, url: str, target: Path, expected: str, params: dict
             raise RemoteFailed(
                 f"{target.name} does not match its sha256 (expected {expected}, got {digest.hexdigest()}); deleted"
             )
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a downloaded file gets the usual mode
         os.replace(tmp, target)
         return size
     finally:

@@ -75,7 +75,7 @@ def test_no_secret_of_the_server_reaches_the_build(secret_server: LiveServer, tm
     env = assert_no_leak(log, {**SECRETS, "PACKYARD_ADMIN_TOKEN": server.admin_token})
     assert server.admin_token not in log
     assert env["SOURCE_DATE_EPOCH"] == str(build["source_date_epoch"])
-    assert env["HOME"].startswith("/tmp/packyard-build-") or "/packyard-build-" in env["HOME"], env["HOME"]
+    assert f"/build-cache/work/build-{build['id']}-" in env["HOME"], env["HOME"]  # its own work folder
     assert env["UV_INDEX_URL"] == build["settings"]["index_url"] == env["PIP_INDEX_URL"]
     for name in NETWORK_VARIABLES:  # how this machine reaches an index passes through
         if os.environ.get(name):

@@ -341,7 +341,7 @@ def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSer
     env = {
         "GIT_TOKEN_TEST": HTTP_TOKEN,
         "WEBHOOK_SECRET_TEST": WEBHOOK_SECRET,
-        "PACKYARD_CREDENTIAL_ENVS": "GIT_TOKEN_TEST,WEBHOOK_SECRET_TEST",
+        "PACKYARD_CREDENTIAL_ENVS": "GIT_TOKEN_TEST,WEBHOOK_SECRET_TEST,NOT_SET_ON_THE_SERVER,NO_SUCH_VAR_FOR_TEST",
         "PACKYARD_LOG_REQUESTS": "true",
         "PACKYARD_MAX_UPLOAD_BYTES": str(8 * MiB),
     }
