@@ -81,7 +81,11 @@ def serve_dist(request: Request, ns: str, filename: str) -> Response:
         if found.upstream_url is not None:
             metadata = _upstream(store, ns).ensure_metadata(found)
         elif found.metadata_sha256:
-            metadata = found.metadata_sha256
+            etag = f'"{found.metadata_sha256}"'
+            if request.headers.get("if-none-match") == etag:
+                return Response(status_code=304, headers={"ETag": etag})
+            data = store.dists.metadata_bytes(found.sha256, found.filename, found.metadata_sha256)
+            return Response(data, media_type="text/plain", headers={"ETag": etag, "Cache-Control": "no-cache"})
         else:
             raise NotFound(f"{filename} has no stored metadata")
         size = blobs.size(metadata)

@@ -76,8 +76,12 @@ class HashingReader:
 class BlobStore(Protocol):
     """What the catalog needs from storage. Writes become visible only once complete."""
 
-    def put(self, stream: BinaryIO, *, limit: int | None = None) -> StoredBlob:
-        """Store the stream's bytes; raise :class:`TooLarge` past ``limit`` (nothing kept)."""
+    def put(self, stream: BinaryIO, *, limit: int | None = None, durable: bool = True) -> StoredBlob:
+        """Store the stream's bytes; raise :class:`TooLarge` past ``limit`` (nothing kept).
+
+        ``durable=False`` skips waiting for the disk: only for blobs that can be derived
+        again from a durable one (a wheel's METADATA), and that are checked when read.
+        """
         ...
 
     def open(self, sha256: str, offset: int = 0, length: int | None = None) -> BinaryIO:

@@ -55,7 +55,7 @@ class LocalBlobStore:
         check_sha256(sha256)
         return self._blobs / sha256[:2] / sha256[2:4] / sha256
 
-    def put(self, stream: BinaryIO, *, limit: int | None = None) -> StoredBlob:
+    def put(self, stream: BinaryIO, *, limit: int | None = None, durable: bool = True) -> StoredBlob:
         reader = HashingReader(stream, limit)
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
         try:
@@ -63,7 +63,8 @@ class LocalBlobStore:
                 while chunk := reader.read(CHUNK):
                     out.write(chunk)
                 out.flush()
-                os.fsync(out.fileno())
+                if durable:
+                    os.fsync(out.fileno())
             sha256 = reader.hexdigest()
             final = self._path(sha256)
             if final.exists():

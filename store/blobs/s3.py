@@ -105,7 +105,7 @@ class S3BlobStore:
         check_sha256(sha256)
         return f"{self.prefix}blobs/{sha256[:2]}/{sha256}"
 
-    def put(self, stream: BinaryIO, *, limit: int | None = None) -> StoredBlob:
+    def put(self, stream: BinaryIO, *, limit: int | None = None, durable: bool = True) -> StoredBlob:
         reader = HashingReader(stream, limit)
         tmp = f"{self.prefix}tmp/{uuid.uuid4().hex}"
         try:
