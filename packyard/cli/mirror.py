@@ -28,7 +28,7 @@ _SAVED = re.compile(r"^(Saved|File was already downloaded) (.+)$")
 
 def _pip(index: str, requirements: Path, python: str | None, platform: str | None, dest: Path) -> list[str]:
     command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-input"]
-    command += ["--index-url", index, "-r", str(requirements), "-d", str(dest)]
+    command += ["-r", str(requirements), "-d", str(dest)]
     if python:
         command += ["--python-version", python]
     if platform:

@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -84,6 +85,7 @@ def _run(command: list[str], what: str, **kwargs) -> subprocess.CompletedProcess
     result = subprocess.run(command, env=env, capture_output=True, text=True, **kwargs)
     if result.returncode != 0:
         detail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-12:])
+        detail = re.sub(r"(://)[^/@\s]+:[^/@\s]+@", r"\1***@", detail)  # never echo an index token
         raise InvalidInput(f"{what} failed:\n{detail}")
     return result
 
@@ -121,12 +123,14 @@ class EnvCache:
         # with hashes, the lock (and so the environment's key) names the exact files: two
         # namespaces that each hold a different etl 0.1.0 never share an environment or a bundle
         command = [_uv(), "pip", "compile", "-", "--quiet", "--no-header", "--no-annotate", "--generate-hashes"]
-        command += ["--index-url", self.index_url(ns, with_token=True), "--python-version", version]
+        command += ["--python-version", version]
+        # the index URL carries the token: through the environment, never the command line (ps)
+        index = self.index_url(ns, with_token=True)
         result = _run(
             command,
             f"resolving {', '.join(requirements)} against {ns}",
             input="\n".join(requirements) + "\n",
-            env={"UV_CACHE_DIR": str(self.root / "uv-cache")},
+            env={"UV_CACHE_DIR": str(self.root / "uv-cache"), "UV_INDEX_URL": index, "UV_DEFAULT_INDEX": index},
         )
         lock = "\n".join(line for line in result.stdout.splitlines() if line and not line.startswith("#")) + "\n"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,8 +197,9 @@ class EnvCache:
 
     def _download(self, ns: str, lockfile: Path, wheels: Path) -> None:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-r", str(lockfile)]
-        command += ["-d", str(wheels), "--index-url", self.index_url(ns, with_token=True)]
-        _run(command, f"downloading the environment's files from {ns}")
+        command += ["-d", str(wheels)]
+        index = {"PIP_INDEX_URL": self.index_url(ns, with_token=True)}  # not on the command line (ps)
+        _run(command, f"downloading the environment's files from {ns}", env=index)
 
     def _install(self, version: str, lockfile: Path, wheels: Path, target: Path) -> None:
         python = sys.executable if version == _python_version(None) else version

@@ -116,6 +116,7 @@ def test_namespace_outside_the_tree_cannot_see_etl(server: LiveServer, tree: Tre
     assert env_dirs(cache) == []  # nothing built
 
 
+@pytest.mark.local_only
 def test_outsider_with_its_own_etl_never_gets_companys(server: LiveServer, tree: Tree, cache: Path) -> None:
     """Two namespaces each hold an ``etl`` 0.1.0 with different bytes; one cache serves both.
 

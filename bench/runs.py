@@ -1,0 +1,506 @@
+"""Task runs: what ``packyard run`` adds to a command, and how fast a fresh worker gets an environment.
+
+Run from the repository root: ``python -m bench.runs`` (``--help`` for the options).
+
+Issue 7 sets two goals, measured here side by side in one run against a real
+``packyard serve`` (local backend, no build worker) holding 20 pure wheels (the package set
+of ``bench/upstream.py``: 50–500 KB of code each, a few dependencies between them):
+
+(a) **warm run overhead**: ``packyard run NS --with yardbench-00 -- python -c pass`` with its
+    environment cached and the index unchanged, against the bare ``ENV/bin/python -c pass``
+    with that environment's interpreter; wall time around ``subprocess.run``, interleaved,
+    after warm-up runs; goal: median(packyard run) − median(bare) <= 0.3 s.
+(b) **fresh worker**: ``packyard env NS -r req.txt --json`` with an empty
+    ``PACKYARD_CACHE_DIR`` (it must say ``from_bundle: true``: the bundle was uploaded by an
+    earlier ``env`` build with ``--share``), against the physical reference ``uv venv`` +
+    ``uv pip install --no-index --find-links WHEELDIR -r req.txt`` from a local folder holding
+    the same 20 wheels, each with a fresh uv cache; goal: median ratio <= 1.2.
+
+Both tables are followed by where packyard's time goes (CLI import, ``-X importtime``'s
+heaviest modules, the index-state request, the resolution on a fresh worker, the bundle
+download), so a missed goal comes with its explanation. The CLI subprocesses get
+``PACKYARD_URL``/``PACKYARD_TOKEN``/``PACKYARD_CACHE_DIR`` and this interpreter's ``bin``
+folder first on ``PATH`` (as an activated virtual environment would), so ``packyard`` and
+``uv`` are the real executables on both sides, never pyenv shims. A missed goal or a failed
+check exits 1; everything lives under one ``/tmp`` folder, removed at the end, and the
+server is stopped, even on failure or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from rich.table import Table
+
+from bench.upstream import (
+    CheckFailed,
+    PackageSet,
+    clean_env,
+    console,
+    installed,
+    load_average,
+    machine_line,
+    make_package_set,
+    median,
+    spread,
+    terminate,
+    timed,
+    uv_bin,
+    verdict,
+)
+from tests.support.procs import Server
+
+NAMESPACE = "bench.runs"
+WARM_GOAL_S = 0.3
+FRESH_GOAL = 1.2
+WITH = "yardbench-00"
+TIMEOUT_S = 600.0
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Result:
+    run: list[float] = field(default_factory=list)
+    """Wall seconds of ``packyard run NS --with PKG -- python -c pass`` (warm)."""
+    bare: list[float] = field(default_factory=list)
+    """Wall seconds of ``ENV/bin/python -c pass``."""
+    fresh: list[float] = field(default_factory=list)
+    """Wall seconds of ``packyard env NS -r req.txt --json`` with an empty cache."""
+    reference: list[float] = field(default_factory=list)
+    """Wall seconds of ``uv venv`` + ``uv pip install --no-index --find-links``."""
+    reuse: dict | None = None
+    """``packyard env --json`` for the warm run's requirement after the loop."""
+    parts: dict[str, list[float]] = field(default_factory=dict)
+    """Where the time goes: label -> wall seconds (see ``Bench.breakdown``)."""
+    importtime: list[tuple[int, int, str]] = field(default_factory=list)
+    """(self µs, modules, top-level package) of ``import packyard.cli``, heaviest first."""
+    packyard_cmd: str = ""
+    bundle_bytes: int = 0
+    set_bytes: int = 0
+    step: str = "start"
+    error: str | None = None
+
+    @property
+    def overhead(self) -> float | None:
+        p, b = median(self.run), median(self.bare)
+        return None if p is None or b is None else p - b
+
+    @property
+    def ratio(self) -> float | None:
+        p, r = median(self.fresh), median(self.reference)
+        return None if p is None or not r else p / r
+
+    def verdicts(self) -> dict[str, bool | None]:
+        overhead, ratio = self.overhead, self.ratio
+        reused = None if self.reuse is None else bool(self.reuse["reused"] and not self.reuse["resolved"])
+        return {
+            f"warm packyard run within {WARM_GOAL_S} s of the bare command": None
+            if overhead is None
+            else overhead <= WARM_GOAL_S,
+            "the warm run reused its environment and its resolution": reused,
+            f"fresh worker from the bundle <= {FRESH_GOAL}× uv --find-links": None
+            if ratio is None
+            else ratio <= FRESH_GOAL,
+        }
+
+
+def packyard_command() -> list[str]:
+    """The installed ``packyard`` script of this interpreter, else ``python -m packyard``."""
+    script = BIN / "packyard"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "packyard"]
+
+
+def quick_run(command: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
+    """Wall time of a short process whose output is not needed (it must exit 0)."""
+    start = time.perf_counter()
+    proc = subprocess.run(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT_S)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()[-12:])
+        raise CheckFailed(f"{' '.join(command[:8])} exited {proc.returncode}:\n{tail}")
+    return elapsed
+
+
+def heaviest_imports(python: str, module: str, top: int = 12) -> list[tuple[int, int, str]]:
+    """``python -X importtime -c 'import MODULE'``, self time summed per top-level package.
+
+    Returns (self µs, modules, package), heaviest first: which distributions the import pulls
+    in and what each costs, whichever packyard module asked for it.
+    """
+    proc = subprocess.run(
+        [python, "-X", "importtime", "-c", f"import {module}"], capture_output=True, text=True, timeout=120
+    )
+    own: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for line in proc.stderr.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| \s*(\S+)", line)
+        if match:
+            package = match[3].split(".")[0]
+            own[package] = own.get(package, 0) + int(match[1])
+            count[package] = count.get(package, 0) + 1
+    return sorted(((us, count[p], p) for p, us in own.items()), reverse=True)[:top]
+
+
+FIRST_CLIENT = (
+    "import time, httpx; t = time.perf_counter(); httpx.Client(base_url='http://127.0.0.1:1'); "
+    "print(time.perf_counter() - t)"
+)
+"""The first ``httpx.Client()`` of a process: it builds an SSL context and loads certifi's CA file."""
+
+
+class Bench:
+    """One server, the package set, the CLI environments and the measurements."""
+
+    def __init__(self, root: Path, args: argparse.Namespace, result: Result) -> None:
+        self.root, self.args, self.result = root, args, result
+        self.uv = uv_bin()
+        self.server: Server | None = None
+        self.packages: PackageSet | None = None
+        self.requirements = root / "requirements.txt"
+        self.packyard = packyard_command()
+        self.count = 0
+        result.packyard_cmd = " ".join(self.packyard)
+
+    # -- environments ------------------------------------------------------------------------
+
+    def cli_env(self, cache: Path) -> dict[str, str]:
+        assert self.server is not None
+        return clean_env(
+            PACKYARD_URL=self.server.url,
+            PACKYARD_TOKEN=self.server.admin_token,
+            PACKYARD_CACHE_DIR=str(cache),
+            PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
+
+    def fresh_dir(self, label: str) -> Path:
+        self.count += 1
+        path = self.root / "work" / f"{self.count:03d}-{label}"
+        path.mkdir(parents=True)
+        return path
+
+    def env_json(self, cache: Path, *args: str) -> dict:
+        """``packyard env NS ARGS --json`` with ``cache`` as PACKYARD_CACHE_DIR."""
+        log = self.fresh_dir("env-log") / "env.log"
+        command = [*self.packyard, "env", NAMESPACE, *args, "--json"]
+        proc = subprocess.run(command, env=self.cli_env(cache), capture_output=True, text=True, timeout=TIMEOUT_S)
+        log.write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            raise CheckFailed(f"packyard env {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-1500:]}")
+        return json.loads(proc.stdout)
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        r = self.result
+        r.step = "make the package set"
+        self.packages = make_package_set(self.root / "wheels")
+        self.packages.requirements(self.requirements)
+        r.set_bytes = self.packages.latest_bytes
+        self.wheelhouse = self.root / "wheelhouse"  # the physical reference: the 20 wheels the lock uses
+        self.wheelhouse.mkdir()
+        for wheel in self.packages.latest:
+            shutil.copy(wheel, self.wheelhouse / wheel.name)
+        r.step = "start packyard"
+        self.server = Server(self.root / "data", {"PACKYARD_EMBEDDED_WORKER": "false"})
+        self.server.start()
+        r.step = "upload the wheels"
+        with httpx.Client(base_url=self.server.url, timeout=60) as http:
+            admin = {"Authorization": f"Bearer {self.server.admin_token}"}
+            response = http.post("/api/v1/namespaces", json={"name": NAMESPACE}, headers=admin)
+            if response.status_code != 201:
+                raise CheckFailed(f"create {NAMESPACE}: {response.status_code} {response.text[:200]}")
+            for wheel in self.packages.wheels:
+                name, version = wheel.name.split("-")[:2]
+                form = {":action": "file_upload", "protocol_version": "1", "name": name, "version": version,
+                        "filetype": "bdist_wheel"}  # fmt: skip
+                response = http.post(
+                    f"/{NAMESPACE}/",
+                    data=form,
+                    files={"content": (wheel.name, wheel.read_bytes(), "application/octet-stream")},
+                    auth=("__token__", self.server.admin_token),
+                )
+                if response.status_code != 200:
+                    raise CheckFailed(f"upload {wheel.name}: {response.status_code} {response.text[:200]}")
+
+    # -- (a) warm run ------------------------------------------------------------------------
+
+    def warm_run(self, progress: Callable[[str], None]) -> None:
+        r = self.result
+        cache = self.root / "cache-warm"
+        env = self.cli_env(cache)
+        r.step = f"build the environment for --with {WITH}"
+        built = self.env_json(cache, "--with", WITH)
+        python = built["python"]
+        r.step = "check that packyard run uses that environment"
+        probe = [*self.packyard, "run", NAMESPACE, "--with", WITH, "--", "python", "-c",
+                 "import sys, yardbench_00; print(sys.prefix)"]  # fmt: skip
+        proc = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+        if proc.returncode != 0 or Path(proc.stdout.strip()).resolve() != Path(built["path"]).resolve():
+            raise CheckFailed(f"packyard run ran in {proc.stdout.strip()!r}, not {built['path']}: {proc.stderr[-800:]}")
+        run = [*self.packyard, "run", NAMESPACE, "--with", WITH, "--", "python", "-c", "pass"]
+        bare = [python, "-c", "pass"]
+        r.step = "warm-up runs"
+        for _ in range(3):
+            quick_run(run, env)
+            quick_run(bare, env)
+        for i in range(self.args.runs):
+            r.step = f"warm run {i + 1}"
+            pair = [(run, r.run), (bare, r.bare)]
+            for command, times in pair if i % 2 == 0 else pair[::-1]:
+                times.append(quick_run(command, env))
+        r.reuse = self.env_json(cache, "--with", WITH)
+        progress(f"(a) {self.args.runs} warm runs done, load average {load_average()}")
+
+    # -- (b) fresh worker ------------------------------------------------------------------
+
+    def share(self) -> dict:
+        """Build the 20-package environment once with --share: this uploads the bundle."""
+        r = self.result
+        r.step = "build and share the 20-package environment"
+        built = self.env_json(self.root / "cache-builder", "-r", str(self.requirements), "--share")
+        if built["reused"] or built["from_bundle"]:
+            raise CheckFailed(f"the first env build was not a build: {built}")
+        got = installed(next((Path(built["path"]) / "lib").glob("python*/site-packages")))
+        if len(got) != len(self.packages.names if self.packages else []):
+            raise CheckFailed(f"the shared environment holds {len(got)} projects: {sorted(got)}")
+        assert self.server is not None
+        response = httpx.get(f"{self.server.url}/api/v1/bundles/{built['key']}",
+                             headers={"Authorization": f"Bearer {self.server.admin_token}"})  # fmt: skip
+        if response.status_code != 200:
+            raise CheckFailed(f"no bundle for {built['key']} after env --share: {response.status_code}")
+        r.bundle_bytes = len(response.content)
+        return built
+
+    def fresh_packyard(self, key: str) -> float:
+        cache = self.fresh_dir("fresh-worker")
+        command = [*self.packyard, "env", NAMESPACE, "-r", str(self.requirements), "--json"]
+        elapsed, output = timed(command, self.cli_env(cache), cache.parent / f"{cache.name}.log", TIMEOUT_S)
+        got = json.loads(output[output.index("{") :])
+        if not got["from_bundle"] or got["reused"] or got["key"] != key:
+            raise CheckFailed(f"a fresh worker did not materialise from the bundle: {got}")
+        shutil.rmtree(cache, ignore_errors=True)
+        return elapsed
+
+    def reference(self) -> float:
+        work = self.fresh_dir("reference")
+        env = clean_env(UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never", UV_CACHE_DIR=str(work / "uv-cache"))
+        venv = work / "venv"
+        first, _ = timed([self.uv, "venv", "--quiet", "--python", sys.executable, str(venv)], env, work / "venv.log")
+        install = [self.uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "--no-index",
+                   "--find-links", str(self.wheelhouse), "-r", str(self.requirements)]  # fmt: skip
+        second, _ = timed(install, env, work / "install.log")
+        got = installed(next((venv / "lib").glob("python*/site-packages")))
+        if self.packages is None or len(got) != len(self.packages.names):
+            raise CheckFailed(f"the reference installed {len(got)} projects")
+        self.result.parts.setdefault("reference: uv venv", []).append(first)
+        self.result.parts.setdefault("reference: uv pip install --no-index --find-links (20 wheels)", []).append(second)
+        shutil.rmtree(work, ignore_errors=True)
+        return first + second
+
+    def fresh_worker(self, progress: Callable[[str], None]) -> str:
+        r = self.result
+        built = self.share()
+        r.step = "warm-up: one fresh worker and one reference"
+        self.fresh_packyard(built["key"])
+        self.reference()
+        r.parts.clear()  # the warm-up's reference split is not a measurement
+        for i in range(self.args.repeat):
+            r.step = f"fresh worker round {i + 1}"
+            pair: list[tuple[Callable[[], float], list[float]]] = [
+                (lambda: self.fresh_packyard(built["key"]), r.fresh),
+                (self.reference, r.reference),
+            ]
+            for measure, times in pair if i % 2 == 0 else pair[::-1]:
+                times.append(measure())
+        progress(f"(b) {self.args.repeat} fresh-worker rounds done, load average {load_average()}")
+        return built["key"]
+
+    # -- where the time goes --------------------------------------------------------------
+
+    def breakdown(self, key: str) -> None:
+        """The pieces of packyard's time, each measured alone, median of N."""
+        assert self.server is not None
+        r = self.result
+        r.step = "breakdown"
+        n = self.args.runs
+        env = self.cli_env(self.root / "cache-warm")
+        parts = r.parts
+        for _ in range(n):
+            parts.setdefault("python -c pass (this interpreter)", []).append(
+                quick_run([sys.executable, "-c", "pass"], env)
+            )
+            parts.setdefault("python -c 'import packyard.cli'", []).append(
+                quick_run([sys.executable, "-c", "import packyard.cli"], env)
+            )
+            parts.setdefault("python -c 'import http.client, json, hashlib, sysconfig' (stdlib floor)", []).append(
+                quick_run([sys.executable, "-c", "import http.client, json, hashlib, sysconfig"], env)
+            )
+            parts.setdefault("packyard --help", []).append(quick_run([*self.packyard, "--help"], env))
+            first = subprocess.run([sys.executable, "-c", FIRST_CLIENT], capture_output=True, text=True, env=env)
+            parts.setdefault("first httpx.Client() in a process (SSL context + certifi)", []).append(
+                float(first.stdout.strip())
+            )
+            parts.setdefault(f"packyard env NS --with {WITH} --json (warm)", []).append(
+                quick_run([*self.packyard, "env", NAMESPACE, "--with", WITH, "--json"], env)
+            )
+            start = time.perf_counter()
+            with httpx.Client(base_url=self.server.url) as http:  # a new connection, as the CLI opens
+                http.get(f"/api/v1/namespaces/{NAMESPACE}/index-state").raise_for_status()
+            parts.setdefault("GET index-state, new connection (in-process)", []).append(time.perf_counter() - start)
+        r.importtime = heaviest_imports(sys.executable, "packyard.cli")
+        uv_env = clean_env(UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never")
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        for _ in range(self.args.repeat):
+            work = self.fresh_dir("compile")
+            index = f"{self.server.url}/{NAMESPACE}/simple/"
+            compile_ = [self.uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate", "--python-version",
+                        version, "--index-url", index, str(self.requirements)]  # fmt: skip
+            parts.setdefault("uv pip compile via packyard, fresh uv cache (resolution)", []).append(
+                quick_run(compile_, {**uv_env, "UV_CACHE_DIR": str(work / "uv-cache")})
+            )
+            start = time.perf_counter()
+            with httpx.Client(
+                base_url=self.server.url, headers={"Authorization": f"Bearer {self.server.admin_token}"}
+            ) as http:
+                http.get(f"/api/v1/bundles/{key}").raise_for_status()
+            parts.setdefault("GET the bundle (in-process)", []).append(time.perf_counter() - start)
+            shutil.rmtree(work, ignore_errors=True)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run(args: argparse.Namespace, root: Path, progress: Callable[[str], None]) -> Result:
+    result = Result()
+    bench = Bench(root, args, result)
+    try:
+        bench.setup()
+        bench.warm_run(progress)
+        key = bench.fresh_worker(progress)
+        bench.breakdown(key)
+        result.step = "done"
+    except (
+        CheckFailed,
+        httpx.HTTPError,
+        RuntimeError,
+        OSError,
+        ValueError,
+        KeyError,
+        subprocess.SubprocessError,
+    ) as exc:
+        result.error = f"{result.step}: {type(exc).__name__}: {exc}"
+        tail = log_tail(root / "data-server.log")
+        if tail:
+            result.error += f"\n--- packyard server log (last lines) ---\n{tail}"
+    finally:
+        bench.stop()
+    return result
+
+
+def render(result: Result, args: argparse.Namespace) -> Table:
+    v = list(result.verdicts().values())
+    table = Table(
+        title=f"task runs — local backend; (a) median of {args.runs} runs, (b) median of {args.repeat} rounds"
+    )
+    for name in ("measure", "median (min–max)", "goal", "result"):
+        table.add_column(name, justify="left" if name == "measure" else "right")
+    table.add_row(f"(a) packyard run NS --with {WITH} -- python -c pass (warm)", spread(result.run, "ms"), "", "")
+    table.add_row("(a) bare ENV/bin/python -c pass", spread(result.bare, "ms"), "", "")
+    overhead = result.overhead
+    table.add_row("(a) difference", "—" if overhead is None else f"{overhead * 1000:+.0f} ms",
+                  f"<= {WARM_GOAL_S * 1000:.0f} ms", verdict(v[0]))  # fmt: skip
+    reuse = "—" if result.reuse is None else f"reused {result.reuse['reused']}, resolved {result.reuse['resolved']}"
+    table.add_row("(a) env after the runs", reuse, "reused, not resolved", verdict(v[1]))
+    mb = result.bundle_bytes / 1e6
+    table.add_row(f"(b) fresh worker: packyard env -r req.txt (20 projects, bundle {mb:.1f} MB)", spread(result.fresh),
+                  "", "")  # fmt: skip
+    table.add_row("(b) uv venv + uv pip install --no-index --find-links", spread(result.reference), "", "")
+    ratio = result.ratio
+    table.add_row("(b) ratio", "—" if ratio is None else f"{ratio:.2f}×", f"<= {FRESH_GOAL}×", verdict(v[2]))
+    return table
+
+
+def render_parts(result: Result) -> Table:
+    table = Table(title="where packyard's time goes (each piece measured alone)")
+    table.add_column("piece")
+    table.add_column("median (min–max)", justify="right")
+    for label, values in result.parts.items():
+        table.add_row(label, spread(values, "ms"))
+    return table
+
+
+def render_imports(result: Result) -> Table:
+    total = sum(us for us, _, _ in result.importtime)
+    table = Table(title="import packyard.cli (-X importtime): self time per package")
+    for name in ("package", "modules", "self ms"):
+        table.add_column(name, justify="left" if name == "package" else "right")
+    for own, modules, package in result.importtime:
+        table.add_row(package, str(modules), f"{own / 1000:.1f}")
+    table.add_row("(these together)", "", f"{total / 1000:.0f}")
+    return table
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.runs", description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="fresh-worker rounds per side (default 5)")
+    parser.add_argument("--runs", type=int, default=20, help="warm runs per side (default 20)")
+    parser.add_argument("--quick", action="store_true", help="2 fresh-worker rounds and 6 warm runs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeat, args.runs = 2, 6
+    if args.repeat < 1 or args.runs < 1:
+        parser.error("--repeat and --runs must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, terminate)
+    out = console()
+    out.print(machine_line())
+    with tempfile.TemporaryDirectory(prefix="packyard-bench-runs-", dir="/tmp", ignore_cleanup_errors=True) as tmp:
+        result = run(args, Path(tmp), lambda line: out.print(line, markup=False, highlight=False))
+    out.print(
+        f"packyard: {result.packyard_cmd}; uv: {uv_bin()}; package set: 20 projects, {result.set_bytes / 1e6:.1f} MB "
+        "of wheels; CLI env: PACKYARD_URL/TOKEN/CACHE_DIR, this interpreter's bin first on PATH"
+    )
+    out.print(render(result, args))
+    if result.parts:
+        out.print(render_parts(result))
+    if result.importtime:
+        out.print(render_imports(result))
+    out.print(f"load average at the end {load_average()}")
+    failed = False
+    if result.error:
+        failed = True
+        out.print(result.error, style="red", markup=False, highlight=False)
+    for goal, ok in result.verdicts().items():
+        if ok is False:
+            failed = True
+            out.print(f"goal missed: {goal}", style="red")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
