@@ -1,5 +1,5 @@
-"""``python -m packyard`` runs the CLI (tests start the server this way)."""
+"""``python -m packyard`` runs the program (tests start the server this way)."""
 
-from packyard.cli import main
+from packyard.entry import main
 
 main()

@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from packyard import defaults
+
 GiB = 1024**3
 
 
@@ -68,9 +70,9 @@ class Settings(BaseSettings):
     s3_prefix: str = ""
 
     # client side (CLI, task runs)
-    url: str = "http://127.0.0.1:8000"
+    url: str = defaults.URL
     token: SecretStr | None = None
-    cache_dir: Path = Path.home() / ".cache" / "packyard"
+    cache_dir: Path = defaults.CACHE_DIR
     """Task-run environments and resolutions (PACKYARD_CACHE_DIR)."""
 
     @property

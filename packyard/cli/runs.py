@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from packyard.cli.output import client, console, emit_json, err, transfer
+from packyard.runs.keys import activated, exit_status, read_requirements
 from packyard.settings import get_settings, secret
 from store.errors import InvalidInput
 
@@ -71,24 +72,12 @@ def fetch(
         print(path)
 
 
-def _requirements(files: list[Path] | None, extra: list[str] | None) -> list[str]:
-    lines: list[str] = []
-    for file in files or []:
-        if not file.is_file():
-            raise InvalidInput(f"{file} is not a readable requirements file")
-        for line in file.read_text().splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line:
-                lines.append(line)
-    return lines + list(extra or [])
-
-
 def _env(ns: str, files: list[Path] | None, extra: list[str] | None, python: str | None, refresh: bool, share: bool):  # noqa: ANN202
     from packyard.runs.envs import EnvCache
 
     settings = get_settings()
     cache = EnvCache(client(), settings.url, settings.cache_dir, secret(settings.token))
-    return cache.ensure(ns, _requirements(files, extra), python=python, refresh=refresh, share=share)
+    return cache.ensure(ns, read_requirements(files, extra), python=python, refresh=refresh, share=share)
 
 
 def env(
@@ -122,9 +111,7 @@ def run(
     environment = _env(ns, requirement, with_, python, refresh, share) if (requirement or with_) else None
     run_env = dict(os.environ)
     if environment is not None:
-        run_env["VIRTUAL_ENV"] = str(environment.path)
-        run_env["PATH"] = f"{environment.path / 'bin'}{os.pathsep}{run_env.get('PATH', '')}"
-        run_env.pop("PYTHONHOME", None)
+        run_env = activated(environment.path, run_env)
         _say(f"environment {environment.key[:12]} ({'reused' if environment.reused else 'built'})")
     with tempfile.TemporaryDirectory(prefix="packyard-run-") as tmp:
         cwd = None
@@ -135,7 +122,7 @@ def run(
             code = subprocess.call(command, env=run_env, cwd=cwd)
         except FileNotFoundError as exc:
             raise InvalidInput(f"command not found: {command[0]}") from exc
-    sys.exit(128 - code if code < 0 else code)  # killed by signal N: 128+N, as a shell reports it
+    sys.exit(exit_status(code))
 
 
 def register(app: typer.Typer) -> None:

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 import uuid
@@ -32,11 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packyard.client import Client, _ns
+from packyard.runs.keys import COMPLETE, env_key, python_version, resolution_path, saved_lock
 from store.errors import Forbidden, InvalidInput, NotFound, RemoteFailed, Unauthenticated
 from store.names import validate_namespace
-
-UPSTREAM_TTL = 600.0
-COMPLETE = ".packyard-complete"
 
 
 @dataclass
@@ -74,10 +70,6 @@ def _uv() -> str:
     return find_uv_bin()
 
 
-def _python_version(python: str | None) -> str:
-    return python or f"{sys.version_info.major}.{sys.version_info.minor}"
-
-
 def _run(command: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:  # noqa: ANN003
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "PACKYARD_"))}
     env.update({"PIP_CONFIG_FILE": os.devnull, "UV_NO_CONFIG": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
@@ -111,15 +103,13 @@ class EnvCache:
         validate_namespace(ns)
         if not requirements:
             raise InvalidInput("no requirements: pass -r FILE or --with REQ")
-        version = _python_version(python)
-        key = hashlib.sha256(json.dumps([ns, sorted(requirements), version, sysconfig.get_platform()]).encode())
-        path = self.root / "resolutions" / f"{key.hexdigest()}.json"
+        version = python_version(python)
+        path = resolution_path(self.root, ns, requirements, version)
         state = self.client.json("GET", f"/api/v1/namespaces/{_ns(ns)}/index-state")
-        if path.exists() and not refresh:
-            saved = json.loads(path.read_text())
-            fresh = not state["upstream"] or time.time() - saved["time"] < UPSTREAM_TTL
-            if saved["state"] == state["state"] and fresh:
-                return saved["lock"], False
+        if not refresh:
+            lock = saved_lock(path, state)
+            if lock is not None:
+                return lock, False
         # with hashes, the lock (and so the environment's key) names the exact files: two
         # namespaces that each hold a different etl 0.1.0 never share an environment or a bundle
         command = [_uv(), "pip", "compile", "-", "--quiet", "--no-header", "--no-annotate", "--generate-hashes"]
@@ -145,9 +135,8 @@ class EnvCache:
         self, ns: str, requirements: list[str], *, python: str | None = None, refresh: bool = False, share: bool = True
     ) -> Environment:
         lock, resolved = self.resolve(ns, requirements, python, refresh)
-        version = _python_version(python)
-        key = hashlib.sha256(f"{lock}\0{version}\0{sysconfig.get_platform()}\0{sys.implementation.name}".encode())
-        key_hex = key.hexdigest()
+        version = python_version(python)
+        key_hex = env_key(lock, version)
         envs = self.root / "envs"
         env = envs / key_hex
         if (env / COMPLETE).exists():
@@ -202,7 +191,7 @@ class EnvCache:
         _run(command, f"downloading the environment's files from {ns}", env=index)
 
     def _install(self, version: str, lockfile: Path, wheels: Path, target: Path) -> None:
-        python = sys.executable if version == _python_version(None) else version
+        python = sys.executable if version == python_version(None) else version
         # relocatable: scripts find their interpreter relative to themselves, so the
         # finished environment can be renamed into place in one step
         venv = [_uv(), "venv", "--quiet", "--relocatable", "--python", python, str(target)]

@@ -1,0 +1,66 @@
+"""The start-up fast path of ``packyard run``: a warm run never imports the full CLI, and
+anything it cannot vouch for (a cold environment, a changed index) takes the full path."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer
+from tests.runs.conftest import cli, cli_env, create_ns, env_json, run, simple_wheel, unique_ns, upload
+
+pytestmark = pytest.mark.local_only
+
+# runs fast_run in a fresh interpreter and reports whether the heavy CLI stack was imported
+PROBE = """
+import sys
+from packyard.entry import fast_run
+code = fast_run(sys.argv[1:])
+heavy = sorted(m for m in ("typer", "rich", "pydantic", "httpx") if m in sys.modules)
+print("FAST" if code is not None else "FULL", code, ",".join(heavy) or "-")
+"""
+
+
+def probe(server: LiveServer, cache: Path, *args: str) -> list[str]:
+    proc = run([sys.executable, "-c", PROBE, *args], cli_env(server, cache))
+    return proc.stdout.strip().splitlines()[-1].split()
+
+
+@pytest.fixture
+def flow(server: LiveServer, http: httpx.Client, tmp_path: Path) -> str:
+    ns = unique_ns("fast")
+    create_ns(http, server, ns)
+    upload(http, server, ns, simple_wheel(tmp_path / "d", "quick", "1.0", "def answer():\n    return 42\n"))
+    return ns
+
+
+def test_a_warm_run_takes_the_fast_path_without_the_full_cli(
+    server: LiveServer, http: httpx.Client, flow: str, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    command = ["run", flow, "--with", "quick", "--", "python", "-c", "import quick, sys; sys.exit(quick.answer())"]
+
+    assert probe(server, cache, *command) == ["FULL", "None", "-"]  # cold: nothing to vouch for
+    cold = cli(server, cache, *command, check=False)
+    assert cold.returncode == 42, cold.stderr
+
+    kind, code, heavy = probe(server, cache, *command)
+    assert (kind, code, heavy) == ("FAST", "42", "-")  # the command ran; no typer, rich, pydantic or httpx
+
+    # a new upload changes the index state: the fast path steps aside, the full CLI resolves again
+    upload(http, server, flow, simple_wheel(tmp_path / "d2", "quick", "1.1", "def answer():\n    return 43\n"))
+    assert probe(server, cache, *command)[0] == "FULL"
+    assert cli(server, cache, *command, check=False).returncode == 43
+    assert probe(server, cache, *command)[:2] == ["FAST", "43"]
+
+
+def test_options_the_fast_path_does_not_know_take_the_full_path(server: LiveServer, flow: str, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    env_json(server, cache, flow, "--with", "quick")  # warm
+    for extra in (["--pull"], ["--refresh"], ["--no-share"]):
+        assert probe(server, cache, "run", flow, "--with", "quick", *extra, "--", "true")[0] == "FULL"
+    assert probe(server, cache, "run", flow, "--with", "quick", "--", "true")[:2] == ["FAST", "0"]
+    assert probe(server, cache, "env", flow, "--with", "quick")[0] == "FULL"
