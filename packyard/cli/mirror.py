@@ -38,20 +38,18 @@ def _pip(index: str, requirements: Path, python: str | None, platform: str | Non
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PACKYARD_"))}
     env["PIP_CONFIG_FILE"] = os.devnull
     token = get_settings().token
-    if token:  # the namespace may need a read token; pip sends it as Basic auth
+    secret = token.get_secret_value() if token else None
+    if secret:  # the namespace may need a read token; pip sends it as Basic auth
         scheme, _, rest = index.partition("://")
-        index = f"{scheme}://__token__:{token.get_secret_value()}@{rest}"
-        command[command.index("--index-url") + 1] = index
+        index = f"{scheme}://__token__:{secret}@{rest}"
+    env["PIP_INDEX_URL"] = index  # through the environment: ps would show a command line's token
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        tail = (
-            "\n".join(result.stderr.strip().splitlines()[-5:]).replace(token.get_secret_value(), "***")
-            if token
-            else "\n".join(result.stderr.strip().splitlines()[-5:])
-        )
-        raise RemoteFailed(
-            f"resolving {requirements} for python {python or 'current'} / {platform or 'this platform'} failed:\n{tail}"
-        )
+        tail = "\n".join(result.stderr.strip().splitlines()[-5:])
+        if secret:
+            tail = tail.replace(secret, "***")
+        target = f"python {python or 'current'} / {platform or 'this platform'}"
+        raise RemoteFailed(f"resolving {requirements} for {target} failed:\n{tail}")
     return [m.group(2).strip() for line in result.stdout.splitlines() if (m := _SAVED.match(line.strip()))]
 
 

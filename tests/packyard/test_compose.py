@@ -459,7 +459,7 @@ def test_dockerfile_runs_packyard_serve_as_non_root() -> None:
     assert users and users[-1].split(":")[0] not in ("root", "0")
     # the command exists: the console script and its `serve` sub-command
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["packyard"] == "packyard.cli:main"
+    assert scripts["packyard"] == "packyard.entry:main"
     from packyard.cli import app
 
     assert "serve" in {c.name for c in app.registered_commands}
