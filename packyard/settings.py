@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     anonymous_read: bool = True
     """Reads without a token; set false to require a read token for everything."""
     max_upload_bytes: int = 5 * GiB
+    fsync: bool = True
+    """Local backend: flush each blob to disk before the catalog references it. Turning it off
+    makes uploads faster but a power cut can then leave a catalog row whose blob is empty."""
     zip_max_members: int = 10_000
     zip_max_total_bytes: int = 4 * GiB
     zip_max_ratio: int = 100

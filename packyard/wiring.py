@@ -13,7 +13,7 @@ from store.upstream import UpstreamLimits
 
 def open_blobs(settings: Settings) -> BlobStore:
     if settings.backend == "local":
-        return LocalBlobStore(settings.data / "blobs")
+        return LocalBlobStore(settings.data / "blobs", fsync=settings.fsync)
     access, secret_key = secret(settings.s3_access_key), secret(settings.s3_secret_key)
     if not access or not secret_key:
         raise InvalidInput("PACKYARD_S3_ENDPOINT is set but PACKYARD_S3_ACCESS_KEY or PACKYARD_S3_SECRET_KEY is not")

@@ -44,8 +44,11 @@ class _Limited:
 
 
 class LocalBlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = Path(root)
+        self.fsync = fsync
+        """Wait for the disk before a blob becomes visible (off only where a power cut may lose
+        the last uploads anyway: CI, throwaway caches)."""
         self._blobs = self.root / "blobs"
         self._tmp = self.root / "tmp"
         self._blobs.mkdir(parents=True, exist_ok=True)
@@ -63,7 +66,7 @@ class LocalBlobStore:
                 while chunk := reader.read(CHUNK):
                     out.write(chunk)
                 out.flush()
-                if durable:
+                if durable and self.fsync:
                     os.fsync(out.fileno())
             sha256 = reader.hexdigest()
             final = self._path(sha256)
