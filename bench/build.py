@@ -27,23 +27,30 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import shutil
-import signal
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 
 import httpx
-from rich.console import Console
 from rich.table import Table
 
+from bench.common import (
+    CheckFailed,
+    admin_client,
+    begin,
+    check,
+    exit_status,
+    failure,
+    median,
+    new_parser,
+    parse,
+    scratch,
+    timed,
+    verdict,
+)
 from builder.sandbox import NETWORK_VARIABLES
 from tests.support.procs import Server
 
@@ -56,10 +63,6 @@ POLL_S = 0.025
 BUILD_WAIT_S = 600.0
 DEFAULT_INDEX = "https://pypi.org/simple"
 CA_VARIABLES = [name for name in NETWORK_VARIABLES if "PROXY" not in name.upper()]
-
-
-class CheckFailed(Exception):
-    """The server answered, but not as a correct build must: the numbers would be meaningless."""
 
 
 @dataclass
@@ -95,11 +98,11 @@ class Result:
 
     @property
     def packyard_median(self) -> float | None:
-        return statistics.median(r.total for r in self.rounds) if self.rounds else None
+        return median([r.total for r in self.rounds])
 
     @property
     def bare_median(self) -> float | None:
-        return statistics.median(self.bare) if self.bare else None
+        return median(self.bare)
 
     @property
     def ratio(self) -> float | None:
@@ -108,7 +111,7 @@ class Result:
 
     @property
     def cached_median(self) -> float | None:
-        return statistics.median(self.cached_ms) if self.cached_ms else None
+        return median(self.cached_ms)
 
     def verdicts(self) -> dict[str, bool | None]:
         """Each goal: True met, False missed, None not measured."""
@@ -151,27 +154,9 @@ packages = ["{PACKAGE}"]
     return files
 
 
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
-
-
 def stamp(value: str) -> float:
     """A catalog timestamp (ISO 8601, UTC, ``Z``) as epoch seconds."""
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def run_killable(command: list[str], env: dict[str, str], cwd: Path, log: Path, timeout: float) -> int:
-    """Run in its own process group and kill the whole group on any exit (uv spawns children)."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            return proc.wait(timeout=timeout)
-        finally:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 class Bare:
@@ -202,12 +187,8 @@ class Bare:
             (src / path).parent.mkdir(parents=True, exist_ok=True)
             (src / path).write_bytes(body)
         command = [sys.executable, "-m", "build", "--sdist", "--wheel", "--installer", "uv", "--outdir", str(out)]
-        log = work / "build.log"
-        start = time.perf_counter()
-        code = run_killable([*command, str(src)], self.env, work, log, BUILD_WAIT_S)
-        elapsed = time.perf_counter() - start
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        check(code == 0, f"bare build {label} exited {code}:\n{tail}")
+        # Its own process group, killed whole on any exit: uv spawns children.
+        elapsed, _ = timed([*command, str(src)], self.env, work / "build.log", BUILD_WAIT_S, cwd=work)
         built = sorted(p.name for p in out.iterdir())
         check(len(built) == 2, f"bare build {label} made {built}")
         shutil.rmtree(src)
@@ -219,11 +200,7 @@ class Bench:
 
     def __init__(self, server: Server, args: argparse.Namespace, bare_root: Path, result: Result) -> None:
         self.server, self.args, self.bare_root, self.result = server, args, bare_root, result
-        self.client = httpx.Client(
-            base_url=server.url,
-            headers={"Authorization": f"Bearer {server.admin_token}"},
-            timeout=httpx.Timeout(60),
-        )
+        self.client = admin_client(server, timeout=httpx.Timeout(60))
 
     def put_files(self, files: dict[str, bytes], only: set[str] | None = None) -> None:
         for path, body in files.items():
@@ -320,12 +297,6 @@ class Bench:
         r.step = "done"
 
 
-def log_tail(path: Path, lines: int = 20) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
-
-
 def run(args: argparse.Namespace, root: Path) -> Result:
     """A fresh server and fresh caches under ``root``; everything stops before returning."""
     result = Result()
@@ -342,17 +313,8 @@ def run(args: argparse.Namespace, root: Path) -> Result:
             stack.callback(bench.client.close)
             bench.run()
         except (CheckFailed, httpx.HTTPError, RuntimeError, OSError, ValueError, KeyError) as exc:
-            alive = server.proc is not None and server.proc.poll() is None
-            state = "still running" if alive else "exited" if server.proc else "not started"
-            result.error = f"{result.step}: {type(exc).__name__}: {exc} (server {state})"
-            tail = log_tail(data.parent / f"{data.name}-server.log")
-            if tail:
-                result.error += f"\n--- server log (last lines) ---\n{tail}"
+            result.error = failure(result.step, exc, server)
     return result
-
-
-def verdict(value: bool | None) -> str:
-    return "—" if value is None else "[green]PASS[/]" if value else "[red]FAIL[/]"
 
 
 def secs(value: float | None) -> str:
@@ -407,66 +369,43 @@ def render_rounds(result: Result) -> Table:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.build", description=(__doc__ or "").split("\n")[0])
+    parser = new_parser("bench.build", __doc__)
     parser.add_argument("--repeat", type=int, default=3, help="measured cold builds on each side (default 3)")
     parser.add_argument("--requests", type=int, default=50, help="cached rebuild requests timed (default 50)")
     parser.add_argument("--quick", action="store_true", help="one cold round each and 20 cached requests")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.repeat, args.requests = 1, 20
-    if args.repeat < 1 or args.requests < 1:
-        parser.error("--repeat and --requests must be at least 1")
-    return args
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    """Turn SIGTERM into SystemExit so every ``finally`` stops its server and builds."""
-    raise SystemExit(128 + signum)
+    return parse(parser, argv, 1, "--repeat", "--requests", quick={"repeat": 1, "requests": 20})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)
-    python = f"{platform.python_implementation()} {platform.python_version()}"
     bwrap = shutil.which("bwrap")
     cas = [name for name in CA_VARIABLES if os.environ.get(name)]
-    console.print(
-        f"machine: nproc {len(os.sched_getaffinity(0))}, {platform.machine()}, {python}, "
-        f"load average {os.getloadavg()[0]:.1f} at start; bubblewrap {'at ' + bwrap if bwrap else 'not installed'}; "
-        f"CA variables set (passed to packyard's builds): {', '.join(cas) or 'none'}"
+    out = begin(
+        160,
+        f"bubblewrap {'at ' + bwrap if bwrap else 'not installed'}",
+        f"CA variables set (passed to packyard's builds): {', '.join(cas) or 'none'}",
     )
     dwb = "set" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "unset"
-    console.print(
+    out.print(
         f"bare build env: this shell's (PYTHONDONTWRITEBYTECODE {dwb}; packyard's worker always sets it) "
         "+ its own UV_CACHE_DIR + packyard's build index"
     )
-    console.print(
+    out.print(
         f"method: one warm-up build per side, then {args.repeat} interleaved rounds (packyard, then bare) "
         f"with a bumped version; packyard timed POST → succeeded polling every {POLL_S * 1000:.0f} ms; "
         f"bare timed around the python -m build process; cached = {args.requests} POSTs of unchanged source "
         "on one keep-alive client"
     )
-    with tempfile.TemporaryDirectory(prefix="packyard-bench-build-", dir="/tmp", ignore_cleanup_errors=True) as tmp:
-        result = run(args, Path(tmp))
-    console.print(
+    with scratch("build") as tmp:
+        result = run(args, tmp)
+    out.print(
         f"packyard's worker ran: installer {result.installer}, sandbox {result.sandbox}, "
         f"backend {result.backend or '?'}, index {result.index_url}"
     )
-    console.print(render(result, args))
+    out.print(render(result, args))
     if result.rounds:
-        console.print(render_rounds(result))
-    failed = False
-    if result.error:
-        failed = True
-        console.print(result.error, style="red", markup=False, highlight=False)
-    for goal, ok in result.verdicts().items():
-        if ok is False:
-            failed = True
-            console.print(f"goal missed: {goal}", style="red")
-    return 1 if failed else 0
+        out.print(render_rounds(result))
+    return exit_status(out, [result.error], result.verdicts())
 
 
 if __name__ == "__main__":

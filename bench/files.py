@@ -20,22 +20,30 @@ import argparse
 import contextlib
 import hashlib
 import os
-import platform
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 import httpx
-from rich.console import Console
 from rich.table import Table
 
+from bench.common import (
+    CheckFailed,
+    add_backend_option,
+    admin_client,
+    begin,
+    check,
+    chosen_backends,
+    exit_status,
+    failure,
+    fmt,
+    new_parser,
+    parse,
+    scratch,
+)
 from tests.support.procs import SeaweedFS, Server, s3_env
 
 MiB = 1024 * 1024
@@ -47,10 +55,6 @@ RSS_GOAL_MB = 150
 NAMESPACE = "bench.files"
 BUCKET = "packyard-bench"
 BIG_TIMEOUT = httpx.Timeout(connect=10, read=900, write=900, pool=10)
-
-
-class CheckFailed(Exception):
-    """The server answered, but not with what was sent: the numbers would be meaningless."""
 
 
 @dataclass
@@ -111,21 +115,14 @@ def timed_rate(count: int, work: Callable[[], None]) -> float:
     return count / (time.perf_counter() - start)
 
 
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
-
-
 class Bench:
     """The measurements against one running server, in the order that gives RSS meaning."""
 
     def __init__(self, server: Server, args: argparse.Namespace) -> None:
         self.server = server
         self.args = args
-        self.auth = {"Authorization": f"Bearer {server.admin_token}"}
-        self.client = httpx.Client(
-            base_url=server.url,
-            headers=self.auth,
+        self.client = admin_client(
+            server,
             timeout=httpx.Timeout(60),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
         )
@@ -221,22 +218,6 @@ class Bench:
         result.step = "done"
 
 
-def log_tail(path: Path, lines: int = 20) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
-
-
-def server_state(server: Server) -> str:
-    """Whether the server died, is shutting down (told to stop: exits 0 soon) or is up."""
-    if server.proc is None:
-        return "server not started"
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        code = server.proc.wait(timeout=10)
-        return f"server exited with code {code}"
-    return "server still running 10 s later"
-
-
 def run_backend(backend: str, args: argparse.Namespace, root: Path, size: int, seed: bytes, expected: str) -> Result:
     """Fresh processes per backend, so each row's VmHWM belongs to that backend alone."""
     result = Result(backend)
@@ -256,15 +237,9 @@ def run_backend(backend: str, args: argparse.Namespace, root: Path, size: int, s
             stack.callback(bench.client.close)
             bench.run(result, size, seed, expected)
         except (CheckFailed, httpx.HTTPError, RuntimeError, OSError, ValueError, KeyError) as exc:
-            result.error = f"{result.step}: {type(exc).__name__}: {exc} ({server_state(server)})"
-            tail = log_tail(data.parent / f"{data.name}-server.log")
-            if tail:
-                result.error += f"\n--- server log (last lines) ---\n{tail}"
+            # Up to 10 s for the state: a server killed for its memory may still be dying.
+            result.error = failure(result.step, exc, server, wait=10)
     return result
-
-
-def rate(value: float | None, digits: int = 0) -> str:
-    return "—" if value is None else f"{value:,.{digits}f}"
 
 
 def mb(value: int | None) -> str:
@@ -290,10 +265,10 @@ def render(results: list[Result], args: argparse.Namespace, size: int) -> Table:
     table.add_column(f"put peak\n< {RSS_GOAL_MB} MB", justify="center")
     for r in results:
         goal = r.goal_met()
-        row = [r.backend, rate(r.small_put_seq), rate(r.small_get_seq)]
+        row = [r.backend, fmt(r.small_put_seq), fmt(r.small_get_seq)]
         if args.threads > 1:
-            row += [rate(r.small_put_par), rate(r.small_get_par)]
-        row += [rate(r.big_put, 1), rate(r.big_get, 1)]
+            row += [fmt(r.small_put_par), fmt(r.small_get_par)]
+        row += [fmt(r.big_put, 1), fmt(r.big_get, 1)]
         row += [mb(r.rss.get(k)) for k in ("base", "small", "put", "get")]
         row.append(
             "[red]ERROR[/]" if r.error else "—" if goal is None else "[green]PASS[/]" if goal else "[red]FAIL[/]"
@@ -303,7 +278,7 @@ def render(results: list[Result], args: argparse.Namespace, size: int) -> Table:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.files", description=(__doc__ or "").split("\n")[0])
+    parser = new_parser("bench.files", __doc__)
     parser.add_argument("--size-mib", type=int, default=1024, help="size of the large file (default 1024)")
     parser.add_argument("--small", type=int, default=1000, help="number of 1 KiB files (default 1000)")
     parser.add_argument(
@@ -312,57 +287,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=8,
         help="client threads for the second small run; <=1 skips it (default 8)",
     )
-    parser.add_argument("--backend", choices=("local", "s3", "both"), default="both")
-    args = parser.parse_args(argv)
-    if args.size_mib < 1 or args.small < 1:
-        parser.error("--size-mib and --small must be at least 1")
-    return args
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    """Turn SIGTERM into SystemExit so every ``finally`` stops its servers."""
-    raise SystemExit(128 + signum)
+    add_backend_option(parser)
+    return parse(parser, argv, 1, "--size-mib", "--small")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=180)
     size = args.size_mib * MiB
     seed = os.urandom(CHUNK)
     expected, client_rate = sha256_of(pattern_chunks(size, seed))
-    python = f"{platform.python_implementation()} {platform.python_version()}"
-    console.print(
-        f"machine: nproc {len(os.sched_getaffinity(0))}, {platform.machine()}, {python}, "
-        f"load average {os.getloadavg()[0]:.1f} at start (throughput shares the cores); "
-        f"client generate+sha256 {client_rate:,.0f} MiB/s on one core"
-    )
+    out = begin(180, "throughput shares the cores", f"client generate+sha256 {client_rate:,.0f} MiB/s on one core")
     threads = f" then {args.threads} threads" if args.threads > 1 else ""
-    console.print(
+    out.print(
         f"method: one httpx.Client with keep-alive; small files {SMALL_SIZE} B random, "
         f"sequential{threads}; large file streamed in {CHUNK // MiB} MiB chunks with "
         "Content-Length, got back streamed and sha256-checked; "
         "RSS = server VmHWM (peak since start), 1 MB = 10^6 bytes"
     )
-    backends = ["local", "s3"] if args.backend == "both" else [args.backend]
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="packyard-bench-", dir="/tmp", ignore_cleanup_errors=True) as tmp:
-        for backend in backends:
-            console.print(f"[dim]running {backend} …[/]")
-            results.append(run_backend(backend, args, Path(tmp), size, seed, expected))
-    console.print(render(results, args, size))
-    failed = False
+    with scratch("files") as tmp:
+        for backend in chosen_backends(args):
+            out.print(f"[dim]running {backend} …[/]")
+            results.append(run_backend(backend, args, tmp, size, seed, expected))
+    out.print(render(results, args, size))
+    errors = []
     for r in results:
         if r.error:
-            failed = True
-            console.print(f"{r.backend}: {r.error}", style="red", markup=False, highlight=False)
+            errors.append(f"{r.backend}: {r.error}")
         elif r.goal_met() is False:
-            failed = True
-            peak = mb(r.rss["put"])
-            console.print(f"{r.backend}: large-put peak RSS {peak} MB ≥ goal {RSS_GOAL_MB} MB")
-    return 1 if failed else 0
+            errors.append(f"{r.backend}: large-put peak RSS {mb(r.rss['put'])} MB ≥ goal {RSS_GOAL_MB} MB")
+    return exit_status(out, errors)
 
 
 if __name__ == "__main__":

@@ -28,28 +28,39 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import re
 import shutil
-import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Protocol
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
+from bench.common import (
+    CheckFailed,
+    Process,
+    begin,
+    cpu_seconds,
+    exit_status,
+    fmt,
+    log_tail,
+    median,
+    new_parser,
+    require_at_least,
+    run_timed,
+    scratch,
+    server_log,
+    verdict,
+)
 from tests.support.dists import make_sdist, make_wheel
-from tests.support.procs import Server, free_port, wait_until
+from tests.support.procs import Server, free_port
 
 HERE = Path(__file__).resolve().parent
 PEERS_VENV = HERE / ".peers-venv"
@@ -72,25 +83,10 @@ UPLOAD_VS_PYPISERVER = 1.0
 SCALE_P50 = 1.5
 
 
-class BenchError(Exception):
-    """A step failed: the figures of that server would mean nothing."""
-
-
-def run(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 900) -> float:
-    """Run ``cmd`` to completion and return its wall time; its output only if it fails."""
-    start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
-        raise BenchError(f"{' '.join(cmd[:3])} ... exited {done.returncode}:\n{tail}")
-    return elapsed
-
-
 # -- tools -------------------------------------------------------------------------------
 
 
-def ensure_peers(venv: Path, console: Console) -> Path:
+def ensure_peers(venv: Path, out: Console) -> Path:
     """The peers' bin folder, installing them first when any is missing (fresh CI machines)."""
     bin_dir = venv / "bin"
     python = bin_dir / "python"
@@ -101,26 +97,26 @@ def ensure_peers(venv: Path, console: Console) -> Path:
         return subprocess.run([python, "-c", "import waitress, watchdog"], capture_output=True).returncode == 0
 
     if not complete():
-        console.print(f"[dim]installing {' '.join(PEER_PACKAGES)} into {venv} …[/]")
-        run([sys.executable, "-m", "venv", "--clear", str(venv)])
-        run([str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES])
+        out.print(f"[dim]installing {' '.join(PEER_PACKAGES)} into {venv} …[/]")
+        run_timed([sys.executable, "-m", "venv", "--clear", str(venv)])
+        run_timed([str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES])
         if not complete():
-            raise BenchError(f"the peers are still incomplete in {venv} after pip install")
+            raise CheckFailed(f"the peers are still incomplete in {venv} after pip install")
     return bin_dir
 
 
-def ensure_wrk(console: Console) -> str:
+def ensure_wrk(out: Console) -> str:
     wrk = shutil.which("wrk")
     if wrk is None:
         if os.geteuid() != 0:
-            raise BenchError("wrk is missing and this is not root: sudo apt-get install -y wrk")
-        console.print("[dim]installing wrk (apt-get) …[/]")
+            raise CheckFailed("wrk is missing and this is not root: sudo apt-get install -y wrk")
+        out.print("[dim]installing wrk (apt-get) …[/]")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        run(["apt-get", "update"], env=env)
-        run(["apt-get", "install", "-y", "wrk"], env=env)
+        run_timed(["apt-get", "update"], env=env)
+        run_timed(["apt-get", "install", "-y", "wrk"], env=env)
         wrk = shutil.which("wrk")
         if wrk is None:
-            raise BenchError("apt-get installed wrk but it is not on PATH")
+            raise CheckFailed("apt-get installed wrk but it is not on PATH")
     return wrk
 
 
@@ -135,12 +131,6 @@ class Figure:
     """Server CPU time per request: unlike req/s, barely moved by other load on the machine."""
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
@@ -149,10 +139,10 @@ def parse_wrk(output: str, cpu: float) -> Figure:
     p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M)
     count = re.search(r"^\s+(\d+) requests in", output, re.M)
     if rps is None or p50 is None or count is None or int(count.group(1)) == 0:
-        raise BenchError(f"cannot read wrk's output:\n{output}")
+        raise CheckFailed(f"cannot read wrk's output:\n{output}")
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     if bad:
-        raise BenchError(f"{bad.group(1)} responses were not 2xx/3xx: the figures would be of errors")
+        raise CheckFailed(f"{bad.group(1)} responses were not 2xx/3xx: the figures would be of errors")
     latency = float(p50.group(1)) * _UNITS[p50.group(2)]
     return Figure(float(rps.group(1)), latency, cpu / int(count.group(1)) * 1e6)
 
@@ -175,7 +165,7 @@ class Load:
         )
         cpu = cpu_seconds(pid) - before
         if done.returncode != 0:
-            raise BenchError(f"wrk {url} exited {done.returncode}: {done.stderr.strip()}")
+            raise CheckFailed(f"wrk {url} exited {done.returncode}: {done.stderr.strip()}")
         return parse_wrk(done.stdout, cpu)
 
 
@@ -191,10 +181,10 @@ def warm(url: str, expect: list[str], accept: str | None = None, times: int = 20
             if i == 0:
                 first = (time.perf_counter() - start) * 1000
             if response.status_code != 200:
-                raise BenchError(f"GET {url}: {response.status_code} {response.text[:200]}")
+                raise CheckFailed(f"GET {url}: {response.status_code} {response.text[:200]}")
         missing = [name for name in expect if name not in response.text]
         if missing:
-            raise BenchError(f"GET {url} lacks {len(missing)} expected names, e.g. {missing[0]}")
+            raise CheckFailed(f"GET {url} lacks {len(missing)} expected names, e.g. {missing[0]}")
     return first
 
 
@@ -227,41 +217,10 @@ def twine_upload(bin_dir: Path, url: str, user: str, password: str, files: list[
     env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
     cmd = [str(bin_dir / "twine"), "upload", "--non-interactive", "--disable-progress-bar"]
     cmd += ["--config-file", str(config), "--repository-url", url, "-u", user, "-p", password]
-    return run([*cmd, *map(str, files)], env=env)
+    return run_timed([*cmd, *map(str, files)], env=env)
 
 
 # -- the servers -------------------------------------------------------------------------
-
-
-class Process:
-    """A peer server in its own process group, so stopping it stops all it started."""
-
-    def __init__(self, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.cmd, self.log, self.env = cmd, log, env
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, ready_url: str, what: str) -> None:
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
-            )
-        try:
-            wait_until(lambda: httpx.get(ready_url, timeout=5).status_code == 200, 120, what, self.proc)
-        except RuntimeError as exc:
-            raise BenchError(f"{exc}\n{log_tail(self.log)}") from exc
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 30)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        self.proc = None
 
 
 class IndexServer(Protocol):
@@ -299,7 +258,7 @@ class Packyard:
         try:
             self.server.start()
         except RuntimeError as exc:
-            raise BenchError(f"{exc}\n{log_tail(self.root / 'packyard-server.log')}") from exc
+            raise CheckFailed(f"{exc}\n{log_tail(server_log(self.server))}") from exc
 
     def upload(self, files: list[Path]) -> float:
         url = f"{self.server.url}/{NAMESPACE}/"
@@ -329,18 +288,33 @@ DEVPI_LOGGING = {
 
 
 @dataclass
-class Devpi:
-    """devpi-server with one user and one non-volatile index with no bases (no PyPI mirror)."""
+class Peer:
+    """A peer server on 127.0.0.1, in its own process group once started."""
 
     root: Path
     bin_dir: Path
-    name: str = "devpi-server"
+    name: str = ""
     port: int = 0
     process: Process | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def pid(self) -> int:
+        assert self.process is not None, "not started"
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+@dataclass
+class Devpi(Peer):
+    """devpi-server with one user and one non-volatile index with no bases (no PyPI mirror)."""
+
+    name: str = "devpi-server"
 
     @property
     def index_url(self) -> str:
@@ -350,17 +324,17 @@ class Devpi:
         serverdir, clientdir = self.root / "devpi-server", self.root / "devpi-client"
         logging_cfg = self.root / "devpi-logging.json"
         logging_cfg.write_text(json.dumps(DEVPI_LOGGING))
-        run([str(self.bin_dir / "devpi-init"), "--serverdir", str(serverdir), "--no-root-pypi"])
+        run_timed([str(self.bin_dir / "devpi-init"), "--serverdir", str(serverdir), "--no-root-pypi"])
         self.port = free_port()
         cmd = [str(self.bin_dir / "devpi-server"), "--serverdir", str(serverdir), "--port", str(self.port)]
         cmd += ["--host", "127.0.0.1", "--logger-cfg", str(logging_cfg), "--offline-mode"]
         self.process = Process(cmd, self.root / "devpi-server.log")
         self.process.start(f"{self.url}/+api", "devpi-server")
         devpi = [str(self.bin_dir / "devpi"), "--clientdir", str(clientdir)]
-        run([devpi[0], "use", *devpi[1:], self.url])
-        run([devpi[0], "user", *devpi[1:], "-c", DEVPI_USER, f"password={DEVPI_PASSWORD}"])
-        run([devpi[0], "login", *devpi[1:], DEVPI_USER, "--password", DEVPI_PASSWORD])
-        run([devpi[0], "index", *devpi[1:], "-c", f"{DEVPI_USER}/{DEVPI_INDEX}", "volatile=False", "bases="])
+        run_timed([devpi[0], "use", *devpi[1:], self.url])
+        run_timed([devpi[0], "user", *devpi[1:], "-c", DEVPI_USER, f"password={DEVPI_PASSWORD}"])
+        run_timed([devpi[0], "login", *devpi[1:], DEVPI_USER, "--password", DEVPI_PASSWORD])
+        run_timed([devpi[0], "index", *devpi[1:], "-c", f"{DEVPI_USER}/{DEVPI_INDEX}", "volatile=False", "bases="])
 
     def upload(self, files: list[Path]) -> float:
         return twine_upload(self.bin_dir, f"{self.index_url}/", DEVPI_USER, DEVPI_PASSWORD, files, self.root)
@@ -371,32 +345,16 @@ class Devpi:
     def project_url(self, project: str) -> str:
         return f"{self.index_url}/+simple/{project}/"
 
-    def pid(self) -> int:
-        assert self.process is not None and self.process.proc is not None, "not started"
-        return self.process.proc.pid
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
 
 @dataclass
-class PyPIServer:
+class PyPIServer(Peer):
     """pypiserver on waitress with its cached-dir backend; authentication off (-a . -P .).
 
     pypiserver 2.x has no ``--server waitress``: ``auto`` lets bottle pick waitress when it
     is installed, which ``start`` checks from the ``Server`` header.
     """
 
-    root: Path
-    bin_dir: Path
     name: str = "pypiserver+waitress"
-    port: int = 0
-    process: Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         packages = self.root / "pypiserver-packages"
@@ -408,7 +366,7 @@ class PyPIServer:
         self.process.start(f"{self.url}/health", "pypiserver")
         served_by = httpx.get(f"{self.url}/health").headers.get("server", "")
         if served_by != "waitress":
-            raise BenchError(f"pypiserver runs on {served_by!r}, not waitress: is waitress in {self.bin_dir.parent}?")
+            raise CheckFailed(f"pypiserver runs on {served_by!r}, not waitress: is waitress in {self.bin_dir.parent}?")
 
     def upload(self, files: list[Path]) -> float:
         return twine_upload(self.bin_dir, f"{self.url}/", "bench", "bench", files, self.root)
@@ -418,20 +376,6 @@ class PyPIServer:
 
     def project_url(self, project: str) -> str:
         return f"{self.url}/simple/{project}/"
-
-    def pid(self) -> int:
-        assert self.process is not None and self.process.proc is not None, "not started"
-        return self.process.proc.pid
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
-
-def log_tail(path: Path, lines: int = 20) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
 
 
 # -- the comparison ----------------------------------------------------------------------
@@ -453,11 +397,11 @@ class Result:
     @property
     def upload_s(self) -> float | None:
         """The median: one upload's time swings with other load on the machine."""
-        return statistics.median(self.uploads) if self.uploads else None
+        return median(self.uploads)
 
     @property
     def upload_cpu_s(self) -> float | None:
-        return statistics.median(self.upload_cpu) if self.upload_cpu else None
+        return median(self.upload_cpu)
 
     def timed_upload(self, server: IndexServer, files: list[Path]) -> None:
         before = cpu_seconds(server.pid())
@@ -465,22 +409,22 @@ class Result:
         self.upload_cpu.append(cpu_seconds(server.pid()) - before)
 
 
-MEASURED = (BenchError, httpx.HTTPError, subprocess.TimeoutExpired, OSError, sqlite3.Error)
+MEASURED = (CheckFailed, httpx.HTTPError, subprocess.TimeoutExpired, OSError, sqlite3.Error)
 """What a failed step raises; anything else is a bug in this script and propagates."""
 
 
-def measure_server(server: IndexServer, files: list[Path], load: Load, console: Console) -> Result:
+def measure_server(server: IndexServer, files: list[Path], load: Load, out: Console) -> Result:
     result = Result(server.name)
     projects = [project_name(i) for i in range(PROJECTS)]
     page_files = [f.name for f in files_of(files, PAGE_PROJECT)]
     try:
-        console.print(f"[dim]{server.name}: starting …[/]")
+        out.print(f"[dim]{server.name}: starting …[/]")
         server.start()
-        console.print(f"[dim]{server.name}: twine upload of {len(files)} files …[/]")
+        out.print(f"[dim]{server.name}: twine upload of {len(files)} files …[/]")
         result.timed_upload(server, files)
         warm(server.project_url(PAGE_PROJECT), page_files)
         warm(server.root_url(), projects)
-        console.print(f"[dim]{server.name}: wrk …[/]")
+        out.print(f"[dim]{server.name}: wrk …[/]")
         result.project = load.measure(server.project_url(PAGE_PROJECT), server.pid())
         result.root = load.measure(server.root_url(), server.pid())
         if isinstance(server, Packyard):
@@ -556,7 +500,7 @@ class ScaleResult:
     error: str | None = None
 
 
-def measure_scale(size: int, files: list[Path], root: Path, bin_dir: Path, load: Load, console: Console) -> ScaleResult:
+def measure_scale(size: int, files: list[Path], root: Path, bin_dir: Path, load: Load, out: Console) -> ScaleResult:
     """One project page of a fresh packyard whose catalog holds ``size`` files in all."""
     result = ScaleResult(size)
     page = files_of(files, PAGE_PROJECT)
@@ -564,16 +508,16 @@ def measure_scale(size: int, files: list[Path], root: Path, bin_dir: Path, load:
     work.mkdir()
     server = Packyard(work, bin_dir)
     try:
-        console.print(f"[dim]packyard with {size:,} files: filling the catalog …[/]")
+        out.print(f"[dim]packyard with {size:,} files: filling the catalog …[/]")
         server.start()
         server.upload(page)
         server.stop()
         total = fill_catalog(server.server.data / "catalog.db", size - len(page))
         if total != size:
-            raise BenchError(f"the catalog holds {total} files, not {size}")
+            raise CheckFailed(f"the catalog holds {total} files, not {size}")
         server.start()
         result.cold_ms = warm(server.project_url(PAGE_PROJECT), [f.name for f in page])
-        console.print(f"[dim]packyard with {size:,} files: wrk …[/]")
+        out.print(f"[dim]packyard with {size:,} files: wrk …[/]")
         result.page = load.measure(server.project_url(PAGE_PROJECT), server.pid())
     except MEASURED as exc:
         result.error = f"{type(exc).__name__}: {exc}"
@@ -585,16 +529,8 @@ def measure_scale(size: int, files: list[Path], root: Path, bin_dir: Path, load:
 # -- the report --------------------------------------------------------------------------
 
 
-def fmt(value: float | None, digits: int = 0) -> str:
-    return "—" if value is None else f"{value:,.{digits}f}"
-
-
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
-
-
-def verdict(ok: bool | None) -> str:
-    return "—" if ok is None else "[green]PASS[/]" if ok else "[red]FAIL[/]"
 
 
 @dataclass
@@ -645,24 +581,25 @@ def comparison_table(ours: Result, devpi: Result, pypi: Result, load: Load, goal
         table.add_row(label, *cells, target.text, verdict(ok))
 
     servers = (ours, devpi, pypi)
-    row(
-        f"project page ({2 * len(VERSIONS)} files) req/s",
-        [figure(r, "project", "rps") for r in servers],
-        0,
-        Target("project page vs devpi-server", f"≥ {PROJECT_VS_DEVPI:g}× devpi", 1, PROJECT_VS_DEVPI),
+    pages = (
+        (
+            "project page",
+            f"({2 * len(VERSIONS)} files)",
+            "project",
+            Target("project page vs devpi-server", f"≥ {PROJECT_VS_DEVPI:g}× devpi", 1, PROJECT_VS_DEVPI),
+        ),
+        (
+            "root listing",
+            f"({PROJECTS} projects)",
+            "root",
+            Target("root listing vs pypiserver", f"≥ {ROOT_VS_PYPISERVER:g}× pypiserver", 2, ROOT_VS_PYPISERVER),
+        ),
     )
-    row("project page p50 ms", [figure(r, "project", "p50_ms") for r in servers], 2)
-    row("project page server CPU µs/req", [figure(r, "project", "cpu_us") for r in servers], 0)
-    row("project page req/s, pip Accept (JSON)", [figure(ours, "project_json", "rps"), None, None], 0)
-    row(
-        f"root listing ({PROJECTS} projects) req/s",
-        [figure(r, "root", "rps") for r in servers],
-        0,
-        Target("root listing vs pypiserver", f"≥ {ROOT_VS_PYPISERVER:g}× pypiserver", 2, ROOT_VS_PYPISERVER),
-    )
-    row("root listing p50 ms", [figure(r, "root", "p50_ms") for r in servers], 2)
-    row("root listing server CPU µs/req", [figure(r, "root", "cpu_us") for r in servers], 0)
-    row("root listing req/s, pip Accept (JSON)", [figure(ours, "root_json", "rps"), None, None], 0)
+    for page, size, attr, target in pages:
+        row(f"{page} {size} req/s", [figure(r, attr, "rps") for r in servers], 0, target)
+        row(f"{page} p50 ms", [figure(r, attr, "p50_ms") for r in servers], 2)
+        row(f"{page} server CPU µs/req", [figure(r, attr, "cpu_us") for r in servers], 0)
+        row(f"{page} req/s, pip Accept (JSON)", [figure(ours, f"{attr}_json", "rps"), None, None], 0)
     rounds = max(len(ours.uploads), len(pypi.uploads))
     row(
         f"twine upload of {PROJECTS * len(VERSIONS) * 2} files, s" + (f" (median of {rounds})" if rounds > 1 else ""),
@@ -709,7 +646,7 @@ def scale_table(results: list[ScaleResult], goals: list[Goal]) -> Table:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.index", description=__doc__.split("\n")[0])
+    parser = new_parser("bench.index", __doc__)
     parser.add_argument("--quick", action="store_true", help="3 s wrk runs and one upload each, for development")
     parser.add_argument("--duration", type=int, help="seconds per wrk run (default 10, 3 with --quick)")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
@@ -726,34 +663,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.duration = 3 if args.quick else 10
     if args.upload_rounds is None:
         args.upload_rounds = 1 if args.quick else 5
-    if min(args.duration, args.connections, args.threads, args.upload_rounds) < 1:
-        parser.error("--duration, --connections, --threads and --upload-rounds must be at least 1")
+    require_at_least(parser, args, 1, "--duration", "--connections", "--threads", "--upload-rounds")
     return args
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    """Turn SIGTERM into SystemExit so every ``finally`` stops its servers."""
-    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    console = Console() if sys.stdout.isatty() else Console(width=200)
-    bin_dir = ensure_peers(args.peers_venv, console)
-    load = Load(ensure_wrk(console), args.duration, args.threads, args.connections)
-    python = f"{platform.python_implementation()} {platform.python_version()}"
-    loadavg = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    console.print(f"machine: nproc {len(os.sched_getaffinity(0))}, {platform.machine()}, {python}; load {loadavg}")
-    console.print(
+    out = begin(200)
+    bin_dir = ensure_peers(args.peers_venv, out)
+    load = Load(ensure_wrk(out), args.duration, args.threads, args.connections)
+    out.print(
         "method: each server alone on 127.0.0.1, wrk on the same cores, keep-alive, no Accept header (HTML) "
         "unless marked; devpi-server and packyard without request logs; pages checked and warmed first"
     )
     servers: list[type[Packyard] | type[Devpi] | type[PyPIServer]] = [Packyard, Devpi, PyPIServer]
     results: list[Result] = []
     scale: list[ScaleResult] = []
-    with tempfile.TemporaryDirectory(prefix="packyard-bench-index-", dir="/tmp", ignore_cleanup_errors=True) as tmp:
-        root = Path(tmp)
+    with scratch("index") as root:
         files = make_dists(root / "dists")
 
         def fresh(make: type[Packyard] | type[Devpi] | type[PyPIServer], label: str) -> IndexServer:
@@ -762,30 +688,23 @@ def main(argv: list[str] | None = None) -> int:
             return make(work, bin_dir)
 
         for make in servers:
-            results.append(measure_server(fresh(make, "main"), files, load, console))
+            results.append(measure_server(fresh(make, "main"), files, load, out))
         for i in range(1, args.upload_rounds):
-            console.print(f"[dim]upload round {i + 1} of {args.upload_rounds} (packyard, pypiserver) …[/]")
+            out.print(f"[dim]upload round {i + 1} of {args.upload_rounds} (packyard, pypiserver) …[/]")
             for make, result in ((Packyard, results[0]), (PyPIServer, results[2])):
                 upload_again(fresh(make, f"upload-{i}"), files, result)
         for size in SCALE_SIZES:
-            scale.append(measure_scale(size, files, root, bin_dir, load, console))
+            scale.append(measure_scale(size, files, root, bin_dir, load, out))
     goals: list[Goal] = []
-    console.print(comparison_table(*results, load, goals))
+    out.print(comparison_table(*results, load, goals))
     for r in results:
         if len(r.uploads) > 1:
-            console.print(f"  {r.name} uploads, s: {' '.join(f'{t:.2f}' for t in r.uploads)}", highlight=False)
-    console.print(scale_table(scale, goals))
-    failed = False
-    for r in [*results, *scale]:
-        if r.error:
-            failed = True
-            who = r.name if isinstance(r, Result) else f"packyard with {r.files:,} files"
-            console.print(f"{who}: {r.error}", style="red", markup=False, highlight=False)
-    for goal in goals:
-        if goal.ok is not True:
-            failed = True
-            console.print(f"goal not met: {goal.name}", style="red")
-    return 1 if failed else 0
+            out.print(f"  {r.name} uploads, s: {' '.join(f'{t:.2f}' for t in r.uploads)}", highlight=False)
+    out.print(scale_table(scale, goals))
+    errors = [f"{r.name}: {r.error}" for r in results if r.error]
+    errors += [f"packyard with {r.files:,} files: {r.error}" for r in scale if r.error]
+    # A goal that could not be measured is missed too.
+    return exit_status(out, errors, {goal.name: goal.ok is True for goal in goals})
 
 
 if __name__ == "__main__":

@@ -33,10 +33,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,22 +43,22 @@ from pathlib import Path
 import httpx
 from rich.table import Table
 
-from bench.upstream import (
+from bench.common import (
     CheckFailed,
-    PackageSet,
-    clean_env,
-    console,
-    installed,
+    begin,
+    exit_status,
+    failure,
     load_average,
-    machine_line,
-    make_package_set,
     median,
+    new_parser,
+    parse,
+    run_timed,
+    scratch,
     spread,
-    terminate,
     timed,
-    uv_bin,
     verdict,
 )
+from bench.upstream import PackageSet, clean_env, installed, make_package_set, uv_bin
 from tests.support.procs import Server
 
 NAMESPACE = "bench.runs"
@@ -121,17 +119,6 @@ def packyard_command() -> list[str]:
     """The installed ``packyard`` script of this interpreter, else ``python -m packyard``."""
     script = BIN / "packyard"
     return [str(script)] if script.is_file() else [sys.executable, "-m", "packyard"]
-
-
-def quick_run(command: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
-    """Wall time of a short process whose output is not needed (it must exit 0)."""
-    start = time.perf_counter()
-    proc = subprocess.run(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT_S)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()[-12:])
-        raise CheckFailed(f"{' '.join(command[:8])} exited {proc.returncode}:\n{tail}")
-    return elapsed
 
 
 def heaviest_imports(python: str, module: str, top: int = 12) -> list[tuple[int, int, str]]:
@@ -254,13 +241,13 @@ class Bench:
         bare = [python, "-c", "pass"]
         r.step = "warm-up runs"
         for _ in range(3):
-            quick_run(run, env)
-            quick_run(bare, env)
+            run_timed(run, env)
+            run_timed(bare, env)
         for i in range(self.args.runs):
             r.step = f"warm run {i + 1}"
             pair = [(run, r.run), (bare, r.bare)]
             for command, times in pair if i % 2 == 0 else pair[::-1]:
-                times.append(quick_run(command, env))
+                times.append(run_timed(command, env))
         r.reuse = self.env_json(cache, "--with", WITH)
         progress(f"(a) {self.args.runs} warm runs done, load average {load_average()}")
 
@@ -340,21 +327,21 @@ class Bench:
         parts = r.parts
         for _ in range(n):
             parts.setdefault("python -c pass (this interpreter)", []).append(
-                quick_run([sys.executable, "-c", "pass"], env)
+                run_timed([sys.executable, "-c", "pass"], env)
             )
             parts.setdefault("python -c 'import packyard.cli'", []).append(
-                quick_run([sys.executable, "-c", "import packyard.cli"], env)
+                run_timed([sys.executable, "-c", "import packyard.cli"], env)
             )
             parts.setdefault("python -c 'import http.client, json, hashlib, sysconfig' (stdlib floor)", []).append(
-                quick_run([sys.executable, "-c", "import http.client, json, hashlib, sysconfig"], env)
+                run_timed([sys.executable, "-c", "import http.client, json, hashlib, sysconfig"], env)
             )
-            parts.setdefault("packyard --help", []).append(quick_run([*self.packyard, "--help"], env))
+            parts.setdefault("packyard --help", []).append(run_timed([*self.packyard, "--help"], env))
             first = subprocess.run([sys.executable, "-c", FIRST_CLIENT], capture_output=True, text=True, env=env)
             parts.setdefault("first httpx.Client() in a process (SSL context + certifi)", []).append(
                 float(first.stdout.strip())
             )
             parts.setdefault(f"packyard env NS --with {WITH} --json (warm)", []).append(
-                quick_run([*self.packyard, "env", NAMESPACE, "--with", WITH, "--json"], env)
+                run_timed([*self.packyard, "env", NAMESPACE, "--with", WITH, "--json"], env)
             )
             start = time.perf_counter()
             with httpx.Client(base_url=self.server.url) as http:  # a new connection, as the CLI opens
@@ -369,7 +356,7 @@ class Bench:
             compile_ = [self.uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate", "--python-version",
                         version, "--index-url", index, str(self.requirements)]  # fmt: skip
             parts.setdefault("uv pip compile via packyard, fresh uv cache (resolution)", []).append(
-                quick_run(compile_, {**uv_env, "UV_CACHE_DIR": str(work / "uv-cache")})
+                run_timed(compile_, {**uv_env, "UV_CACHE_DIR": str(work / "uv-cache")})
             )
             start = time.perf_counter()
             with httpx.Client(
@@ -382,13 +369,6 @@ class Bench:
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
-
-
-def log_tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def run(args: argparse.Namespace, root: Path, progress: Callable[[str], None]) -> Result:
@@ -409,10 +389,7 @@ def run(args: argparse.Namespace, root: Path, progress: Callable[[str], None]) -
         KeyError,
         subprocess.SubprocessError,
     ) as exc:
-        result.error = f"{result.step}: {type(exc).__name__}: {exc}"
-        tail = log_tail(root / "data-server.log")
-        if tail:
-            result.error += f"\n--- packyard server log (last lines) ---\n{tail}"
+        result.error = failure(result.step, exc, bench.server)
     finally:
         bench.stop()
     return result
@@ -462,25 +439,18 @@ def render_imports(result: Result) -> Table:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.runs", description=(__doc__ or "").split("\n")[0])
+    parser = new_parser("bench.runs", __doc__)
     parser.add_argument("--repeat", type=int, default=5, help="fresh-worker rounds per side (default 5)")
     parser.add_argument("--runs", type=int, default=20, help="warm runs per side (default 20)")
     parser.add_argument("--quick", action="store_true", help="2 fresh-worker rounds and 6 warm runs")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.repeat, args.runs = 2, 6
-    if args.repeat < 1 or args.runs < 1:
-        parser.error("--repeat and --runs must be at least 1")
-    return args
+    return parse(parser, argv, 1, "--repeat", "--runs", quick={"repeat": 2, "runs": 6})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, terminate)
-    out = console()
-    out.print(machine_line())
-    with tempfile.TemporaryDirectory(prefix="packyard-bench-runs-", dir="/tmp", ignore_cleanup_errors=True) as tmp:
-        result = run(args, Path(tmp), lambda line: out.print(line, markup=False, highlight=False))
+    out = begin(170)
+    with scratch("runs") as tmp:
+        result = run(args, tmp, lambda line: out.print(line, markup=False, highlight=False))
     out.print(
         f"packyard: {result.packyard_cmd}; uv: {uv_bin()}; package set: 20 projects, {result.set_bytes / 1e6:.1f} MB "
         "of wheels; CLI env: PACKYARD_URL/TOKEN/CACHE_DIR, this interpreter's bin first on PATH"
@@ -491,15 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     if result.importtime:
         out.print(render_imports(result))
     out.print(f"load average at the end {load_average()}")
-    failed = False
-    if result.error:
-        failed = True
-        out.print(result.error, style="red", markup=False, highlight=False)
-    for goal, ok in result.verdicts().items():
-        if ok is False:
-            failed = True
-            out.print(f"goal missed: {goal}", style="red")
-    return 1 if failed else 0
+    return exit_status(out, [result.error], result.verdicts())
 
 
 if __name__ == "__main__":

@@ -23,25 +23,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import platform
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import groupby
 from pathlib import Path
-from types import FrameType
 
 import httpx
-from rich.console import Console
 from rich.table import Table
 
+from bench.common import (
+    CheckFailed,
+    add_backend_option,
+    admin_client,
+    begin,
+    check,
+    chosen_backends,
+    exit_status,
+    failure,
+    new_parser,
+    parse,
+    scratch,
+)
 from tests.support.procs import S3_ACCESS_KEY, S3_SECRET_KEY, SeaweedFS, Server, s3_env
 
 NAMESPACE = "bench.sync"
@@ -59,10 +65,6 @@ WORDS = [
 ]
 MEDIUM_EVERY = 200
 """One file in this many is 10–100 KB; the rest are 100 B–2 KB (a few MB in all)."""
-
-
-class CheckFailed(Exception):
-    """The server answered, but not as a correct sync must: the numbers would be meaningless."""
 
 
 @dataclass
@@ -217,11 +219,6 @@ def change_one_file(repo: Repo) -> None:
 # -- one backend ----------------------------------------------------------------------------
 
 
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
-
-
 class Bench:
     """The three steps against one running server, each counted from the outside too."""
 
@@ -229,11 +226,7 @@ class Bench:
         self.server = server
         self.repo = repo
         self.count_blobs = count_blobs
-        self.client = httpx.Client(
-            base_url=server.url,
-            headers={"Authorization": f"Bearer {server.admin_token}"},
-            timeout=SYNC_TIMEOUT,
-        )
+        self.client = admin_client(server, timeout=SYNC_TIMEOUT)
 
     def revisions(self) -> int:
         """Rows in ``file_revisions`` for the namespace, read straight from the catalog."""
@@ -311,24 +304,6 @@ def s3_blob_counter(weed: SeaweedFS) -> Callable[[], int]:
     return counter
 
 
-def log_tail(path: Path, lines: int = 20) -> str:
-    """The log's last distinct lines, runs of one line collapsed (a retrying worker repeats itself)."""
-    with contextlib.suppress(OSError):
-        runs = [(text, sum(1 for _ in group)) for text, group in groupby(path.read_text(errors="replace").splitlines())]
-        return "\n".join(text if n == 1 else f"{text}  [×{n}]" for text, n in runs[-lines:])
-    return ""
-
-
-def server_state(server: Server | None) -> str:
-    """Whether the server outlived the failure: a dead or signalled server explains a refused connection."""
-    if server is None or server.proc is None:
-        return "not started"
-    code = server.proc.poll()
-    if code is None:
-        return "still running"
-    return f"exited by signal {-code}" if code < 0 else f"exited with code {code}"
-
-
 def run_backend(backend: str, root: Path, files: int, seed: int) -> Result:
     """Fresh repository, server (and SeaweedFS) per backend; all stopped even on failure."""
     result = Result(backend)
@@ -365,10 +340,7 @@ def run_backend(backend: str, root: Path, files: int, seed: int) -> Result:
             ValueError,
             KeyError,
         ) as exc:
-            result.error = f"{result.step}: {type(exc).__name__}: {exc} (server {server_state(server)})"
-            tail = log_tail(data.parent / f"{data.name}-server.log")
-            if tail:
-                result.error += f"\n--- server log (last lines) ---\n{tail}"
+            result.error = failure(result.step, exc, server)
     return result
 
 
@@ -410,51 +382,31 @@ def render(results: list[Result], files: int) -> Table:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.sync", description=(__doc__ or "").split("\n")[0])
+    parser = new_parser("bench.sync", __doc__)
     parser.add_argument("--files", type=int, default=10_000, help="files in the generated repository (default 10000)")
-    parser.add_argument("--backend", choices=("local", "s3", "both"), default="both")
+    add_backend_option(parser)
     parser.add_argument("--seed", type=int, default=SEED, help=f"repository generator seed (default {SEED})")
-    args = parser.parse_args(argv)
-    if args.files < 2:
-        parser.error("--files must be at least 2")
-    return args
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    """Turn SIGTERM into SystemExit so every ``finally`` stops its servers."""
-    raise SystemExit(128 + signum)
+    return parse(parser, argv, 2, "--files")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)
-    python = f"{platform.python_implementation()} {platform.python_version()}"
-    console.print(
-        f"machine: nproc {len(os.sched_getaffinity(0))}, {platform.machine()}, {python}, "
-        f"load average {os.getloadavg()[0]:.1f} at start"
-    )
-    backends = ["local", "s3"] if args.backend == "both" else [args.backend]
+    out = begin(160)
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="packyard-bench-sync-", dir="/tmp", ignore_cleanup_errors=True) as tmp:
-        for backend in backends:
-            console.print(f"[dim]running {backend} …[/]")
-            results.append(run_backend(backend, Path(tmp), args.files, args.seed))
+    with scratch("sync") as tmp:
+        for backend in chosen_backends(args):
+            out.print(f"[dim]running {backend} …[/]")
+            results.append(run_backend(backend, tmp, args.files, args.seed))
     made = next((r.values for r in results if "repo_bytes" in r.values), None)
     if made:
-        console.print(
+        out.print(
             f"repository: {args.files:,} files, {made['repo_bytes'] / 1e6:.1f} MB "
             f"(1 in {MEDIUM_EVERY} of 10–100 KB, the rest 100 B–2 KB, seed {args.seed}), "
             f"generated in {made['repo_seconds']:.2f} s; "
             "time (HTTP) = client wall time of the POST, server duration = the response's duration"
         )
-    console.print(render(results, args.files))
-    missed = verdicts(results, args.files)
-    for line in missed:
-        console.print(line, style="red", markup=False, highlight=False)
-    return 1 if missed else 0
+    out.print(render(results, args.files))
+    return exit_status(out, verdicts(results, args.files))
 
 
 if __name__ == "__main__":

@@ -37,41 +37,46 @@ import hashlib
 import html
 import math
 import os
-import platform
 import random
 import re
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 import httpx
 from packaging.utils import canonicalize_name
-from rich.console import Console
 from rich.table import Table
 
+from bench.common import (
+    CheckFailed,
+    Process,
+    admin_client,
+    begin,
+    cpu_seconds,
+    exit_status,
+    failure,
+    load_average,
+    median,
+    new_parser,
+    parse,
+    scratch,
+    spread,
+    timed,
+    verdict,
+)
 from tests.support.dists import make_wheel
-from tests.support.procs import Server, free_port, wait_until
+from tests.support.procs import Server, free_port
 
 NAMESPACE = "bench.upstream"
 PROJECT_PREFIX = "yardbench"
 COUNT = 20
 OLD, NEW = "1.0.0", "1.1.0"
 RATIO_GOAL = 1.2
-INSTALL_TIMEOUT_S = 600.0
 UPSTREAM_TTL_S = 3600
 """The server's page TTL: longer than any run, so every measured install sees a warm mirror."""
-
-
-class CheckFailed(Exception):
-    """Something answered, but not as it must: the numbers would be meaningless."""
 
 
 # -- shared with bench/runs.py -------------------------------------------------------------------
@@ -96,54 +101,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.1f} / {five:.1f} / {fifteen:.1f}"
-
-
-def machine_line() -> str:
-    python = f"{platform.python_implementation()} {platform.python_version()}"
-    return (
-        f"machine: nproc {len(os.sched_getaffinity(0))}, {platform.machine()}, {python}; "
-        f"load average (1/5/15 min) {load_average()} at start"
-    )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (from /proc)."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return float("nan")
-
-
-def timed(command: list[str], env: dict[str, str], log: Path, timeout: float = INSTALL_TIMEOUT_S,
-          cwd: Path | None = None) -> tuple[float, str]:  # fmt: skip
-    """Wall time of one process (its own group, killed whole on any exit) and its output.
-
-    A non-zero exit is a failed check, with the output's tail in the message.
-    """
-    with log.open("wb") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        try:
-            code = proc.wait(timeout=timeout)
-            elapsed = time.perf_counter() - start
-        finally:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    text = log.read_text(errors="replace")
-    if code != 0:
-        tail = "\n".join(text.strip().splitlines()[-15:])
-        raise CheckFailed(f"{' '.join(command[:6])} ... exited {code}:\n{tail}")
-    return elapsed, text
-
-
 def installed(site: Path) -> dict[str, str]:
     """Normalized name -> version of every ``*.dist-info`` in ``site``."""
     found = {}
@@ -152,34 +109,6 @@ def installed(site: Path) -> dict[str, str]:
         if match:
             found[str(canonicalize_name(match[1]))] = match[2]
     return found
-
-
-def median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def spread(values: list[float], unit: str = "s") -> str:
-    """``median (min–max)``, or a dash."""
-    if not values:
-        return "—"
-    m = statistics.median(values)
-    if unit == "ms":
-        return f"{m * 1000:.0f} ms ({min(values) * 1000:.0f}–{max(values) * 1000:.0f})"
-    return f"{m:.2f} s ({min(values):.2f}–{max(values):.2f})"
-
-
-def verdict(value: bool | None) -> str:
-    return "—" if value is None else "[green]PASS[/]" if value else "[red]FAIL[/]"
-
-
-def terminate(signum: int, frame: FrameType | None) -> None:
-    """Turn SIGTERM into SystemExit so every ``finally`` stops its servers and removes its files."""
-    raise SystemExit(128 + signum)
-
-
-def console() -> Console:
-    out = Console()
-    return out if out.is_terminal else Console(width=170)
 
 
 # -- the package set -------------------------------------------------------------------------------
@@ -293,11 +222,16 @@ class StaticIndex:
     log: Path
     backlog: int | None = None
     port: int = 0
-    proc: subprocess.Popen | None = None
+    process: Process | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/simple/"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "not started"
+        return self.process.pid
 
     def start(self) -> StaticIndex:
         self.port = free_port()
@@ -305,10 +239,8 @@ class StaticIndex:
             command = [sys.executable, "-u", "-m", "http.server", str(self.port), "--bind", "127.0.0.1"]
         else:
             command = [sys.executable, "-u", "-c", BACKLOG_SNIPPET, str(self.port), str(self.backlog)]
-        self.proc = subprocess.Popen(
-            command, cwd=self.root, stdout=subprocess.DEVNULL, stderr=self.log.open("ab"), start_new_session=True
-        )
-        wait_until(lambda: httpx.get(self.url).status_code == 200, 30, "http.server", self.proc)
+        self.process = Process(command, self.log, cwd=self.root)
+        self.process.start(self.url, "http.server", timeout=30)
         return self
 
     def requests(self) -> int:
@@ -318,17 +250,8 @@ class StaticIndex:
         return len(re.findall(r'"[A-Z]+ \S+ HTTP/[\d.]+" \d{3}', self.log.read_text(errors="replace")))
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self.proc = None
+        if self.process is not None:
+            self.process.stop()
 
 
 # -- the measurement -------------------------------------------------------------------------------
@@ -396,8 +319,7 @@ class Bench:
             assert self.server is not None and self.server.proc is not None
             return f"{self.server.url}/{NAMESPACE}/simple/", self.server.proc.pid
         static = self.statics[route]
-        assert static.proc is not None
-        return static.url, static.proc.pid
+        return static.url, static.pid
 
     def install(self, installer: str, route: str) -> tuple[float, float]:
         """One install of the whole set into a fresh target: (wall seconds, server CPU seconds)."""
@@ -433,8 +355,7 @@ class Bench:
         env = {"PACKYARD_EMBEDDED_WORKER": "false", "PACKYARD_UPSTREAM_TTL": str(UPSTREAM_TTL_S)}
         self.server = Server(self.root / "data", env)
         self.server.start()
-        admin = {"Authorization": f"Bearer {self.server.admin_token}"}
-        with httpx.Client(base_url=self.server.url, headers=admin, timeout=30) as http:
+        with admin_client(self.server, timeout=30) as http:
             response = http.post("/api/v1/namespaces", json={"name": NAMESPACE})
             if response.status_code != 201:
                 raise CheckFailed(f"create {NAMESPACE}: {response.status_code} {response.text[:200]}")
@@ -481,12 +402,6 @@ class Bench:
             static.stop()
 
 
-def log_tail(path: Path, lines: int = 20) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
-
-
 def run(args: argparse.Namespace, root: Path, progress: Callable[[str], None]) -> Result:
     result = Result()
     bench = Bench(root, args, result)
@@ -496,10 +411,7 @@ def run(args: argparse.Namespace, root: Path, progress: Callable[[str], None]) -
         bench.rounds(progress)
         result.step = "done"
     except (CheckFailed, httpx.HTTPError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        result.error = f"{result.step}: {type(exc).__name__}: {exc}"
-        tail = log_tail(root / "data-server.log")
-        if tail:
-            result.error += f"\n--- packyard server log (last lines) ---\n{tail}"
+        result.error = failure(result.step, exc, bench.server)
     finally:
         bench.stop()
     return result
@@ -555,30 +467,23 @@ def render_rounds(result: Result) -> Table:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.upstream", description=(__doc__ or "").split("\n")[0])
+    parser = new_parser("bench.upstream", __doc__)
     parser.add_argument("--repeat", type=int, default=5, help="measured rounds per installer and route (default 5)")
     parser.add_argument("--quick", action="store_true", help="two rounds, while developing")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.repeat = 2
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    return args
+    return parse(parser, argv, 1, "--repeat", quick={"repeat": 2})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, terminate)
-    out = console()
-    out.print(machine_line())
+    out = begin(170)
     out.print(
         f"method: {COUNT} projects × 2 versions as a static PEP 503 index; packyard serve (local backend), namespace "
         f"{NAMESPACE} with that index (python -m http.server) as upstream, warmed by one pip and one uv install; "
         f"then per round and installer one install via packyard, one from python -m http.server and one from "
         f"http.server with listen backlog {BACKLOG}, order rotating; pip --no-cache-dir, uv --no-cache; CPU from /proc"
     )
-    with tempfile.TemporaryDirectory(prefix="packyard-bench-upstream-", dir="/tmp", ignore_cleanup_errors=True) as tmp:
-        result = run(args, Path(tmp), lambda line: out.print(line, markup=False, highlight=False))
+    with scratch("upstream") as tmp:
+        result = run(args, tmp, lambda line: out.print(line, markup=False, highlight=False))
     out.print(render(result, args))
     if result.times:
         out.print(render_rounds(result))
@@ -587,15 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         f"upstream requests while warming: {warm}; during the measured packyard installs: "
         f"{result.upstream_hits_during_packyard}; load average at the end {load_average()}"
     )
-    failed = False
-    if result.error:
-        failed = True
-        out.print(result.error, style="red", markup=False, highlight=False)
-    for goal, ok in result.verdicts().items():
-        if ok is False:
-            failed = True
-            out.print(f"goal missed: {goal}", style="red")
-    return 1 if failed else 0
+    return exit_status(out, [result.error], result.verdicts())
 
 
 if __name__ == "__main__":
