@@ -19,7 +19,8 @@ import pytest
 
 from store.blobs import LocalBlobStore, S3BlobStore
 from store.blobs.base import BlobStore
-from tests.support.procs import S3_ACCESS_KEY, S3_SECRET_KEY, SeaweedFS, Server, s3_env
+from tests.support.clients import unique_ns
+from tests.support.procs import S3_ACCESS_KEY, S3_SECRET_KEY, SeaweedFS, Server, running, s3_env
 
 BUCKET = "packyard-tests"
 
@@ -97,8 +98,7 @@ class LiveServer:
 
     def log_lines(self) -> list[str]:
         """The server's log so far (with PACKYARD_LOG_REQUESTS, one access line per request)."""
-        log = self.server.data.parent / f"{self.server.data.name}-server.log"
-        return log.read_text(errors="replace").splitlines()
+        return self.server.log_path.read_text(errors="replace").splitlines()
 
     def requests_since(self, mark: int) -> list[tuple[str, str, int]]:
         """(method, path, status) of every request logged after line ``mark`` (a ``len(log_lines())``)."""
@@ -108,6 +108,19 @@ class LiveServer:
             if match:
                 found.append((match[1], match[2], int(match[3])))
         return found
+
+
+def live_server(root: Path, env: dict[str, str], weed: SeaweedFS | None = None, prefix: str = "server") -> LiveServer:
+    """A server (not started yet) with its data under ``root``: blobs in S3 under ``prefix`` with ``weed``, else local.
+
+    Its :class:`LiveServer` reads the same blobs the server writes, so tests can check what it stored.
+    """
+    if weed is None:
+        blobs: BlobStore = LocalBlobStore(root / "data" / "blobs")
+    else:
+        env = {**env, **s3_env(weed, BUCKET, prefix)}
+        blobs = s3_blobs(weed, prefix)
+    return LiveServer(Server(root / "data", env), blobs)
 
 
 @pytest.fixture(scope="session", params=["local", "s3"])
@@ -120,26 +133,26 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         # variables tests name as credentials; the server never holds them (see store/credentials.py)
         "PACKYARD_CREDENTIAL_ENVS": "WEBHOOK_SECRET_TEST,GIT_TOKEN_TEST,NOT_SET_ON_THE_SERVER,NO_SUCH_VAR_FOR_TEST",
     }
-    if request.param == "local":
-        blobs: BlobStore = LocalBlobStore(root / "data" / "blobs")
-    else:
-        weed = request.getfixturevalue("weed")
-        env.update(s3_env(weed, BUCKET, "server"))
-        blobs = s3_blobs(weed, "server")
-    srv = Server(root / "data", env).start()
-    try:
-        yield LiveServer(srv, blobs)
-    finally:
-        srv.stop()
+    weed = request.getfixturevalue("weed") if request.param == "s3" else None
+    live = live_server(root, env, weed, "server")
+    with running(live.server):
+        yield live
 
 
 @pytest.fixture
 def ns() -> str:
     """A namespace no other test uses."""
-    return f"t{uuid.uuid4().hex[:10]}.team"
+    return unique_ns("team")
 
 
 @pytest.fixture
 def http(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def module_http(server: LiveServer) -> Iterator[httpx.Client]:
+    """An httpx client for module-scoped fixtures (``http`` is per test)."""
     with httpx.Client(base_url=server.url, timeout=60) as client:
         yield client

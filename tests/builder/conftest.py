@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,9 +21,10 @@ from pathlib import Path
 
 import httpx
 
-from store.blobs import LocalBlobStore
-from tests.conftest import LiveServer
-from tests.support.procs import Server
+from tests.conftest import LiveServer, live_server
+from tests.support import clients
+from tests.support.clients import git_env, packyard_cli, put_file
+from tests.support.procs import running
 
 DONE = ("succeeded", "failed", "cancelled")
 HEADER = re.compile(r"^\[packyard\] build (\d+): ", re.M)
@@ -212,15 +211,7 @@ description = "a hatchling project"
 
 # -- git ---------------------------------------------------------------------------------------
 
-GIT_ENV = {
-    **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_AUTHOR_NAME": "Build Tester",
-    "GIT_AUTHOR_EMAIL": "builder@example.com",
-    "GIT_COMMITTER_NAME": "Build Tester",
-    "GIT_COMMITTER_EMAIL": "builder@example.com",
-}
+GIT_ENV = git_env("Build Tester", "builder@example.com")
 
 
 class WorkTree:
@@ -262,15 +253,14 @@ class WorkTree:
 
 
 def unique_ns(suffix: str = "team") -> str:
-    """A namespace no other test uses; top level when ``suffix`` is empty."""
-    base = f"b{uuid.uuid4().hex[:10]}"
-    return f"{base}.{suffix}" if suffix else base
+    """A namespace no other test uses (``b`` for builder); top level when ``suffix`` is empty."""
+    return clients.unique_ns(suffix, prefix="b")
 
 
 def put_files(http: httpx.Client, server: LiveServer, ns: str, files: dict[str, bytes], prefix: str = "") -> None:
+    """A project's files into a namespace (under ``prefix``), ready to build."""
     for path, data in files.items():
-        response = http.put(f"/api/v1/namespaces/{ns}/files/{prefix}{path}", content=data, headers=server.admin)
-        assert response.status_code in (200, 201), response.text
+        put_file(http, server, ns, f"{prefix}{path}", data)
 
 
 def start_build(http: httpx.Client, server: LiveServer, ns: str, **options: object) -> httpx.Response:
@@ -362,28 +352,14 @@ def build_rows(server: LiveServer, ns: str) -> list[tuple]:
 
 
 def packyard(server: LiveServer, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """The packyard CLI as the admin."""
-    return subprocess.run(
-        [sys.executable, "-m", "packyard", *args],
-        env={**server.client_env(server.admin_token), "COLUMNS": "200", "NO_COLOR": "1"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, (result.args[3:], result.returncode, result.stdout, result.stderr)
-    return result.stdout
+    """The packyard CLI as the admin; the caller checks the exit code (:func:`ok` or its own)."""
+    env = {**server.client_env(server.admin_token), "COLUMNS": "200", "NO_COLOR": "1"}
+    return packyard_cli(env, *args, check=False, timeout=timeout)
 
 
 @contextlib.contextmanager
 def private_server(root: Path, env: dict[str, str]) -> Iterator[LiveServer]:
     """A packyard server of a test module's own (local backend), with ``env`` added."""
-    srv = Server(root / "data", {"PACKYARD_LOG_REQUESTS": "true", **env}).start()
-    try:
-        yield LiveServer(srv, LocalBlobStore(root / "data" / "blobs"))
-    finally:
-        srv.stop()
+    live = live_server(root, {"PACKYARD_LOG_REQUESTS": "true", **env})
+    with running(live.server):
+        yield live

@@ -35,7 +35,7 @@ from tests.builder.conftest import (
     wait_build,
 )
 from tests.conftest import LiveServer
-from tests.e2e.conftest import post_upload
+from tests.support.clients import post_upload
 from tests.support.dists import make_wheel
 
 TIMEOUT = 5

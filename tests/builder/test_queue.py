@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,7 +32,6 @@ from tests.builder.conftest import (
     dists_rows,
     headers,
     marker,
-    ok,
     packyard,
     private_server,
     processes_with,
@@ -46,6 +44,8 @@ from tests.builder.conftest import (
 )
 from tests.builder.test_sandbox import assert_no_leak
 from tests.conftest import LiveServer
+from tests.support.clients import PACKYARD, ok
+from tests.support.procs import stop_process
 
 STALE_SECONDS = 8
 WORKER_SECRETS = {
@@ -79,7 +79,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         env = {**self.server.client_env(self.server.admin_token), **WORKER_SECRETS}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "packyard", "worker", "--name", self.name, "--poll", "0.2", "--cache", self.cache],
+            [*PACKYARD, "worker", "--name", self.name, "--poll", "0.2", "--cache", self.cache],
             env=env,
             stdout=self.log_path.open("wb"),
             stderr=subprocess.STDOUT,
@@ -101,12 +101,7 @@ class WorkerProcess:
     def stop(self) -> None:
         if self.alive:
             assert self.proc is not None
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc, 10)
 
 
 @contextmanager

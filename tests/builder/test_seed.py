@@ -24,7 +24,6 @@ from tests.builder.conftest import (
     dists_rows,
     hatchling_project,
     headers,
-    ok,
     packyard,
     queued,
     setuptools_etl,
@@ -33,7 +32,7 @@ from tests.builder.conftest import (
     wait_build,
 )
 from tests.conftest import LiveServer
-from tests.e2e.conftest import UV, make_venv, pip_env, run, uv_env
+from tests.support.clients import UV, make_venv, ok, pip_env, run, uv_env
 
 COMMIT_DATE = "2024-12-24T10:00:00+00:00"
 CALL = "from etl.utils import standardize_date_format as f; print(f('12/24/2024'))"

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.e2e.conftest import JSON_V1, PACKYARD, create_token, links, run, sha256, unique_ns, upload
+from tests.e2e.conftest import links
+from tests.support.clients import JSON_V1, PACKYARD, create_token, run, sha256, unique_ns, upload
 from tests.support.dists import make_sdist, make_wheel
 
 

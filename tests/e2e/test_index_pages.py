@@ -22,18 +22,8 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.e2e.conftest import (
-    JSON_V1,
-    PACKYARD,
-    PIP_ACCEPT,
-    UV_ACCEPT,
-    create_token,
-    links,
-    run,
-    sha256,
-    unique_ns,
-    upload,
-)
+from tests.e2e.conftest import links
+from tests.support.clients import JSON_V1, PACKYARD, PIP_ACCEPT, UV_ACCEPT, create_token, run, sha256, unique_ns, upload
 from tests.support.dists import make_sdist, make_wheel
 
 YANK_REASON = 'use 1.0: <"0.9"> & co'

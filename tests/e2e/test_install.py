@@ -24,14 +24,12 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.e2e.conftest import (
+from tests.e2e.conftest import assert_metadata_only, fetched, installed
+from tests.support.clients import (
     PACKYARD,
     TWINE,
     UV,
-    assert_metadata_only,
     create_token,
-    fetched,
-    installed,
     make_venv,
     output,
     pip_env,

@@ -19,11 +19,11 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.e2e.conftest import (
+from tests.e2e.conftest import links
+from tests.support.clients import (
     TWINE,
     UV,
     create_token,
-    links,
     output,
     post_upload,
     run,

@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import uuid
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +30,10 @@ import pytest
 
 from packyard.client import Client
 from tests.conftest import LiveServer
-from tests.support.dists import WHEEL, _metadata, _record_line, make_sdist
+from tests.support import clients
+from tests.support.clients import clean_env, create_ns, packyard_cli, pip_env, run, upload
+from tests.support.dists import WHEEL, _metadata, make_sdist, pack_wheel
 
-PACKYARD = [sys.executable, "-m", "packyard"]
 COMPLETE = ".packyard-complete"
 
 ETL_UTILS = '''\
@@ -64,7 +64,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def unique_ns(prefix: str = "r") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
+    """A top-level namespace no other test uses; here the argument is the prefix (``c``ompany, ``o``utsider)."""
+    return clients.unique_ns(prefix=prefix)
 
 
 def wheel(out: Path, name: str, version: str, files: dict[str, str], requires: list[str] | None = None) -> Path:
@@ -73,14 +74,7 @@ def wheel(out: Path, name: str, version: str, files: dict[str, str], requires: l
     members = {path: body.encode() for path, body in files.items()}
     members[f"{dist_info}/METADATA"] = _metadata(name, version, requires or [], None, f"{name} for task runs").encode()
     members[f"{dist_info}/WHEEL"] = WHEEL
-    record = [_record_line(path, data) for path, data in members.items()] + [f"{dist_info}/RECORD,,"]
-    members[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for member, data in members.items():
-            archive.writestr(zipfile.ZipInfo(member, (2024, 1, 1, 0, 0, 0)), data)
-    return path
+    return pack_wheel(out, f"{name}-{version}-py3-none-any.whl", dist_info, members, (2024, 1, 1, 0, 0, 0))
 
 
 def simple_wheel(out: Path, name: str, version: str, body: str = "", requires: list[str] | None = None) -> Path:
@@ -99,74 +93,7 @@ def etl_sdist(out: Path, version: str = "0.1.0") -> Path:
     return make_sdist(out, "etl", version, members={f"etl-{version}/etl/utils.py": ETL_UTILS.encode()})
 
 
-def upload(http: httpx.Client, server: LiveServer, ns: str, *paths: Path) -> None:
-    """POST /{ns}/ as twine does (the legacy upload form, the token as __token__'s password)."""
-    import hashlib
-
-    from store.artifacts import parse_filename
-
-    for path in paths:
-        data = path.read_bytes()
-        parsed = parse_filename(path.name)
-        form = {
-            ":action": "file_upload",
-            "protocol_version": "1",
-            "metadata_version": "2.1",
-            "name": parsed.project,
-            "version": str(parsed.version),
-            "filetype": parsed.filetype,
-            "pyversion": "py3" if parsed.filetype == "bdist_wheel" else "source",
-            "sha256_digest": hashlib.sha256(data).hexdigest(),
-        }
-        response = http.post(
-            f"/{ns}/",
-            data=form,
-            files={"content": (path.name, data, "application/octet-stream")},
-            auth=("__token__", server.admin_token),
-        )
-        assert response.status_code == 200, (path.name, response.status_code, response.text)
-
-
-def create_ns(http: httpx.Client, server: LiveServer, *names: str) -> None:
-    for name in names:
-        response = http.post("/api/v1/namespaces", json={"name": name}, headers=server.admin)
-        assert response.status_code == 201, response.text
-
-
 # -- subprocesses ------------------------------------------------------------------------------
-
-
-def clean_env() -> dict[str, str]:
-    drop = ("PACKYARD_", "PIP_", "UV_", "TWINE_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-
-
-def pip_env() -> dict[str, str]:
-    """pip that can only see what it is given: no config file, no find-links, no mirror."""
-    env = clean_env()
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", NO_COLOR="1")
-    return env
-
-
-def run(
-    cmd: list[str | Path], env: dict[str, str], *, check: bool = True, timeout: float = 120, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [str(c) for c in cmd],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=timeout,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(str(c) for c in cmd)} exited {proc.returncode}\n"
-            f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
-        )
-    return proc
 
 
 def cli_env(server: LiveServer, cache: Path, token: str | None = None) -> dict[str, str]:
@@ -180,16 +107,12 @@ def cli(
     server: LiveServer, cache: Path, *args: str | Path, check: bool = True, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``packyard ...`` as the admin, with ``cache`` as PACKYARD_CACHE_DIR."""
-    return run([*PACKYARD, *args], cli_env(server, cache), check=check, cwd=cwd)
+    return packyard_cli(cli_env(server, cache), *args, check=check, cwd=cwd)
 
 
 def env_json(server: LiveServer, cache: Path, ns: str, *args: str) -> dict:
     """``packyard env NS ARGS --json``."""
     return json.loads(cli(server, cache, "env", ns, *args, "--json").stdout)
-
-
-def output(proc: subprocess.CompletedProcess[str]) -> str:
-    return proc.stdout + proc.stderr
 
 
 def env_dirs(cache: Path) -> list[Path]:
@@ -226,12 +149,6 @@ class Tree:
     etl_wheel: Path
     etl_sdist: Path
     outsider_wheel: Path
-
-
-@pytest.fixture(scope="module")
-def module_http(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

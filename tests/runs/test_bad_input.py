@@ -15,17 +15,8 @@ from packyard.client import Client
 from packyard.runs.transfer import download
 from store.errors import NotFound, RemoteFailed
 from tests.conftest import LiveServer
-from tests.runs.conftest import (
-    Tree,
-    assert_only_complete,
-    cli,
-    create_ns,
-    env_dirs,
-    output,
-    simple_wheel,
-    unique_ns,
-    upload,
-)
+from tests.runs.conftest import Tree, assert_only_complete, cli, env_dirs, simple_wheel, unique_ns
+from tests.support.clients import create_ns, output, upload
 
 
 def assert_error(proc, code: int, *fragments: str) -> None:  # noqa: ANN001

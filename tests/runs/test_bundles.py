@@ -18,18 +18,8 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.runs.conftest import (
-    assert_only_complete,
-    bundle_requests,
-    cli,
-    create_ns,
-    env_json,
-    log_mark,
-    output,
-    simple_wheel,
-    unique_ns,
-    upload,
-)
+from tests.runs.conftest import assert_only_complete, bundle_requests, cli, env_json, log_mark, simple_wheel, unique_ns
+from tests.support.clients import create_ns, output, upload
 
 CODE = "import fresh; print(fresh.hello())"
 

@@ -19,20 +19,17 @@ import pytest
 from tests.conftest import LiveServer
 from tests.runs.conftest import (
     COMPLETE,
-    PACKYARD,
     assert_only_complete,
     bundle_requests,
     cli,
     cli_env,
-    create_ns,
     env_dirs,
     env_json,
     log_mark,
-    output,
     simple_wheel,
     unique_ns,
-    upload,
 )
+from tests.support.clients import PACKYARD, create_ns, output, upload
 
 pytestmark = pytest.mark.local_only
 

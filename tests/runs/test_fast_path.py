@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.runs.conftest import cli, cli_env, create_ns, env_json, run, simple_wheel, unique_ns, upload
+from tests.runs.conftest import cli, cli_env, env_json, simple_wheel, unique_ns
+from tests.support.clients import create_ns, run, upload
 
 pytestmark = pytest.mark.local_only
 

@@ -16,7 +16,8 @@ from packyard.runs.pull import plan_pull, pull
 from packyard.runs.transfer import inside
 from store.errors import InvalidInput
 from tests.conftest import LiveServer
-from tests.runs.conftest import cli, log_mark, output, unique_ns
+from tests.runs.conftest import cli, log_mark, unique_ns
+from tests.support.clients import output
 
 PARENT_FILES = {
     "flows/x.py": b"print('parent x')\n",

@@ -21,19 +21,8 @@ import pytest
 
 from packyard.client import Client
 from tests.conftest import LiveServer
-from tests.runs.conftest import (
-    ETL_CALL,
-    Tree,
-    clean_env,
-    cli,
-    env_dirs,
-    env_json,
-    output,
-    pip_env,
-    pip_install,
-    run,
-    venv,
-)
+from tests.runs.conftest import ETL_CALL, Tree, cli, env_dirs, env_json, pip_install, venv
+from tests.support.clients import clean_env, output, pip_env, run
 
 EXPECTED = "2024-12-24"
 

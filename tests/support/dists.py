@@ -33,6 +33,23 @@ def _record_line(path: str, data: bytes) -> str:
 WHEEL = b"Wheel-Version: 1.0\nGenerator: packyard-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
 
 
+def pack_wheel(
+    out: Path, filename: str, dist_info: str, files: dict[str, bytes], date_time: tuple[int, ...] | None = None
+) -> Path:
+    """Zip ``files`` (METADATA and WHEEL included) into ``out/filename``, adding the RECORD installers check.
+
+    ``date_time`` pins every member's timestamp (same files, same bytes); without it members get the current time.
+    """
+    record = [_record_line(path, data) for path, data in files.items()] + [f"{dist_info}/RECORD,,"]
+    files = {**files, f"{dist_info}/RECORD": ("\n".join(record) + "\n").encode()}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / filename
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for member, data in files.items():
+            archive.writestr(member if date_time is None else zipfile.ZipInfo(member, date_time), data)
+    return path
+
+
 def make_wheel(
     out: Path,
     name: str,
@@ -53,14 +70,7 @@ def make_wheel(
         ).encode(),
         f"{dist_info}/WHEEL": WHEEL,
     }
-    record = [_record_line(path, data) for path, data in files.items()] + [f"{dist_info}/RECORD,,"]
-    files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{module}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for member, data in files.items():
-            archive.writestr(member, data)
-    return path
+    return pack_wheel(out, f"{module}-{version}-py3-none-any.whl", dist_info, files)
 
 
 def make_sdist(

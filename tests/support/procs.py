@@ -63,6 +63,16 @@ def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None =
     raise RuntimeError(f"{what} did not come up within {timeout:.0f}s")
 
 
+def stop_process(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` s; reaped either way (no zombie, port freed)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class SeaweedFS:
     root: Path
@@ -151,6 +161,11 @@ class Server:
     def backend(self) -> str:
         return "s3" if "PACKYARD_S3_ENDPOINT" in self.env else "local"
 
+    @property
+    def log_path(self) -> Path:
+        """Where the server's stdout and stderr go: next to its data folder, not inside it."""
+        return self.data.parent / f"{self.data.name}-server.log"
+
     def client_env(self, token: str | None = None) -> dict[str, str]:
         """Environment for a CLI subprocess talking to this server."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PACKYARD_")}
@@ -171,7 +186,7 @@ class Server:
         )
         env.update(self.env)
         self.data.mkdir(parents=True, exist_ok=True)
-        log = (self.data.parent / f"{self.data.name}-server.log").open("wb")
+        log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "packyard", "serve"],
             env=env,
@@ -185,12 +200,7 @@ class Server:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 15)
         self.proc = None
 
 

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -33,9 +32,10 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from store.blobs import LocalBlobStore
-from tests.conftest import LiveServer
-from tests.support.procs import Server
+from tests.conftest import LiveServer, live_server
+from tests.support import clients
+from tests.support.clients import PACKYARD, git_env, packyard_cli
+from tests.support.procs import running
 
 GIT_HTTP_BACKEND = "/usr/lib/git-core/git-http-backend"
 HTTP_TOKEN = f"tok{uuid.uuid4().hex}"
@@ -43,16 +43,7 @@ HTTP_TOKEN = f"tok{uuid.uuid4().hex}"
 WEBHOOK_SECRET = f"hook{uuid.uuid4().hex}"
 MiB = 1024 * 1024
 
-GIT_ENV = {
-    **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_AUTHOR_NAME": "Sync Tester",
-    "GIT_AUTHOR_EMAIL": "tester@example.com",
-    "GIT_COMMITTER_NAME": "Sync Tester",
-    "GIT_COMMITTER_EMAIL": "tester@example.com",
-    "GIT_TERMINAL_PROMPT": "0",
-}
+GIT_ENV = git_env("Sync Tester", "tester@example.com", GIT_TERMINAL_PROMPT="0")
 
 
 def git(*args: str, cwd: Path | None = None, input: bytes | None = None, env: dict | None = None, raw: bool = False):  # noqa: ANN201 - str, or bytes with raw
@@ -345,11 +336,9 @@ def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSer
         "PACKYARD_LOG_REQUESTS": "true",
         "PACKYARD_MAX_UPLOAD_BYTES": str(8 * MiB),
     }
-    srv = Server(root / "data", env).start()
-    try:
-        yield LiveServer(srv, LocalBlobStore(root / "data" / "blobs"))
-    finally:
-        srv.stop()
+    live = live_server(root, env)
+    with running(live.server):
+        yield live
 
 
 @pytest.fixture
@@ -359,7 +348,8 @@ def private_http(private_server: LiveServer) -> Iterator[httpx.Client]:
 
 
 def unique_ns(suffix: str = "team") -> str:
-    return f"t{uuid.uuid4().hex[:10]}.{suffix}"
+    """A namespace no other test uses: a ``suffix`` child of a fresh top-level one."""
+    return clients.unique_ns(suffix)
 
 
 def sync(http: httpx.Client, server: LiveServer, ns: str, url: str, **options: object) -> httpx.Response:
@@ -398,12 +388,6 @@ def ns_files(http: httpx.Client, ns: str) -> dict[str, bytes]:
     return found
 
 
-def put(http: httpx.Client, server: LiveServer, ns: str, path: str, data: bytes) -> dict:
-    response = http.put(f"/api/v1/namespaces/{ns}/files/{path}", content=data, headers=server.admin)
-    assert response.status_code in (200, 201), response.text
-    return response.json()
-
-
 def revisions(server: LiveServer, ns: str) -> list[tuple]:
     """Every revision row of a namespace, in a stable order."""
     return server.rows(
@@ -414,22 +398,15 @@ def revisions(server: LiveServer, ns: str) -> list[tuple]:
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "packyard", *args],
-        env=env,
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """``packyard ARGS`` with ``env``; the caller checks the exit code (:func:`ok`, :func:`failed`)."""
+    return packyard_cli(env, *args, check=False, timeout=timeout)
 
 
 def cli_many(env: dict[str, str], *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
     """Independent CLI calls side by side (each one is mostly interpreter start-up)."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "packyard", *argv],
+            [*PACKYARD, *argv],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -445,11 +422,6 @@ def cli_many(env: dict[str, str], *commands: list[str]) -> list[subprocess.Compl
     return done
 
 
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, (result.args[3:], result.returncode, result.stderr)
-    return result.stdout
-
-
 def failed(result: subprocess.CompletedProcess[str], code: int) -> str:
     """Assert exit ``code`` with one 'error: ...' line and no traceback; return that line."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -457,10 +429,6 @@ def failed(result: subprocess.CompletedProcess[str], code: int) -> str:
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def hub_signature(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
@@ -477,16 +445,12 @@ def mirrors(server: LiveServer) -> set[str]:
     return {p.name for p in root.glob("*.git")} if root.exists() else set()
 
 
-def server_log(server: LiveServer) -> Path:
-    return server.server.data.parent / f"{server.server.data.name}-server.log"
-
-
 def leaks(server: LiveServer, secret: str) -> list[str]:
     """Every place on disk (data folder, catalog, mirrors, server log) that holds ``secret``."""
     needles = [secret.encode(), base64.b64encode(secret.encode())]
     needles += [base64.b64encode(f"{user}:{secret}".encode()) for user in ("user", "x-access-token", "u")]
     found = []
-    for path in [server_log(server), *sorted(server.server.data.rglob("*"))]:
+    for path in [server.server.log_path, *sorted(server.server.data.rglob("*"))]:
         if path.is_file():
             data = path.read_bytes()
             found += [f"{path}: {needle!r}" for needle in needles if needle in data]

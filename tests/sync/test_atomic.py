@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from store.blobs import LocalBlobStore
-from tests.conftest import LiveServer
-from tests.support.procs import Server, free_port
+from tests.conftest import LiveServer, live_server
+from tests.support.clients import sha256
+from tests.support.procs import free_port
 from tests.sync.conftest import (
     GitHttp,
     GitRepo,
@@ -29,7 +29,6 @@ from tests.sync.conftest import (
     listing,
     ns_files,
     revisions,
-    sha256,
     statuses,
     sync,
     synced,
@@ -191,9 +190,8 @@ def test_sync_killed_half_way(tmp_path: Path, git_http: GitHttp) -> None:
     old = {f"d{i % 5}/f{i:03}.bin": os.urandom(4096) for i in range(150)}
     new = {path: os.urandom(4096) for path in old}
     first, second = repo.commit(old), repo.commit(new)
-    data = tmp_path / "data"
-    srv = Server(data, {"PACKYARD_LOG_REQUESTS": "true"}).start()
-    live = LiveServer(srv, LocalBlobStore(data / "blobs"))
+    live = live_server(tmp_path, {"PACKYARD_LOG_REQUESTS": "true"})
+    srv = live.server.start()
     ns = unique_ns()
     try:
         with httpx.Client(base_url=srv.url, timeout=120) as http:

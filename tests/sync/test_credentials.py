@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
+from tests.support.clients import ok
 from tests.support.procs import free_port
 from tests.sync.conftest import (
     HTTP_TOKEN,
@@ -28,7 +29,6 @@ from tests.sync.conftest import (
     leaks,
     listing,
     ns_files,
-    ok,
     revisions,
     sync,
     synced,

@@ -12,20 +12,8 @@ import uuid
 import httpx
 
 from tests.conftest import LiveServer
-from tests.sync.conftest import (
-    GitHttp,
-    GitRepo,
-    cli,
-    listing,
-    ns_files,
-    ok,
-    put,
-    revisions,
-    sha256,
-    statuses,
-    synced,
-    unique_ns,
-)
+from tests.support.clients import ok, put_file, sha256
+from tests.sync.conftest import GitHttp, GitRepo, cli, listing, ns_files, revisions, statuses, synced, unique_ns
 
 
 def salted(count: int = 5) -> dict[str, bytes]:
@@ -124,8 +112,8 @@ def test_put_with_the_same_bytes_counts_as_unchanged(server: LiveServer, http: h
     repo, _ = fresh_repo(git_http, files)
     ns = unique_ns()
     same, different = "flows/f0.py", "flows/f1.py"
-    put(http, server, ns, same, files[same])
-    put(http, server, ns, different, b"local edit " + uuid.uuid4().hex.encode())
+    put_file(http, server, ns, same, files[same])
+    put_file(http, server, ns, different, b"local edit " + uuid.uuid4().hex.encode())
     rows, blobs = revisions(server, ns), server.blob_hashes()
 
     plan = synced(http, server, ns, repo.url, dry_run=True)

@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.sync.conftest import GitHttp, cli, failed, ok, put, unique_ns
+from tests.support.clients import ok, put_file
+from tests.sync.conftest import GitHttp, cli, failed, unique_ns
 
 REPO = {"README.md": b"the repository's readme\n", "sub/old.txt": b"old\n", "keep/other.txt": b"other\n"}
 
@@ -25,7 +26,7 @@ def test_push_back(server: LiveServer, http: httpx.Client, git_http: GitHttp, tr
     ns = unique_ns()
     files = {"flows/etl.py": b"print('from packyard')\n", "data/x.bin": os.urandom(100_000)}
     for path, data in files.items():
-        put(http, server, ns, path, data)
+        put_file(http, server, ns, path, data)
 
     # the dry run reports the diff and pushes nothing
     response = push(http, server, ns, url=url, branch="main", path="sub", dry_run=True)
@@ -51,7 +52,7 @@ def test_push_back(server: LiveServer, http: httpx.Client, git_http: GitHttp, tr
     # again: nothing to push; then an edit and a deletion in the namespace
     again = push(http, server, ns, url=url, branch="main", path="sub").json()
     assert (again["changes"], again["pushed"]) == ([], False)
-    put(http, server, ns, "flows/etl.py", b"print('edited')\n")
+    put_file(http, server, ns, "flows/etl.py", b"print('edited')\n")
     http.delete(f"/api/v1/namespaces/{ns}/files/data/x.bin", headers=server.admin).raise_for_status()
     response = push(http, server, ns, url=url, branch="main", path="sub")
     assert response.status_code == 200, response.text
@@ -82,7 +83,7 @@ def test_push_cli(server: LiveServer, http: httpx.Client, git_http: GitHttp) -> 
     remote = git_http.new_repo("push-cli")
     base = remote.commit(REPO)
     ns = unique_ns()
-    put(http, server, ns, "flows/etl.py", b"print('cli')\n")
+    put_file(http, server, ns, "flows/etl.py", b"print('cli')\n")
     env = server.client_env(server.admin_token)
     common = ["sync", "push", ns, remote.http_url, "--branch", "main", "--path", "sub"]
 
@@ -108,8 +109,8 @@ def test_push_refuses_git_paths_and_bad_branches(server: LiveServer, http: httpx
     env = server.client_env(server.admin_token)
     for evil in ("x/.git/hooks/post-checkout", ".git/config", "y/.GIT/config"):
         ns = unique_ns()
-        put(http, server, ns, "fine.txt", b"fine")
-        put(http, server, ns, evil, b"#!/bin/sh\necho pwned\n")
+        put_file(http, server, ns, "fine.txt", b"fine")
+        put_file(http, server, ns, evil, b"#!/bin/sh\necho pwned\n")
         response = push(http, server, ns, url=remote.http_url, branch="main")
         assert response.status_code == 400, (evil, response.text)
         assert ".git" in response.json()["detail"]
@@ -124,8 +125,8 @@ def test_push_names_and_empty_folders(server: LiveServer, http: httpx.Client, gi
     remote = git_http.new_repo("push-names")
     remote.commit(REPO)
     ns = unique_ns()
-    put(http, server, ns, "docs/café.md", b"caf\xc3\xa9\n")
-    put(http, server, ns, 'docs/with space & quote".txt', b"odd name\n")
+    put_file(http, server, ns, "docs/café.md", b"caf\xc3\xa9\n")
+    put_file(http, server, ns, 'docs/with space & quote".txt', b"odd name\n")
     response = push(http, server, ns, url=remote.url, branch="main", dry_run=True)
     assert response.status_code == 200, response.text
     assert response.json()["changes"] == [

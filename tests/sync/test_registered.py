@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
+from tests.support.clients import ok
 from tests.sync.conftest import (
     WEBHOOK_SECRET,
     GitHttp,
@@ -19,7 +20,6 @@ from tests.sync.conftest import (
     hub_signature,
     listing,
     ns_files,
-    ok,
     push_event,
     revisions,
     unique_ns,

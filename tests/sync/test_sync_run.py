@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
+from tests.support.clients import ok, put_file
 from tests.sync.conftest import (
     GitHttp,
     Gitlink,
@@ -24,8 +25,6 @@ from tests.sync.conftest import (
     failed,
     listing,
     ns_files,
-    ok,
-    put,
     revisions,
     statuses,
     sync,
@@ -161,7 +160,7 @@ def test_delete_off_and_on(server: LiveServer, http: httpx.Client, project: Proj
     ns = unique_ns()
     extra = {"mirror/stale.txt": b"stale", "mirror/docs/old.md": b"old", "elsewhere.txt": b"outside the prefix"}
     for path, data in extra.items():
-        put(http, server, ns, path, data)
+        put_file(http, server, ns, path, data)
 
     result = synced(http, server, ns, project.repo.url, path="docs", prefix="mirror")
     assert statuses(result) == {"mirror/guide.md": "added", "mirror/api.md": "added"}
@@ -197,7 +196,7 @@ def test_delete_spares_excluded_files(server: LiveServer, http: httpx.Client, pr
     ns = unique_ns()
     kept = {"notes.md": b"my notes", "flows/build.pyc": b"local build", "gone.txt": b"not in the repo"}
     for path, data in kept.items():
-        put(http, server, ns, path, data)
+        put_file(http, server, ns, path, data)
     result = synced(http, server, ns, project.repo.url, exclude=["*.md"], delete=True)
     assert statuses(result)["gone.txt"] == "deleted"
     assert "notes.md" not in statuses(result)  # excluded by a glob: left alone
@@ -244,7 +243,7 @@ def test_symlinks_and_submodules_are_skipped(server: LiveServer, http: httpx.Cli
     assert "warning: skipped submodule vendor/lib" in out
 
     # --delete never deletes a namespace file that sits where the repository has a link
-    put(http, server, ns, "passwd", b"namespace's own")
+    put_file(http, server, ns, "passwd", b"namespace's own")
     result = synced(http, server, ns, odd.url, delete=True)
     assert result["counts"]["deleted"] == 0
     assert ns_files(http, ns)["passwd"] == b"namespace's own"

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import hashlib
 import html
-import os
 import re
 import shutil
 import socket
@@ -40,13 +38,10 @@ import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
-from store.blobs import LocalBlobStore
-from tests.conftest import BUCKET, LiveServer, s3_blobs
-from tests.support.procs import SeaweedFS, Server, free_port, s3_env, wait_until
-
-PACKYARD = [sys.executable, "-m", "packyard"]
-JSON_V1 = "application/vnd.pypi.simple.v1+json"
-PIP_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
+from tests.conftest import LiveServer, live_server
+from tests.support import clients
+from tests.support.clients import UV, create_ns, create_token, packyard_cli, pip_env, run, sha256, uv_env
+from tests.support.procs import SeaweedFS, free_port, stop_process, wait_until
 
 PRIVATE_TTL = 1.0
 PRIVATE_MAX_PAGE_BYTES = 16 * 1024
@@ -54,73 +49,12 @@ AUTH_ENV = "CORP_INDEX_CREDENTIALS"
 """The downstream's environment variable holding ``__token__:<read token>`` of the auth upstream."""
 
 
-def _uv_bin() -> str:
-    try:
-        from uv import find_uv_bin
-
-        return find_uv_bin()
-    except ImportError:
-        found = shutil.which("uv")
-        assert found, "uv is not installed"
-        return found
-
-
-UV = _uv_bin()
-
-
 # -- small helpers -----------------------------------------------------------------------------
 
 
 def unique_ns(suffix: str = "") -> str:
-    return f"u{uuid.uuid4().hex[:10]}" + (f".{suffix}" if suffix else "")
-
-
-def sha256(data: bytes | Path) -> str:
-    if isinstance(data, Path):
-        data = data.read_bytes()
-    return hashlib.sha256(data).hexdigest()
-
-
-def run(
-    cmd: list[str | Path], env: dict[str, str], *, check: bool = True, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [str(c) for c in cmd],
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=timeout,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        command = " ".join(str(c) for c in cmd)
-        raise AssertionError(
-            f"{command} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
-        )
-    return proc
-
-
-def output(proc: subprocess.CompletedProcess[str]) -> str:
-    return proc.stdout + proc.stderr
-
-
-def base_env() -> dict[str, str]:
-    drop = ("PACKYARD_", "PIP_", "UV_", "TWINE_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-
-
-def pip_env() -> dict[str, str]:
-    """pip that can only see the index it is given: no config file, no find-links, no cache."""
-    env = base_env()
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", NO_COLOR="1")
-    return env
-
-
-def uv_env(cache: Path) -> dict[str, str]:
-    env = base_env()
-    env.update(UV_NO_CONFIG="1", UV_CACHE_DIR=str(cache), UV_PYTHON_DOWNLOADS="never", NO_COLOR="1")
-    return env
+    """A top-level namespace no other test uses (``u`` for upstream), or a ``suffix`` child of one."""
+    return clients.unique_ns(suffix, prefix="u")
 
 
 def pip_install(index: str, target: Path, *reqs: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -153,7 +87,7 @@ def installed(target: Path) -> dict[str, str]:
 
 def cli(server: LiveServer, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """``packyard ...`` as the admin of ``server``."""
-    return run([*PACKYARD, *args], server.client_env(server.admin_token), check=check)
+    return packyard_cli(server.client_env(server.admin_token), *args, check=check)
 
 
 def in_parallel(*calls):  # noqa: ANN002, ANN201 - zero-argument callables -> their results
@@ -161,46 +95,10 @@ def in_parallel(*calls):  # noqa: ANN002, ANN201 - zero-argument callables -> th
         return [f.result() for f in [pool.submit(call) for call in calls]]
 
 
-def create_ns(http: httpx.Client, server: LiveServer, *names: str) -> None:
-    for name in names:
-        response = http.post("/api/v1/namespaces", json={"name": name}, headers=server.admin)
-        assert response.status_code == 201, response.text
-
-
 def set_settings(http: httpx.Client, server: LiveServer, ns: str, **settings: object) -> dict:
     response = http.patch(f"/api/v1/namespaces/{ns}/settings", json=settings, headers=server.admin)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def upload(http: httpx.Client, server: LiveServer, ns: str, *paths: Path) -> None:
-    """The legacy upload form, as twine sends it (without the optional digests but sha256)."""
-    for path in paths:
-        data = path.read_bytes()
-        name, version = path.name.split("-")[:2]
-        form = {
-            ":action": "file_upload",
-            "protocol_version": "1",
-            "name": name,
-            "version": version.removesuffix(".tar.gz"),
-            "filetype": "bdist_wheel" if path.suffix == ".whl" else "sdist",
-            "sha256_digest": sha256(data),
-        }
-        response = http.post(
-            f"/{ns}/",
-            data=form,
-            files={"content": (path.name, data, "application/octet-stream")},
-            auth=("__token__", server.admin_token),
-        )
-        assert response.status_code == 200, (path.name, response.text)
-
-
-def create_token(http: httpx.Client, server: LiveServer, scope: str, role: str) -> str:
-    response = http.post(
-        "/api/v1/tokens", json={"scope": scope, "role": role, "name": "upstream"}, headers=server.admin
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["secret"]
 
 
 def cached_pages(server: LiveServer, project: str) -> list[tuple]:
@@ -288,12 +186,7 @@ class StaticIndex:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 10)
         self.proc = None
 
     def requests(self) -> list[tuple[str, str, int]]:
@@ -449,15 +342,12 @@ class Hanging:
 
 
 def _live(root: Path, env: dict[str, str], backend: str, weed: SeaweedFS | None) -> LiveServer:
+    """A server (not started) logging requests, without the embedded worker; S3 blobs under a prefix of its own."""
     env = {"PACKYARD_LOG_REQUESTS": "true", "PACKYARD_EMBEDDED_WORKER": "false", **env}
     if backend == "local":
-        blobs = LocalBlobStore(root / "data" / "blobs")
-    else:
-        assert weed is not None
-        prefix = f"up-{uuid.uuid4().hex[:8]}"
-        env.update(s3_env(weed, BUCKET, prefix))
-        blobs = s3_blobs(weed, prefix)
-    return LiveServer(Server(root / "data", env), blobs)
+        return live_server(root, env)
+    assert weed is not None
+    return live_server(root, env, weed, f"up-{uuid.uuid4().hex[:8]}")
 
 
 @dataclass
@@ -479,7 +369,7 @@ def upstream_packyards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ups
     try:
         with httpx.Client(base_url=closed.url, timeout=30) as http:
             create_ns(http, closed, "corp")
-            token = create_token(http, closed, "corp", "read")
+            _, token = create_token(http, closed, "corp", "read", "upstream")
         yield UpstreamPackyards(opened, closed, token)
     finally:
         in_parallel(opened.server.stop, closed.server.stop)

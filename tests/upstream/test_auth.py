@@ -16,23 +16,19 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
+from tests.support.clients import JSON_V1, create_ns, create_token, output, upload
 from tests.support.dists import make_sdist, make_wheel
 from tests.upstream.conftest import (
     AUTH_ENV,
     INSTALLERS,
-    JSON_V1,
     Evil,
     UpstreamPackyards,
     cached_pages,
     cli,
-    create_ns,
-    create_token,
     error_of,
     in_parallel,
     installed,
-    output,
     unique_ns,
-    upload,
 )
 
 
@@ -142,7 +138,7 @@ def test_a_namespace_admin_cannot_send_the_servers_own_secrets_upstream(private:
     try:
         with httpx.Client(base_url=private.url, timeout=30) as http:
             create_ns(http, private, ns)
-            team_admin = create_token(http, private, ns, "admin")
+            _, team_admin = create_token(http, private, ns, "admin", "upstream")
             changed = http.patch(
                 f"/api/v1/namespaces/{ns}/settings",
                 json={"upstream": evil.url, "upstream_auth_env": "PACKYARD_ADMIN_TOKEN"},

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
+from tests.support.clients import create_ns, output, sha256
 from tests.support.dists import make_wheel
 from tests.upstream.conftest import (
     INSTALLERS,
@@ -24,12 +25,9 @@ from tests.upstream.conftest import (
     Hanging,
     cached_pages,
     cli,
-    create_ns,
     error_of,
     mirrored,
-    output,
     set_settings,
-    sha256,
     unique_ns,
 )
 

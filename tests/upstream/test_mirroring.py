@@ -19,21 +19,17 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from tests.conftest import LiveServer
+from tests.support.clients import JSON_V1, PIP_ACCEPT, create_ns, sha256, upload
 from tests.support.dists import make_sdist, make_wheel
 from tests.upstream.conftest import (
     INSTALLERS,
-    JSON_V1,
-    PIP_ACCEPT,
     RecordingProxy,
     StaticIndex,
     UpstreamPackyards,
-    create_ns,
     installed,
     mirrored,
     set_settings,
-    sha256,
     unique_ns,
-    upload,
 )
 
 YANK_REASON = "broken build"

@@ -23,20 +23,9 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
+from tests.support.clients import JSON_V1, create_ns, output, upload
 from tests.support.dists import make_wheel
-from tests.upstream.conftest import (
-    INSTALLERS,
-    JSON_V1,
-    StaticIndex,
-    cli,
-    create_ns,
-    error_of,
-    in_parallel,
-    installed,
-    output,
-    unique_ns,
-    upload,
-)
+from tests.upstream.conftest import INSTALLERS, StaticIndex, cli, error_of, in_parallel, installed, unique_ns
 
 
 @dataclass(frozen=True)

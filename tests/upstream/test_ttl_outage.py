@@ -13,21 +13,19 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import LiveServer
+from tests.support.clients import JSON_V1, create_ns, output
 from tests.support.dists import make_wheel
 from tests.upstream.conftest import (
     INSTALLERS,
-    JSON_V1,
     PRIVATE_TTL,
     Evil,
     StaticIndex,
     cached_pages,
     cli,
-    create_ns,
     error_of,
     in_parallel,
     installed,
     mirrored,
-    output,
     set_settings,
     unique_ns,
     wait_past_ttl,
