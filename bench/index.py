@@ -278,6 +278,18 @@ class Packyard:
         self.server.stop()
 
 
+@dataclass
+class PackyardNoFsync(Packyard):
+    """The same server with ``PACKYARD_FSYNC=false``: the upload without waiting for the disk,
+    as pypiserver does. Reported beside the goal, never instead of it (the default is durable)."""
+
+    name: str = "packyard, PACKYARD_FSYNC=false"
+
+    def __post_init__(self) -> None:
+        env = {"PACKYARD_ANONYMOUS_READ": "true", "PACKYARD_LOG_REQUESTS": "false", "PACKYARD_FSYNC": "false"}
+        self.server = Server(self.root / "packyard", env)
+
+
 DEVPI_LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -693,6 +705,10 @@ def main(argv: list[str] | None = None) -> int:
             out.print(f"[dim]upload round {i + 1} of {args.upload_rounds} (packyard, pypiserver) …[/]")
             for make, result in ((Packyard, results[0]), (PyPIServer, results[2])):
                 upload_again(fresh(make, f"upload-{i}"), files, result)
+        no_fsync = Result(PackyardNoFsync.name)
+        for i in range(args.upload_rounds):
+            out.print(f"[dim]upload round {i + 1} of {args.upload_rounds} (packyard, PACKYARD_FSYNC=false) …[/]")
+            upload_again(fresh(PackyardNoFsync, f"nofsync-{i}"), files, no_fsync)
         for size in SCALE_SIZES:
             scale.append(measure_scale(size, files, root, bin_dir, load, out))
     goals: list[Goal] = []
@@ -700,6 +716,12 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         if len(r.uploads) > 1:
             out.print(f"  {r.name} uploads, s: {' '.join(f'{t:.2f}' for t in r.uploads)}", highlight=False)
+    if no_fsync.upload_s is not None and results[2].upload_s:
+        out.print(
+            f"  {no_fsync.name}: upload {no_fsync.upload_s:.2f} s (median), "
+            f"{no_fsync.upload_s / results[2].upload_s:.2f}× pypiserver (information; the goal is the default)",
+            highlight=False,
+        )
     out.print(scale_table(scale, goals))
     errors = [f"{r.name}: {r.error}" for r in results if r.error]
     errors += [f"packyard with {r.files:,} files: {r.error}" for r in scale if r.error]
