@@ -264,7 +264,7 @@ class Bench:
         if len(got) != len(self.packages.names if self.packages else []):
             raise CheckFailed(f"the shared environment holds {len(got)} projects: {sorted(got)}")
         assert self.server is not None
-        response = httpx.get(f"{self.server.url}/api/v1/bundles/{built['key']}",
+        response = httpx.get(f"{self.server.url}/api/v1/namespaces/{NAMESPACE}/bundles/{built['key']}",
                              headers={"Authorization": f"Bearer {self.server.admin_token}"})  # fmt: skip
         if response.status_code != 200:
             raise CheckFailed(f"no bundle for {built['key']} after env --share: {response.status_code}")
@@ -362,7 +362,7 @@ class Bench:
             with httpx.Client(
                 base_url=self.server.url, headers={"Authorization": f"Bearer {self.server.admin_token}"}
             ) as http:
-                http.get(f"/api/v1/bundles/{key}").raise_for_status()
+                http.get(f"/api/v1/namespaces/{NAMESPACE}/bundles/{key}").raise_for_status()
             parts.setdefault("GET the bundle (in-process)", []).append(time.perf_counter() - start)
             shutil.rmtree(work, ignore_errors=True)
 

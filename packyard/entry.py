@@ -1,42 +1,64 @@
-"""The ``packyard`` program: a start-up fast path for warm task runs, then the full CLI.
+"""The ``packyard`` program: a start-up fast path for task runs, then the full CLI.
 
-``packyard run NS --with REQ -- CMD`` is what a flow's task calls at its start, every
-time. Importing the full CLI (typer, rich, pydantic, httpx) costs several tenths of a
-second, more than the whole budget for starting the command. So a warm run — the
-resolution is cached and the index has not changed, the environment is complete — is
-answered here with the standard library only: one ``index-state`` request and an exec.
-Anything else (a cold environment, ``--pull``, any other option, any error) goes to the full
-CLI, which does the same checks again and explains whatever is wrong.
+``packyard run NS --with REQ -- CMD`` (or ``packyard env``) is what a flow's task calls at
+its start, every time. Importing the full CLI (typer, rich, pydantic, httpx) costs several
+tenths of a second, more than the whole budget for starting the command. So the two common
+cases are answered here with the standard library only:
+
+- a warm run: the resolution is cached for the current index state and the environment is
+  complete — one ``index-state`` request, then an exec;
+- a fresh worker: the lock another worker shared is on the server and so is the finished
+  environment's bundle — two more requests on the same connection, and one extract.
+
+Anything else (nothing shared yet, ``--pull``, any other option, https, any error) goes to
+the full CLI, which does the same steps again with the full client and explains whatever
+is wrong. The steps themselves live in ``packyard/runs/keys.py`` and ``bundle.py``, shared
+with the full client, so the two paths cannot disagree on what may be reused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote, urlsplit
 
 from packyard import defaults
 
+_OPTIONS = ("--with", "-r", "--requirement", "--python")
 
-def _parse(argv: list[str]) -> tuple[str, list[str], list[Path], str | None, list[str]] | None:
-    """``run NS [--with R]... [-r F]... [--python X.Y] -- CMD...``, or None for anything else."""
-    if len(argv) < 4 or argv[0] != "run" or "--" not in argv:
+
+def _parse(argv: list[str]) -> tuple[str, str, list[str], list[Path], str | None, list[str], bool] | None:
+    """``run NS [--with R]... [-r F]... [--python X.Y] -- CMD...`` or ``env NS [same] [--json]``:
+    (verb, ns, extra, files, python, command, as_json), or None for anything else."""
+    if len(argv) < 3 or argv[0] not in ("run", "env"):
         return None
-    split = argv.index("--")
-    ns, options, command = argv[1], argv[2:split], argv[split + 1 :]
-    if not command or ns.startswith("-"):
+    verb, ns = argv[0], argv[1]
+    if verb == "run":
+        if "--" not in argv:
+            return None
+        split = argv.index("--")
+        options, command = argv[2:split], argv[split + 1 :]
+        if not command:
+            return None
+    else:
+        options, command = argv[2:], []
+    if ns.startswith("-"):
         return None
     extra: list[str] = []
     files: list[Path] = []
     python = None
+    as_json = False
     i = 0
     while i < len(options):
         option = options[i]
-        if option in ("--with", "-r", "--requirement", "--python") and i + 1 < len(options):
+        if option in _OPTIONS and i + 1 < len(options):
             value = options[i + 1]
             if option == "--with":
                 extra.append(value)
@@ -45,57 +67,118 @@ def _parse(argv: list[str]) -> tuple[str, list[str], list[Path], str | None, lis
             else:
                 files.append(Path(value))
             i += 2
+        elif option == "--json" and verb == "env":
+            as_json = True
+            i += 1
         else:
             return None  # --pull, --refresh, --no-share, --help, ...: the full CLI
-    return (ns, extra, files, python, command) if (extra or files) else None
+    return (verb, ns, extra, files, python, command, as_json) if (extra or files) else None
 
 
-def _index_state(url: str, token: str | None, ns: str) -> dict | None:
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        return None  # https: let the full client handle TLS
-    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=10)
-    try:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        conn.request("GET", f"{parts.path.rstrip('/')}/api/v1/namespaces/{quote(ns)}/index-state", headers=headers)
-        response = conn.getresponse()
-        return json.loads(response.read()) if response.status == 200 else None
-    finally:
-        conn.close()
+class _Server:
+    """One keep-alive HTTP connection to packyard, as ``keys.find_lock`` and ``bundle`` use it."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError("https: the full client handles TLS")
+        self.base = parts.path.rstrip("/")
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=30)
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def _get(self, path: str) -> http.client.HTTPResponse:
+        self.conn.request("GET", self.base + path, headers=self.headers)
+        return self.conn.getresponse()
+
+    def get_json(self, path: str) -> dict | None:
+        response = self._get(path)
+        body = response.read()
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise OSError(f"{path}: {response.status}")
+        return json.loads(body)
+
+    @contextlib.contextmanager
+    def open(self, path: str) -> Iterator[tuple[dict[str, str], BinaryIO] | None]:
+        response = self._get(path)
+        if response.status != 200:
+            response.read()
+            yield None
+            return
+        yield {k.lower(): v for k, v in response.getheaders()}, response  # type: ignore[misc]
+        response.read()
+
+    def close(self) -> None:
+        self.conn.close()
 
 
-def fast_run(argv: list[str]) -> int | None:
-    """The command's exit status for a warm run, or None to take the full path."""
-    parsed = _parse(argv)
-    if parsed is None:
-        return None
-    from packyard.runs.keys import (
-        COMPLETE,
-        activated,
-        env_key,
-        exit_status,
-        python_version,
-        read_requirements,
-        resolution_path,
-        saved_lock,
-    )
+def _environment(verb_args: tuple, server: _Server) -> tuple[dict, Path] | None:
+    """(what ``env --json`` prints, the environment) when no resolver or installer is needed."""
+    from packyard.runs.bundle import base_interpreter, building, materialise
+    from packyard.runs.keys import env_key, find_lock, python_version, read_requirements, usable_env
 
-    ns, extra, files, python, command = parsed
-    try:
-        requirements = read_requirements(files, extra)
-        state = _index_state(os.environ.get("PACKYARD_URL", defaults.URL), os.environ.get("PACKYARD_TOKEN") or None, ns)
-    except Exception:  # noqa: BLE001 - any doubt: the full CLI explains it properly
-        return None
+    _, ns, extra, files, python, _, _ = verb_args
+    version = python_version(python)
+    if version != python_version(None):
+        return None  # another interpreter: the full CLI asks uv where it is
+    requirements = read_requirements(files, extra)
+    state = server.get_json(f"/api/v1/namespaces/{quote(ns)}/index-state")
     if state is None:
         return None
     root = Path(os.environ.get("PACKYARD_CACHE_DIR") or defaults.CACHE_DIR)
-    version = python_version(python)
-    lock = saved_lock(resolution_path(root, ns, requirements, version), state)
-    if lock is None:
+    found = find_lock(root, ns, requirements, version, state, server.get_json)
+    if found is None:
         return None
-    env = root / "envs" / env_key(lock, version)
-    if not (env / COMPLETE).exists():
+    lock, resolution = found
+    key = env_key(lock, version)
+    env = usable_env(root, key, state["chain"])
+    reused, from_bundle = env is not None, False
+    if env is None:
+        with building(root, key) as envs:
+            env = usable_env(root, key, state["chain"])
+            reused = env is not None
+            if env is None:
+                with server.open(f"/api/v1/namespaces/{quote(ns)}/bundles/{key}") as opened:
+                    env = materialise(opened, envs, key, lock, state["chain"], base_interpreter())
+                from_bundle = env is not None
+    if env is None:
         return None
+    info = {
+        "path": str(env),
+        "python": str(env / "bin" / "python"),
+        "key": key,
+        "reused": reused,
+        "resolved": False,
+        "resolution": resolution,
+        "from_bundle": from_bundle,
+        "lock": lock,
+    }
+    return info, env
+
+
+def fast_path(argv: list[str]) -> int | None:
+    """The exit status when the fast path answered, or None to take the full CLI."""
+    parsed = _parse(argv)
+    if parsed is None:
+        return None
+    try:
+        server = _Server(os.environ.get("PACKYARD_URL", defaults.URL), os.environ.get("PACKYARD_TOKEN") or None)
+        try:
+            found = _environment(parsed, server)
+        finally:
+            server.close()
+    except Exception:  # noqa: BLE001 - any doubt: the full CLI explains it properly
+        return None
+    if found is None:
+        return None
+    info, env = found
+    verb, command, as_json = parsed[0], parsed[5], parsed[6]
+    if verb == "env":
+        print(json.dumps(info, indent=2, sort_keys=True) if as_json else info["path"], flush=True)
+        return 0
+    from packyard.runs.keys import activated, exit_status
+
     try:
         code = subprocess.call(command, env=activated(env, dict(os.environ)))
     except FileNotFoundError:
@@ -104,7 +187,7 @@ def fast_run(argv: list[str]) -> int | None:
 
 
 def main() -> None:
-    code = fast_run(sys.argv[1:])
+    code = fast_path(sys.argv[1:])
     if code is not None:
         sys.exit(code)
     from packyard.cli import main as full
@@ -112,4 +195,4 @@ def main() -> None:
     full()
 
 
-__all__ = ["main", "fast_run"]
+__all__ = ["main", "fast_path"]

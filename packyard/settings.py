@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     zip_max_members: int = 10_000
     zip_max_total_bytes: int = 4 * GiB
     zip_max_ratio: int = 100
+    bundle_max_members: int = 200_000
+    """Files in one environment bundle (its expanded size and ratio share the zip limits)."""
     log_requests: bool = False
     credential_envs: str = ""
     """Comma-separated names of environment variables that namespaces may use as credentials

@@ -46,4 +46,9 @@ def open_store(settings: Settings) -> Store:
             max_total_bytes=settings.zip_max_total_bytes,
             max_ratio=settings.zip_max_ratio,
         ),
+        bundle_limits=ArchiveLimits(
+            max_members=settings.bundle_max_members,
+            max_total_bytes=settings.zip_max_total_bytes,
+            max_ratio=settings.zip_max_ratio,
+        ),
     )

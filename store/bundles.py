@@ -1,58 +1,112 @@
-"""Environment bundles: the wheels an environment was installed from, keyed by its lock.
+"""Environment bundles: finished, relocatable virtual environments, keyed by their lock.
 
-A task run that builds an environment uploads the wheelhouse it installed from; a fresh
-worker with an empty cache then materialises the same environment from this one blob,
-without contacting any index. A bundle is immutable: the first upload for a key wins, and
-uploading again is a no-op, so concurrent runs cannot fight over it.
+A task run that builds an environment uploads it as a gzip'd tar; a fresh worker with an
+empty cache then materialises the same environment with one download and one extract,
+without resolving or installing anything and without contacting any index.
+
+An installed environment cannot be checked against the lock's hashes (those are hashes of
+the wheels, not of what they unpack to), so a bundle is trusted exactly as far as the
+namespace that stored it: a run in namespace N uses the bundle stored by the nearest
+namespace of N's index chain (N itself, then the ancestors it inherits from) — the same
+people who can already publish the packages N installs. A writer of an unrelated namespace
+can store a bundle under the same key, but N never sees it. Within one namespace the first
+upload for a key wins; uploading again is a no-op, so concurrent runs cannot fight over it.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import tarfile
+import zlib
 from typing import BinaryIO
 
-from store.blobs.base import BlobStore
+from store.archive import ArchiveLimits
+from store.blobs.base import BlobStore, human_size
 from store.catalog import Catalog, now
-from store.errors import InvalidInput, NotFound
+from store.errors import InvalidInput, NotFound, UnsafeArchive
 from store.names import validate_namespace
 from store.refs import BlobRefs
 
 _KEY = re.compile(r"[0-9a-f]{64}")
+BUNDLE_LIMITS = ArchiveLimits(max_members=200_000)
+"""A data-science environment holds tens of thousands of files; the size limits are the zip ones."""
 
 
 def check_key(key: str) -> str:
     if not _KEY.fullmatch(key):
-        raise InvalidInput(f"{key!r} is not a bundle key (the sha256 of a lock)")
+        raise InvalidInput(f"{key!r} is not an environment key (a sha256 hex digest)")
     return key
 
 
-class Bundles:
-    def __init__(self, catalog: Catalog, blobs: BlobStore, refs: BlobRefs, max_bytes: int | None) -> None:
-        self.catalog, self.blobs, self.refs, self.max_bytes = catalog, blobs, refs, max_bytes
+def check_bundle(stream: BinaryIO, size: int, limits: ArchiveLimits) -> None:
+    """Refuse anything but a gzip'd tar of a relocatable environment with safe members.
 
-    def get(self, key: str) -> dict:
-        row = self.catalog.one("SELECT * FROM bundles WHERE key = ?", (check_key(key),))
-        if row is None:
-            raise NotFound(f"no environment bundle {key}")
-        return row
+    The same ``data`` filter the client extracts with (no absolute or ``..`` names, no links
+    leaving the folder, no devices), plus the member, size and expansion limits of zip uploads.
+    """
+    members = total = 0
+    names: set[str] = set()
+    try:
+        with tarfile.open(fileobj=stream, mode="r|gz") as archive:
+            for member in archive:
+                members += 1
+                if members > limits.max_members:
+                    raise UnsafeArchive(f"bundle has more than {limits.max_members} members")
+                try:
+                    if member.name.startswith("/"):  # the filter would strip the slash; refuse it
+                        raise tarfile.AbsolutePathError(member)
+                    tarfile.data_filter(member, "/bundle")
+                except tarfile.FilterError as exc:
+                    raise UnsafeArchive(f"unsafe bundle member {member.name!r}: {exc}") from exc
+                total += member.size
+                if total > limits.max_total_bytes:
+                    raise UnsafeArchive(f"bundle expands beyond {human_size(limits.max_total_bytes)}")
+                names.add(member.name.removeprefix("./"))
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise InvalidInput(f"body is not a gzip'd tar of a virtual environment: {exc}") from exc
+    if "pyvenv.cfg" not in names:
+        raise InvalidInput("bundle holds no pyvenv.cfg at its top: it is not a virtual environment")
+    if total >= limits.ratio_floor and total > limits.max_ratio * max(size, 1):
+        raise UnsafeArchive(f"bundle expands {total // max(size, 1)}x (limit {limits.max_ratio}x)")
+
+
+class Bundles:
+    def __init__(
+        self, catalog: Catalog, blobs: BlobStore, refs: BlobRefs, max_bytes: int | None, limits: ArchiveLimits
+    ) -> None:
+        self.catalog, self.blobs, self.refs, self.max_bytes, self.limits = catalog, blobs, refs, max_bytes, limits
+
+    def nearest(self, key: str, chain: list[str]) -> dict:
+        """The bundle for ``key`` stored by the nearest namespace of an index chain."""
+        check_key(key)
+        for namespace in chain:
+            row = self.catalog.one("SELECT * FROM bundles WHERE key = ? AND namespace = ?", (key, namespace))
+            if row is not None:
+                return row
+        raise NotFound(f"no environment bundle {key} for {chain[0] if chain else 'this namespace'}")
 
     def put(self, key: str, stream: BinaryIO, *, namespace: str, actor: str) -> tuple[dict, bool]:
         check_key(key)
         validate_namespace(namespace)
+        existing = self.catalog.one("SELECT * FROM bundles WHERE key = ? AND namespace = ?", (key, namespace))
         blob = self.blobs.put(stream, limit=self.max_bytes)
         try:
+            if existing is None:
+                with self.blobs.open(blob.sha256) as stored:
+                    check_bundle(stored, blob.size, self.limits)
             with self.catalog.write() as db:
-                existing = self.catalog.one("SELECT * FROM bundles WHERE key = ?", (key,))
+                existing = self.catalog.one("SELECT * FROM bundles WHERE key = ? AND namespace = ?", (key, namespace))
                 if existing is not None:
                     if blob.created:
                         self.refs.discard([blob.sha256])
                     return existing, False
                 row = {
                     "key": key,
+                    "namespace": namespace,
                     "sha256": blob.sha256,
                     "size": blob.size,
-                    "namespace": namespace,
                     "created": now(),
                     "created_by": actor,
                 }

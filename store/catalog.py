@@ -211,7 +211,38 @@ def _v6(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(db: sqlite_utils.Database) -> None:
+    """Bundles become finished environments, trusted along the index chain of the namespace
+    that stored them; resolutions are shared so a fresh worker skips the resolver.
+
+    The v6 bundles were zips of wheels, which no client reads any more: their rows go, and
+    their blobs become garbage for ``collect_garbage``.
+    """
+    db["bundles"].drop()
+    db["bundles"].create(
+        {"key": str, "namespace": str, "sha256": str, "size": int, "created": str, "created_by": str},
+        pk=("key", "namespace"),
+        not_null={"sha256", "size", "created"},
+    )
+    db["resolutions"].create(
+        {
+            "namespace": str,
+            "key": str,
+            "state": str,
+            "lock": str,
+            "env_key": str,
+            "python": str,
+            "platform": str,
+            "requirements": str,
+            "created": float,
+            "created_by": str,
+        },
+        pk=("namespace", "key"),
+        not_null={"state", "lock", "env_key", "created"},
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 """Schema steps in order; ``PRAGMA user_version`` records how many have run."""
 
 

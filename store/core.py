@@ -8,7 +8,7 @@ from pathlib import Path
 from store.archive import ArchiveLimits
 from store.blobs.base import BlobStore
 from store.builds import Builds
-from store.bundles import Bundles
+from store.bundles import BUNDLE_LIMITS, Bundles
 from store.catalog import Catalog
 from store.dists import Dists
 from store.files import NamespaceFiles
@@ -16,6 +16,7 @@ from store.generations import Generations
 from store.index import IndexService, Source
 from store.namespaces import Namespaces
 from store.refs import BlobRefs
+from store.resolutions import Resolutions
 from store.tokens import Tokens
 from store.upstream import InternalFirst, UpstreamFetcher, UpstreamLimits, UpstreamSource, upstream_of
 
@@ -30,6 +31,7 @@ class Store:
         max_upload_bytes: int | None = None,
         archive_limits: ArchiveLimits | None = None,
         upstream_limits: UpstreamLimits | None = None,
+        bundle_limits: ArchiveLimits | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.catalog = Catalog(self.data_dir / "catalog.db")
@@ -52,7 +54,8 @@ class Store:
         self.upstream_fetcher = UpstreamFetcher(upstream_limits or UpstreamLimits(max_file_bytes=max_upload_bytes))
         self.index = IndexService(self.catalog, self.namespaces, self.generations, guard=self._guard)
         self.builds = Builds(self.catalog, self.files, self.data_dir / "build-logs")
-        self.bundles = Bundles(self.catalog, blobs, self.refs, max_upload_bytes)
+        self.bundles = Bundles(self.catalog, blobs, self.refs, max_upload_bytes, bundle_limits or BUNDLE_LIMITS)
+        self.resolutions = Resolutions(self.catalog)
         self.boot_id = secrets.token_hex(8)
         """Changes with every process start: in-memory generations restart from zero."""
 

@@ -26,7 +26,7 @@ REQUIREMENTS = typer.Option(None, "-r", "--requirement", help="A requirements fi
 WITH = typer.Option(None, "--with", help="A requirement (repeatable).")
 PYTHON = typer.Option(None, "--python", help="Python version X.Y (default: this one).")
 REFRESH = typer.Option(False, "--refresh", help="Resolve again even if the index did not change.")
-SHARE = typer.Option(True, "--share/--no-share", help="Upload the environment's wheels as a bundle for other workers.")
+SHARE = typer.Option(True, "--share/--no-share", help="Share the lock and the finished environment with other workers.")
 
 
 def _say(message: str) -> None:

@@ -1,38 +1,55 @@
 """Cached virtual environments for task runs, shared across flows and workers.
 
 1. **Resolve** the requirement set against the namespace's index with ``uv pip compile``
-   into a lock. The lock is reused while the requirement set and the index state are
-   unchanged (and, when the namespace has an upstream, within a TTL).
+   into a lock — unless this worker saved one for the current index state, or another
+   worker shared one on the server (and, when the namespace has an upstream, within a TTL).
 2. **Key** the environment by the lock, the Python version and the platform; any flow in
-   any namespace whose lock matches reuses it.
-3. **Build** it once: under a lock file, into a temporary folder that is renamed into place
-   only when complete, so a concurrent run waits and an interrupted build is never used.
-   The wheels come from the environment's **bundle** in packyard when one exists (a fresh
-   worker contacts no other index), else they are downloaded through the namespace's index
-   and, with ``share``, uploaded as the bundle for the next worker.
+   any namespace whose lock matches reuses it (``keys.env_dir_name`` says which may use an
+   environment that came from a bundle).
+3. **Materialise** it once, under a lock file, into a temporary folder renamed into place
+   only when complete, so a concurrent run waits and an interrupted build is never used:
+   from the namespace's **bundle** when one exists (one download, one extract: a fresh
+   worker contacts no other index and runs no installer), else by installing the lock's
+   files downloaded through the namespace's index — and, with ``share``, uploading the
+   finished environment as the bundle and the lock as the shared resolution.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
+import io
 import os
 import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import uuid
-import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from packyard.client import Client, _ns
-from packyard.runs.keys import COMPLETE, env_key, python_version, resolution_path, saved_lock
-from store.errors import Forbidden, InvalidInput, NotFound, RemoteFailed, Unauthenticated
+import httpx
+
+from packyard.client import Client, _ns, raise_for
+from packyard.runs.bundle import base_interpreter, building, materialise, pack
+from packyard.runs.keys import (
+    COMPLETE,
+    env_key,
+    find_lock,
+    python_version,
+    resolution_path,
+    save_lock,
+    usable_env,
+)
+from store.errors import Conflict, Forbidden, InvalidInput, NotFound, RemoteFailed, Unauthenticated
 from store.names import validate_namespace
+
+SHARE_FAILURES = (Unauthenticated, Forbidden, NotFound, Conflict, RemoteFailed)
+"""Sharing is an optimisation: a run whose token cannot write still gets its environment."""
 
 
 @dataclass
@@ -40,8 +57,8 @@ class Environment:
     path: Path
     key: str
     reused: bool
-    resolved: bool
-    """True when the lock was resolved now (False: a cached resolution was reused)."""
+    resolution: str
+    """Where the lock came from: "cache" (this worker), "server" (shared) or "resolved" (now)."""
     from_bundle: bool
     lock: str
 
@@ -55,7 +72,8 @@ class Environment:
             "python": str(self.python),
             "key": self.key,
             "reused": self.reused,
-            "resolved": self.resolved,
+            "resolved": self.resolution == "resolved",
+            "resolution": self.resolution,
             "from_bundle": self.from_bundle,
             "lock": self.lock,
         }
@@ -96,22 +114,30 @@ class EnvCache:
             url = f"{scheme}://__token__:{self.token}@{rest}"
         return url
 
+    # -- the server, as the shared steps in keys.py and bundle.py see it ------------------------
+
+    def _get_json(self, path: str) -> dict | None:
+        response = self.client.http.get(path)
+        if response.status_code == 404:
+            return None
+        raise_for(response)
+        return response.json()
+
+    @contextlib.contextmanager
+    def _open_bundle(self, ns: str, key: str) -> Iterator[tuple[dict[str, str], BinaryIO] | None]:
+        with self.client.http.stream("GET", f"/api/v1/namespaces/{_ns(ns)}/bundles/{key}") as response:
+            if response.status_code != 200:
+                yield None
+                return
+            body = io.BufferedReader(_ChunkReader(response.iter_bytes(1024 * 1024)), 1024 * 1024)
+            yield {k.lower(): v for k, v in response.headers.items()}, body
+
     # -- resolution ---------------------------------------------------------------------
 
-    def resolve(self, ns: str, requirements: list[str], python: str | None, refresh: bool) -> tuple[str, bool]:
-        """(lock, resolved now?) for the requirement set against the namespace's index."""
-        validate_namespace(ns)
-        if not requirements:
-            raise InvalidInput("no requirements: pass -r FILE or --with REQ")
-        version = python_version(python)
-        path = resolution_path(self.root, ns, requirements, version)
-        state = self.client.json("GET", f"/api/v1/namespaces/{_ns(ns)}/index-state")
-        if not refresh:
-            lock = saved_lock(path, state)
-            if lock is not None:
-                return lock, False
+    def resolve(self, ns: str, requirements: list[str], version: str, state: dict, share: bool) -> str:
+        """Resolve now with uv; keep the lock here and, with ``share``, on the server."""
         # with hashes, the lock (and so the environment's key) names the exact files: two
-        # namespaces that each hold a different etl 0.1.0 never share an environment or a bundle
+        # namespaces that each hold a different etl 0.1.0 never share an environment
         command = [_uv(), "pip", "compile", "-", "--quiet", "--no-header", "--no-annotate", "--generate-hashes"]
         command += ["--python-version", version]
         # the index URL carries the token: through the environment, never the command line (ps)
@@ -123,36 +149,47 @@ class EnvCache:
             env={"UV_CACHE_DIR": str(self.root / "uv-cache"), "UV_INDEX_URL": index, "UV_DEFAULT_INDEX": index},
         )
         lock = "\n".join(line for line in result.stdout.splitlines() if line and not line.startswith("#")) + "\n"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps({"state": state["state"], "lock": lock, "time": time.time()}))
-        os.replace(tmp, path)
-        return lock, True
+        save_lock(resolution_path(self.root, ns, requirements, version), state["state"], lock, time.time())
+        if share:
+            body = {
+                "requirements": requirements,
+                "python": version,
+                "platform": sysconfig.get_platform(),
+                "implementation": sys.implementation.name,
+                "state": state["state"],
+                "lock": lock,
+            }
+            with contextlib.suppress(*SHARE_FAILURES):
+                self.client.request("PUT", f"/api/v1/namespaces/{_ns(ns)}/resolutions", json=body)
+        return lock
 
     # -- environments -------------------------------------------------------------------
 
     def ensure(
         self, ns: str, requirements: list[str], *, python: str | None = None, refresh: bool = False, share: bool = True
     ) -> Environment:
-        lock, resolved = self.resolve(ns, requirements, python, refresh)
+        validate_namespace(ns)
+        if not requirements:
+            raise InvalidInput("no requirements: pass -r FILE or --with REQ")
         version = python_version(python)
-        key_hex = env_key(lock, version)
-        envs = self.root / "envs"
-        env = envs / key_hex
-        if (env / COMPLETE).exists():
-            return Environment(env, key_hex, True, resolved, False, lock)
-        envs.mkdir(parents=True, exist_ok=True)
-        with open(envs / f"{key_hex}.lock", "w") as guard:
-            fcntl.flock(guard, fcntl.LOCK_EX)  # concurrent runs for the same new environment wait here
-            if (env / COMPLETE).exists():
-                return Environment(env, key_hex, True, resolved, False, lock)
-            for partial in envs.glob(f".{key_hex}.*"):  # left by an interrupted build
-                shutil.rmtree(partial, ignore_errors=True)
-            shutil.rmtree(env, ignore_errors=True)
-            from_bundle = self._build(ns, lock, version, key_hex, envs, share)
-        return Environment(env, key_hex, False, resolved, from_bundle, lock)
+        state = self.client.json("GET", f"/api/v1/namespaces/{_ns(ns)}/index-state")
+        found = None if refresh else find_lock(self.root, ns, requirements, version, state, self._get_json)
+        lock, resolution = found if found else (self.resolve(ns, requirements, version, state, share), "resolved")
+        key = env_key(lock, version)
+        env = usable_env(self.root, key, state["chain"])
+        if env is not None:
+            return Environment(env, key, True, resolution, False, lock)
+        with building(self.root, key) as envs:
+            env = usable_env(self.root, key, state["chain"])
+            if env is not None:  # built by a concurrent run while this one waited
+                return Environment(env, key, True, resolution, False, lock)
+            with self._open_bundle(ns, key) as opened:
+                env = materialise(opened, envs, key, lock, state["chain"], _base(version))
+            if env is not None:
+                return Environment(env, key, False, resolution, True, lock)
+            return Environment(self._build(ns, lock, version, key, envs, share), key, False, resolution, False, lock)
 
-    def _build(self, ns: str, lock: str, version: str, key: str, envs: Path, share: bool) -> bool:
+    def _build(self, ns: str, lock: str, version: str, key: str, envs: Path, share: bool) -> Path:
         work = envs / f".{key}.{uuid.uuid4().hex}"
         wheels = work / "wheels"
         wheels.mkdir(parents=True)
@@ -160,27 +197,13 @@ class EnvCache:
         lockfile.write_text(lock)
         target = work / "env"
         try:
-            from_bundle = self._bundle_into(key, wheels)
-            try:
-                if not from_bundle:
-                    self._download(ns, lockfile, wheels)
-                self._install(version, lockfile, wheels, target)
-            except InvalidInput:
-                if not from_bundle:
-                    raise
-                # a bundle whose files do not match the lock's hashes (corrupt, or planted by
-                # another namespace's writer) is only a missed optimisation: use the index
-                from_bundle = False
-                shutil.rmtree(wheels)
-                shutil.rmtree(target, ignore_errors=True)
-                wheels.mkdir()
-                self._download(ns, lockfile, wheels)
-                self._install(version, lockfile, wheels, target)
+            self._download(ns, lockfile, wheels)
+            self._install(version, lockfile, wheels, target)
+            if share:
+                self._share(ns, key, target)
             (target / COMPLETE).write_text(lock)
-            if share and not from_bundle:
-                self._share(ns, key, wheels)
             os.rename(target, envs / key)
-            return from_bundle
+            return envs / key
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -191,40 +214,49 @@ class EnvCache:
         _run(command, f"downloading the environment's files from {ns}", env=index)
 
     def _install(self, version: str, lockfile: Path, wheels: Path, target: Path) -> None:
-        python = sys.executable if version == python_version(None) else version
-        # relocatable: scripts find their interpreter relative to themselves, so the
-        # finished environment can be renamed into place in one step
-        venv = [_uv(), "venv", "--quiet", "--relocatable", "--python", python, str(target)]
+        # relocatable: scripts find their interpreter relative to themselves, so the finished
+        # environment can be renamed into place, and unpacked from a bundle on another worker
+        venv = [_uv(), "venv", "--quiet", "--relocatable", "--python", str(_base(version)), str(target)]
         _run(venv, "creating the virtual environment")
         install = [_uv(), "pip", "install", "--quiet", "--python", str(target / "bin" / "python")]
         install += ["--no-index", "--find-links", str(wheels), "-r", str(lockfile)]
         _run(install, "installing the environment", env={"UV_CACHE_DIR": str(self.root / "uv-cache")})
 
-    def _bundle_into(self, key: str, wheels: Path) -> bool:
-        try:
-            with self.client.http.stream("GET", f"/api/v1/bundles/{key}") as response:
-                if response.status_code != 200:
-                    return False
-                with tempfile.TemporaryFile() as spool:
-                    for chunk in response.iter_bytes(1024 * 1024):
-                        spool.write(chunk)
-                    spool.seek(0)
-                    with zipfile.ZipFile(spool) as archive:
-                        for member in archive.infolist():
-                            name = Path(member.filename).name
-                            if name.endswith((".whl", ".tar.gz", ".zip")) and "/" not in member.filename:
-                                with archive.open(member) as src, (wheels / name).open("wb") as out:
-                                    shutil.copyfileobj(src, out)
-            return True
-        except (OSError, zipfile.BadZipFile):
-            return False
-
-    def _share(self, ns: str, key: str, wheels: Path) -> None:
+    def _share(self, ns: str, key: str, env: Path) -> None:
         with tempfile.TemporaryFile() as spool:
-            with zipfile.ZipFile(spool, "w", zipfile.ZIP_STORED) as archive:
-                for wheel in sorted(wheels.iterdir()):
-                    archive.write(wheel, wheel.name)
+            pack(env, spool)
             spool.seek(0)
-            # sharing is an optimisation: a run whose token cannot write still gets its environment
-            with contextlib.suppress(Unauthenticated, Forbidden, RemoteFailed, NotFound):
-                self.client.request("PUT", f"/api/v1/bundles/{key}", params={"ns": ns}, content=spool)
+            with contextlib.suppress(*SHARE_FAILURES):
+                self.client.request("PUT", f"/api/v1/namespaces/{_ns(ns)}/bundles/{key}", content=spool)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable stream over an iterator of byte chunks (an httpx response body)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks, self.pending = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self.pending:
+            try:
+                self.pending = next(self.chunks)
+            except StopIteration:
+                return 0
+            except httpx.HTTPError as exc:
+                raise OSError(f"bundle download failed: {exc}") from exc
+        n = min(len(buffer), len(self.pending))
+        buffer[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+
+def _base(version: str) -> Path:
+    """The base interpreter for Python ``version``: this one, else the one uv finds."""
+    if version == python_version(None):
+        return base_interpreter()
+    found = _run([_uv(), "python", "find", version], f"finding Python {version}").stdout.strip()
+    probe = [found, "-c", "import sys; print(getattr(sys, '_base_executable', None) or sys.executable)"]
+    return Path(_run(probe, f"asking Python {version} for its base interpreter").stdout.strip())

@@ -13,6 +13,8 @@ import os
 import sys
 import sysconfig
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from store.errors import InvalidInput
@@ -37,9 +39,14 @@ def read_requirements(files: list[Path] | None, extra: list[str] | None) -> list
     return lines + list(extra or [])
 
 
+def resolution_key(ns: str, requirements: list[str], version: str, platform: str | None = None) -> str:
+    """What a resolution is stored under, here and on the server (which recomputes it)."""
+    platform = platform or sysconfig.get_platform()
+    return hashlib.sha256(json.dumps([ns, sorted(requirements), version, platform]).encode()).hexdigest()
+
+
 def resolution_path(root: Path, ns: str, requirements: list[str], version: str) -> Path:
-    key = hashlib.sha256(json.dumps([ns, sorted(requirements), version, sysconfig.get_platform()]).encode())
-    return Path(root) / "resolutions" / f"{key.hexdigest()}.json"
+    return Path(root) / "resolutions" / f"{resolution_key(ns, requirements, version)}.json"
 
 
 def saved_lock(path: Path, state: dict) -> str | None:
@@ -52,10 +59,56 @@ def saved_lock(path: Path, state: dict) -> str | None:
     return saved["lock"] if saved["state"] == state["state"] and fresh else None
 
 
-def env_key(lock: str, version: str) -> str:
-    return hashlib.sha256(
-        f"{lock}\0{version}\0{sysconfig.get_platform()}\0{sys.implementation.name}".encode()
-    ).hexdigest()
+def save_lock(path: Path, state: str, lock: str, when: float) -> None:
+    """Keep a lock for this index state, atomically (a concurrent reader sees old or new)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps({"state": state, "lock": lock, "time": when}))
+    os.replace(tmp, path)
+
+
+def find_lock(
+    root: Path, ns: str, requirements: list[str], version: str, state: dict, get_json: Callable[[str], dict | None]
+) -> tuple[str, str] | None:
+    """(lock, "cache" or "server") without resolving: this worker's saved lock for the index
+    state, else the one another worker shared on the server (``get_json`` answers None for a
+    404), kept here for the next run. None: resolve."""
+    path = resolution_path(root, ns, requirements, version)
+    lock = saved_lock(path, state)
+    if lock is not None:
+        return lock, "cache"
+    shared = get_json(f"/api/v1/namespaces/{ns}/resolutions/{resolution_key(ns, requirements, version)}")
+    if not shared or shared.get("state") != state["state"] or shared.get("env_key") != env_key(shared["lock"], version):
+        return None
+    save_lock(path, shared["state"], shared["lock"], shared["created"])
+    return shared["lock"], "server"
+
+
+def env_key(lock: str, version: str, platform: str | None = None, implementation: str | None = None) -> str:
+    platform = platform or sysconfig.get_platform()
+    implementation = implementation or sys.implementation.name
+    return hashlib.sha256(f"{lock}\0{version}\0{platform}\0{implementation}".encode()).hexdigest()
+
+
+def env_dir_name(key: str, bundle_namespace: str | None = None) -> str:
+    """Where an environment lives in the cache, by where it came from.
+
+    Built here from hash-checked files: ``KEY``, which any namespace whose lock matches may
+    use. Unpacked from a bundle: ``KEY-<digest of the namespace that stored it>``, which only
+    runs in namespaces whose index chain holds that namespace may use (``store/bundles.py``).
+    """
+    if bundle_namespace is None:
+        return key
+    return f"{key}-{hashlib.sha256(bundle_namespace.encode()).hexdigest()[:16]}"
+
+
+def usable_env(root: Path, key: str, chain: list[str]) -> Path | None:
+    """A complete environment for ``key`` that a run in the chain's first namespace may use."""
+    envs = Path(root) / "envs"
+    for name in [env_dir_name(key)] + [env_dir_name(key, ns) for ns in chain]:
+        if (envs / name / COMPLETE).exists():
+            return envs / name
+    return None
 
 
 def activated(env: Path, environ: dict[str, str]) -> dict[str, str]:

@@ -129,7 +129,12 @@ def assert_only_complete(cache: Path) -> None:
 
 
 def bundle_requests(server: LiveServer, mark: int, key: str) -> list[tuple[str, int]]:
-    return [(m, s) for m, p, s in server.requests_since(mark) if p.split("?")[0] == f"/api/v1/bundles/{key}"]
+    """(method, status) of the requests for environment ``key``'s bundle, in any namespace."""
+    return [(m, s) for m, p, s in server.requests_since(mark) if p.split("?")[0].endswith(f"/bundles/{key}")]
+
+
+def resolution_requests(server: LiveServer, mark: int) -> list[tuple[str, int]]:
+    return [(m, s) for m, p, s in server.requests_since(mark) if "/resolutions" in p]
 
 
 def log_mark(server: LiveServer) -> int:

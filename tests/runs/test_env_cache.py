@@ -177,9 +177,10 @@ def test_an_environment_without_its_marker_is_rebuilt(server: LiveServer, family
         (site / "__init__.py").write_text("raise ImportError('half-built')\n")
 
     again = env_json(server, cache, child, "--with", "fresh")
-    assert again["path"] == first["path"]
     assert again["reused"] is False
-    assert again["from_bundle"] is True  # the first build shared its wheels
+    assert again["from_bundle"] is True  # the first build shared the finished environment
+    assert Path(again["path"]).name.startswith(first["key"] + "-")  # where bundled environments go
+    assert not path.exists()  # the unmarked folder was removed, never used
     code = "import fresh; print(fresh.hello())"
     proc = cli(server, cache, "run", child, "--with", "fresh", "--", "python", "-c", code, check=False)
     assert proc.stdout.strip() == "hi", output(proc)
