@@ -11,14 +11,16 @@ of ``bench/upstream.py``: 50–500 KB of code each, a few dependencies between t
     with that environment's interpreter; wall time around ``subprocess.run``, interleaved,
     after warm-up runs; goal: median(packyard run) − median(bare) <= 0.3 s.
 (b) **fresh worker**: ``packyard env NS -r req.txt --json`` with an empty
-    ``PACKYARD_CACHE_DIR`` (it must say ``from_bundle: true``: the bundle was uploaded by an
-    earlier ``env`` build with ``--share``), against the physical reference ``uv venv`` +
-    ``uv pip install --no-index --find-links WHEELDIR -r req.txt`` from a local folder holding
-    the same 20 wheels, each with a fresh uv cache; goal: median ratio <= 1.2.
+    ``PACKYARD_CACHE_DIR`` (it must say ``from_bundle: true`` and ``resolution: server``: an
+    earlier ``env`` build with ``--share`` stored the lock and the finished environment),
+    against the physical reference ``uv venv`` + ``uv pip install --no-index --find-links
+    WHEELDIR -r req.txt`` from a local folder holding the same 20 wheels, each with a fresh
+    uv cache; goal: median ratio <= 1.2.
 
-Both tables are followed by where packyard's time goes (CLI import, ``-X importtime``'s
-heaviest modules, the index-state request, the resolution on a fresh worker, the bundle
-download), so a missed goal comes with its explanation. The CLI subprocesses get
+Both tables are followed by where packyard's time goes (interpreter start-up, the fast
+path's imports against the full CLI's, ``-X importtime``'s heaviest packages of the full
+CLI, the three requests of a fresh worker, the unpack), so a missed goal comes with its
+explanation. The CLI subprocesses get
 ``PACKYARD_URL``/``PACKYARD_TOKEN``/``PACKYARD_CACHE_DIR`` and this interpreter's ``bin``
 folder first on ``PATH`` (as an activated virtual environment would), so ``packyard`` and
 ``uv`` are the real executables on both sides, never pyenv shims. A missed goal or a failed
@@ -29,6 +31,8 @@ server is stopped, even on failure or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import http.client
+import io
 import json
 import os
 import re
@@ -59,6 +63,8 @@ from bench.common import (
     verdict,
 )
 from bench.upstream import PackageSet, clean_env, installed, make_package_set, uv_bin
+from packyard.runs.bundle import base_interpreter, unpack
+from packyard.runs.keys import python_version, read_requirements, resolution_key
 from tests.support.procs import Server
 
 NAMESPACE = "bench.runs"
@@ -141,11 +147,8 @@ def heaviest_imports(python: str, module: str, top: int = 12) -> list[tuple[int,
     return sorted(((us, count[p], p) for p, us in own.items()), reverse=True)[:top]
 
 
-FIRST_CLIENT = (
-    "import time, httpx; t = time.perf_counter(); httpx.Client(base_url='http://127.0.0.1:1'); "
-    "print(time.perf_counter() - t)"
-)
-"""The first ``httpx.Client()`` of a process: it builds an SSL context and loads certifi's CA file."""
+FAST_IMPORTS = "import packyard.entry, packyard.runs.keys, packyard.runs.bundle, http.client, json, tarfile, zlib"
+"""What ``packyard env``/``run`` import on the fast path before their first request."""
 
 
 class Bench:
@@ -276,7 +279,7 @@ class Bench:
         command = [*self.packyard, "env", NAMESPACE, "-r", str(self.requirements), "--json"]
         elapsed, output = timed(command, self.cli_env(cache), cache.parent / f"{cache.name}.log", TIMEOUT_S)
         got = json.loads(output[output.index("{") :])
-        if not got["from_bundle"] or got["reused"] or got["key"] != key:
+        if not got["from_bundle"] or got["reused"] or got["key"] != key or got["resolution"] != "server":
             raise CheckFailed(f"a fresh worker did not materialise from the bundle: {got}")
         shutil.rmtree(cache, ignore_errors=True)
         return elapsed
@@ -329,41 +332,41 @@ class Bench:
             parts.setdefault("python -c pass (this interpreter)", []).append(
                 run_timed([sys.executable, "-c", "pass"], env)
             )
-            parts.setdefault("python -c 'import packyard.cli'", []).append(
+            parts.setdefault("python -c 'import packyard.entry + what its fast path imports'", []).append(
+                run_timed([sys.executable, "-c", FAST_IMPORTS], env)
+            )
+            parts.setdefault("python -c 'import packyard.cli' (the full CLI the fast path avoids)", []).append(
                 run_timed([sys.executable, "-c", "import packyard.cli"], env)
-            )
-            parts.setdefault("python -c 'import http.client, json, hashlib, sysconfig' (stdlib floor)", []).append(
-                run_timed([sys.executable, "-c", "import http.client, json, hashlib, sysconfig"], env)
-            )
-            parts.setdefault("packyard --help", []).append(run_timed([*self.packyard, "--help"], env))
-            first = subprocess.run([sys.executable, "-c", FIRST_CLIENT], capture_output=True, text=True, env=env)
-            parts.setdefault("first httpx.Client() in a process (SSL context + certifi)", []).append(
-                float(first.stdout.strip())
             )
             parts.setdefault(f"packyard env NS --with {WITH} --json (warm)", []).append(
                 run_timed([*self.packyard, "env", NAMESPACE, "--with", WITH, "--json"], env)
             )
-            start = time.perf_counter()
-            with httpx.Client(base_url=self.server.url) as http:  # a new connection, as the CLI opens
-                http.get(f"/api/v1/namespaces/{NAMESPACE}/index-state").raise_for_status()
-            parts.setdefault("GET index-state, new connection (in-process)", []).append(time.perf_counter() - start)
         r.importtime = heaviest_imports(sys.executable, "packyard.cli")
-        uv_env = clean_env(UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never")
-        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        rkey = resolution_key(NAMESPACE, read_requirements([self.requirements], []), python_version(None))
+        token = {"Authorization": f"Bearer {self.server.admin_token}"}
+        host, port = self.server.url.removeprefix("http://").split(":")
         for _ in range(self.args.repeat):
-            work = self.fresh_dir("compile")
-            index = f"{self.server.url}/{NAMESPACE}/simple/"
-            compile_ = [self.uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate", "--python-version",
-                        version, "--index-url", index, str(self.requirements)]  # fmt: skip
-            parts.setdefault("uv pip compile via packyard, fresh uv cache (resolution)", []).append(
-                run_timed(compile_, {**uv_env, "UV_CACHE_DIR": str(work / "uv-cache")})
-            )
+            work = self.fresh_dir("unpack")
+            conn = http.client.HTTPConnection(host, int(port))  # a new connection, as the fast path opens
+            timings = []
+            for path in (
+                f"/api/v1/namespaces/{NAMESPACE}/index-state",
+                f"/api/v1/namespaces/{NAMESPACE}/resolutions/{rkey}",
+                f"/api/v1/namespaces/{NAMESPACE}/bundles/{key}",
+            ):
+                start = time.perf_counter()
+                conn.request("GET", path, headers=token)
+                response = conn.getresponse()
+                body = response.read()
+                timings.append(time.perf_counter() - start)
+                if response.status != 200:
+                    raise CheckFailed(f"GET {path}: {response.status}")
+            conn.close()
+            for label, seconds in zip(("index-state", "shared resolution", "bundle"), timings, strict=True):
+                parts.setdefault(f"GET {label} (in-process, one keep-alive connection)", []).append(seconds)
             start = time.perf_counter()
-            with httpx.Client(
-                base_url=self.server.url, headers={"Authorization": f"Bearer {self.server.admin_token}"}
-            ) as http:
-                http.get(f"/api/v1/namespaces/{NAMESPACE}/bundles/{key}").raise_for_status()
-            parts.setdefault("GET the bundle (in-process)", []).append(time.perf_counter() - start)
+            unpack(io.BytesIO(body), work / "env", None, base_interpreter())
+            parts.setdefault("unpack the bundle and relink it (in-process)", []).append(time.perf_counter() - start)
             shutil.rmtree(work, ignore_errors=True)
 
     def stop(self) -> None:

@@ -48,7 +48,7 @@ def put_resolution(ns: str, body: ResolutionIn, request: Request) -> dict:
     store = request.app.state.store
     row = {
         "namespace": ns,
-        "key": resolution_key(ns, body.requirements, body.python, body.platform),
+        "key": resolution_key(ns, body.requirements, body.python, body.platform, body.implementation),
         "state": body.state,
         "lock": body.lock,
         "env_key": env_key(body.lock, body.python, body.platform, body.implementation),

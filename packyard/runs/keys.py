@@ -39,10 +39,16 @@ def read_requirements(files: list[Path] | None, extra: list[str] | None) -> list
     return lines + list(extra or [])
 
 
-def resolution_key(ns: str, requirements: list[str], version: str, platform: str | None = None) -> str:
-    """What a resolution is stored under, here and on the server (which recomputes it)."""
+def resolution_key(
+    ns: str, requirements: list[str], version: str, platform: str | None = None, implementation: str | None = None
+) -> str:
+    """What a resolution is stored under, here and on the server (which recomputes it): the
+    lock depends on the markers of the platform and implementation it was resolved on."""
     platform = platform or sysconfig.get_platform()
-    return hashlib.sha256(json.dumps([ns, sorted(requirements), version, platform]).encode()).hexdigest()
+    implementation = implementation or sys.implementation.name
+    return hashlib.sha256(
+        json.dumps([ns, sorted(requirements), version, platform, implementation]).encode()
+    ).hexdigest()
 
 
 def resolution_path(root: Path, ns: str, requirements: list[str], version: str) -> Path:
