@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import shutil
+import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ import httpx
 import pytest
 
 from packyard.runs.bundle import base_interpreter, pack
+from packyard.runs.keys import env_dir_name
 from tests.conftest import LiveServer
 from tests.runs.conftest import (
     assert_only_complete,
@@ -37,7 +39,7 @@ from tests.runs.conftest import (
     simple_wheel,
     unique_ns,
 )
-from tests.support.clients import create_ns, create_token, output, packyard_cli, upload
+from tests.support.clients import PACKYARD, create_ns, create_token, output, packyard_cli, upload
 
 CODE = "import fresh; print(fresh.hello())"
 
@@ -122,6 +124,34 @@ def test_a_child_uses_its_parents_bundle(server: LiveServer, http: httpx.Client,
     built = env_json(server, tmp_path / "worker-a", fresh_ns, "--with", "fresh")
     got = env_json(server, tmp_path / "worker-b", child, "--with", "fresh")
     assert (got["key"], got["from_bundle"]) == (built["key"], True)  # the child's index chain holds the parent
+
+
+@pytest.mark.local_only
+def test_concurrent_fresh_runs_unpack_once_and_clear_an_interrupted_unpack(
+    server: LiveServer, fresh_ns: str, tmp_path: Path
+) -> None:
+    built = env_json(server, tmp_path / "worker-a", fresh_ns, "--with", "fresh")
+    key = built["key"]
+    fresh = tmp_path / "worker-b"
+    name = env_dir_name(key, fresh_ns)
+    (fresh / "envs" / f".{name}.{'0' * 32}" / "lib").mkdir(parents=True)  # as a SIGKILLed unpack leaves it
+    (fresh / "envs" / name / "lib").mkdir(parents=True)  # a folder at the place, without its marker
+
+    mark = log_mark(server)
+    command = [*PACKYARD, "env", fresh_ns, "--with", "fresh", "--json"]
+    env = cli_env(server, fresh)
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]  # fmt: skip
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+    assert {r["path"] for r in results} == {str(fresh / "envs" / name)}
+    assert sorted((r["from_bundle"], r["reused"]) for r in results) == [(False, True), (False, True), (True, False)]
+    assert bundle_requests(server, mark, key) == [("GET", 200)]  # one download; the others waited, then reused
+    assert_only_complete(fresh)
+    assert cli(server, fresh, "run", fresh_ns, "--with", "fresh", "--", "python", "-c", CODE).stdout.strip() == "hi"
 
 
 def _bundle_of(env: Path, out: Path, change: dict[str, str]) -> bytes:
