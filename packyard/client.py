@@ -19,20 +19,21 @@ from store import errors
 from store.names import validate_namespace, validate_path
 
 
-def _q(path: str) -> str:
+def qpath(path: str) -> str:
     """A namespace path for a URL: validated first (httpx resolves '.' and '..' segments, so
     an unchecked path could address another route), then percent-encoded, slashes kept."""
     return quote(validate_path(path), safe="/")
 
 
-def _seg(value: str) -> str:
+def qseg(value: str) -> str:
     """One URL path segment (a project name, a version)."""
     if value in ("", ".", ".."):
         raise errors.InvalidInput(f"{value!r} is not a valid name")
     return quote(value, safe="")
 
 
-def _ns(namespace: str) -> str:
+def qns(namespace: str) -> str:
+    """A namespace for a URL: validated, and then it needs no quoting (letters, digits, dots)."""
     return validate_namespace(namespace)
 
 
@@ -98,73 +99,73 @@ class Client:
         return self.json("GET", "/api/v1/namespaces", params={"under": under} if under else None)
 
     def namespace(self, name: str) -> dict:
-        return self.json("GET", f"/api/v1/namespaces/{_ns(name)}")
+        return self.json("GET", f"/api/v1/namespaces/{qns(name)}")
 
     # -- files --------------------------------------------------------------------------
 
     def put_file(self, ns: str, path: str, content: IO[bytes] | Iterator[bytes] | bytes) -> tuple[dict, bool]:
-        response = self.request("PUT", f"/api/v1/namespaces/{_ns(ns)}/files/{_q(path)}", content=content)
+        response = self.request("PUT", f"/api/v1/namespaces/{qns(ns)}/files/{qpath(path)}", content=content)
         return response.json(), response.status_code == 201
 
     def stream_file(self, ns: str, path: str, revision: int | None = None):  # noqa: ANN201
         """A context manager yielding the streaming response (check ``headers``, iterate bytes)."""
         params = {"revision": revision} if revision is not None else None
-        return _Streamed(self, f"/api/v1/namespaces/{_ns(ns)}/files/{_q(path)}", params)
+        return _Streamed(self, f"/api/v1/namespaces/{qns(ns)}/files/{qpath(path)}", params)
 
     def list_files(self, ns: str, prefix: str = "") -> list[dict]:
-        return self.json("GET", f"/api/v1/namespaces/{_ns(ns)}/files", params={"prefix": prefix})
+        return self.json("GET", f"/api/v1/namespaces/{qns(ns)}/files", params={"prefix": prefix})
 
     def delete_file(self, ns: str, path: str) -> dict:
-        return self.json("DELETE", f"/api/v1/namespaces/{_ns(ns)}/files/{_q(path)}")
+        return self.json("DELETE", f"/api/v1/namespaces/{qns(ns)}/files/{qpath(path)}")
 
     def move_file(self, ns: str, source: str, target: str, overwrite: bool = False) -> dict:
         return self.json(
             "POST",
-            f"/api/v1/namespaces/{_ns(ns)}/move",
+            f"/api/v1/namespaces/{qns(ns)}/move",
             json={"source": source, "target": target, "overwrite": overwrite},
         )
 
     def history(self, ns: str, path: str) -> list[dict]:
-        return self.json("GET", f"/api/v1/namespaces/{_ns(ns)}/revisions/{_q(path)}")
+        return self.json("GET", f"/api/v1/namespaces/{qns(ns)}/revisions/{qpath(path)}")
 
     def restore(self, ns: str, path: str, revision: int) -> dict:
-        return self.json("POST", f"/api/v1/namespaces/{_ns(ns)}/restore/{_q(path)}", params={"revision": revision})
+        return self.json("POST", f"/api/v1/namespaces/{qns(ns)}/restore/{qpath(path)}", params={"revision": revision})
 
     def export(self, ns: str, prefix: str = ""):  # noqa: ANN201
-        return _Streamed(self, f"/api/v1/namespaces/{_ns(ns)}/export", {"prefix": prefix})
+        return _Streamed(self, f"/api/v1/namespaces/{qns(ns)}/export", {"prefix": prefix})
 
     def import_zip(self, ns: str, content: IO[bytes] | Iterator[bytes], prefix: str = "") -> dict:
-        return self.json("POST", f"/api/v1/namespaces/{_ns(ns)}/import", params={"prefix": prefix}, content=content)
+        return self.json("POST", f"/api/v1/namespaces/{qns(ns)}/import", params={"prefix": prefix}, content=content)
 
     def update_settings(self, ns: str, **changes: Any) -> dict:
-        return self.json("PATCH", f"/api/v1/namespaces/{_ns(ns)}/settings", json=changes)
+        return self.json("PATCH", f"/api/v1/namespaces/{qns(ns)}/settings", json=changes)
 
     # -- dists --------------------------------------------------------------------------
 
     def dists(self, ns: str, project: str | None = None) -> list[dict]:
-        return self.json("GET", f"/api/v1/namespaces/{_ns(ns)}/dists", params={"project": project} if project else None)
+        return self.json("GET", f"/api/v1/namespaces/{qns(ns)}/dists", params={"project": project} if project else None)
 
     def yank(self, ns: str, project: str, version: str, reason: str = "", filename: str | None = None) -> list[dict]:
         body = {"reason": reason, "filename": filename}
-        return self.json("POST", f"/api/v1/namespaces/{_ns(ns)}/dists/{_seg(project)}/{_seg(version)}/yank", json=body)
+        return self.json("POST", f"/api/v1/namespaces/{qns(ns)}/dists/{qseg(project)}/{qseg(version)}/yank", json=body)
 
     def unyank(self, ns: str, project: str, version: str, filename: str | None = None) -> list[dict]:
         body = {"filename": filename}
         return self.json(
-            "POST", f"/api/v1/namespaces/{_ns(ns)}/dists/{_seg(project)}/{_seg(version)}/unyank", json=body
+            "POST", f"/api/v1/namespaces/{qns(ns)}/dists/{qseg(project)}/{qseg(version)}/unyank", json=body
         )
 
     def delete_dists(self, ns: str, project: str, version: str, filename: str | None = None) -> list[dict]:
         params = {"filename": filename} if filename else None
-        return self.json("DELETE", f"/api/v1/namespaces/{_ns(ns)}/dists/{_seg(project)}/{_seg(version)}", params=params)
+        return self.json("DELETE", f"/api/v1/namespaces/{qns(ns)}/dists/{qseg(project)}/{qseg(version)}", params=params)
 
     # -- syncs ---------------------------------------------------------------------------
 
     def sync_run(self, ns: str, body: dict) -> dict:
-        return self.json("POST", f"/api/v1/namespaces/{_ns(ns)}/sync", json=body, timeout=None)
+        return self.json("POST", f"/api/v1/namespaces/{qns(ns)}/sync", json=body, timeout=None)
 
     def sync_push(self, ns: str, body: dict) -> dict:
-        return self.json("POST", f"/api/v1/namespaces/{_ns(ns)}/push", json=body, timeout=None)
+        return self.json("POST", f"/api/v1/namespaces/{qns(ns)}/push", json=body, timeout=None)
 
     def sync_add(self, body: dict) -> dict:
         return self.json("POST", "/api/v1/syncs", json=body)
@@ -173,16 +174,16 @@ class Client:
         return self.json("GET", "/api/v1/syncs")
 
     def sync(self, name: str) -> dict:
-        return self.json("GET", f"/api/v1/syncs/{_seg(name)}")
+        return self.json("GET", f"/api/v1/syncs/{qseg(name)}")
 
     def sync_remove(self, name: str) -> dict:
-        return self.json("DELETE", f"/api/v1/syncs/{_seg(name)}")
+        return self.json("DELETE", f"/api/v1/syncs/{qseg(name)}")
 
     def sync_trigger(self, name: str, dry_run: bool = False) -> dict:
-        return self.json("POST", f"/api/v1/syncs/{_seg(name)}/trigger", json={"dry_run": dry_run}, timeout=None)
+        return self.json("POST", f"/api/v1/syncs/{qseg(name)}/trigger", json={"dry_run": dry_run}, timeout=None)
 
     def sync_runs(self, name: str) -> list[dict]:
-        return self.json("GET", f"/api/v1/syncs/{_seg(name)}/runs")
+        return self.json("GET", f"/api/v1/syncs/{qseg(name)}/runs")
 
     # -- builds --------------------------------------------------------------------------
 

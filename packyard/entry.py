@@ -177,8 +177,10 @@ def fast_path(argv: list[str]) -> int | None:
     if verb == "env":
         print(json.dumps(info, indent=2, sort_keys=True) if as_json else info["path"], flush=True)
         return 0
-    from packyard.runs.keys import activated, exit_status
+    from packyard.runs.keys import activated, describe, exit_status
 
+    if sys.stderr.isatty():  # quiet in a flow's log, as the full CLI is
+        print(describe(info["key"], info["reused"], info["from_bundle"]), file=sys.stderr, flush=True)
     try:
         code = subprocess.call(command, env=activated(env, dict(os.environ)))
     except FileNotFoundError:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from builder.worker import Worker
-from packyard.client import Client, _ns, _q
+from packyard.client import Client, qns, qpath
 from store.tokens import ALL, Token
 
 
@@ -38,7 +38,7 @@ class HttpWorkerAPI:
     def source(self, build: dict, file: dict) -> BinaryIO:
         folder = build["path"].strip("/")
         path = f"{folder}/{file['path']}" if folder else file["path"]
-        url = f"/api/v1/namespaces/{_ns(build['namespace'])}/files/{_q(path)}"
+        url = f"/api/v1/namespaces/{qns(build['namespace'])}/files/{qpath(path)}"
         response = self.client.request("GET", url, params={"revision": file["revision"]})
         return io.BytesIO(response.content)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from packyard.cli.output import client, console, emit_json, err, transfer
-from packyard.runs.keys import activated, exit_status, read_requirements
+from packyard.runs.keys import activated, describe, exit_status, read_requirements
 from packyard.settings import get_settings, secret
 from store.errors import InvalidInput
 
@@ -112,7 +112,7 @@ def run(
     run_env = dict(os.environ)
     if environment is not None:
         run_env = activated(environment.path, run_env)
-        _say(f"environment {environment.key[:12]} ({'reused' if environment.reused else 'built'})")
+        _say(describe(environment.key, environment.reused, environment.from_bundle))
     with tempfile.TemporaryDirectory(prefix="packyard-run-") as tmp:
         cwd = None
         if pull_files:

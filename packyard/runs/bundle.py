@@ -23,11 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from packyard.runs.keys import COMPLETE, env_dir_name, usable_env
-
-
-class BundleUnusable(Exception):
-    """The bundle cannot become an environment here; the caller builds it instead."""
+from packyard.runs.keys import COMPLETE, env_dir_name
+from store.errors import InvalidInput
 
 
 def base_interpreter() -> Path:
@@ -79,10 +76,10 @@ def unpack(stream: BinaryIO, target: Path, sha256: str | None, base: Path) -> No
     while reader.read(1 << 16):
         pass
     if sha256 is not None and reader.hash.hexdigest() != sha256:
-        raise BundleUnusable(f"bundle digest {reader.hash.hexdigest()} is not the announced {sha256}")
+        raise InvalidInput(f"bundle digest {reader.hash.hexdigest()} is not the announced {sha256}")
     config = target / "pyvenv.cfg"
     if not config.is_file():
-        raise BundleUnusable("bundle holds no pyvenv.cfg")
+        raise InvalidInput("bundle holds no pyvenv.cfg")
     lines = config.read_text().splitlines()
     lines = [f"home = {base.parent}" if line.partition("=")[0].strip() == "home" else line for line in lines]
     config.write_text("\n".join(lines) + "\n")
@@ -135,4 +132,4 @@ def materialise(
     return final
 
 
-__all__ = ["BundleUnusable", "base_interpreter", "building", "materialise", "pack", "unpack", "usable_env"]
+__all__ = ["base_interpreter", "building", "materialise", "pack", "unpack"]

@@ -34,7 +34,7 @@ from typing import BinaryIO
 
 import httpx
 
-from packyard.client import Client, _ns, raise_for
+from packyard.client import Client, qns, raise_for
 from packyard.runs.bundle import base_interpreter, building, materialise, pack
 from packyard.runs.keys import (
     COMPLETE,
@@ -108,7 +108,7 @@ class EnvCache:
         self.token = token
 
     def index_url(self, ns: str, with_token: bool = False) -> str:
-        url = f"{self.base_url}/{_ns(ns)}/simple/"
+        url = f"{self.base_url}/{qns(ns)}/simple/"
         if with_token and self.token:
             scheme, _, rest = url.partition("://")
             url = f"{scheme}://__token__:{self.token}@{rest}"
@@ -125,7 +125,7 @@ class EnvCache:
 
     @contextlib.contextmanager
     def _open_bundle(self, ns: str, key: str) -> Iterator[tuple[dict[str, str], BinaryIO] | None]:
-        with self.client.http.stream("GET", f"/api/v1/namespaces/{_ns(ns)}/bundles/{key}") as response:
+        with self.client.http.stream("GET", f"/api/v1/namespaces/{qns(ns)}/bundles/{key}") as response:
             if response.status_code != 200:
                 yield None
                 return
@@ -160,7 +160,7 @@ class EnvCache:
                 "lock": lock,
             }
             with contextlib.suppress(*SHARE_FAILURES):
-                self.client.request("PUT", f"/api/v1/namespaces/{_ns(ns)}/resolutions", json=body)
+                self.client.request("PUT", f"/api/v1/namespaces/{qns(ns)}/resolutions", json=body)
         return lock
 
     # -- environments -------------------------------------------------------------------
@@ -172,7 +172,7 @@ class EnvCache:
         if not requirements:
             raise InvalidInput("no requirements: pass -r FILE or --with REQ")
         version = python_version(python)
-        state = self.client.json("GET", f"/api/v1/namespaces/{_ns(ns)}/index-state")
+        state = self.client.json("GET", f"/api/v1/namespaces/{qns(ns)}/index-state")
         found = None if refresh else find_lock(self.root, ns, requirements, version, state, self._get_json)
         lock, resolution = found if found else (self.resolve(ns, requirements, version, state, share), "resolved")
         key = env_key(lock, version)
@@ -227,7 +227,7 @@ class EnvCache:
             pack(env, spool)
             spool.seek(0)
             with contextlib.suppress(*SHARE_FAILURES):
-                self.client.request("PUT", f"/api/v1/namespaces/{_ns(ns)}/bundles/{key}", content=spool)
+                self.client.request("PUT", f"/api/v1/namespaces/{qns(ns)}/bundles/{key}", content=spool)
 
 
 class _ChunkReader(io.RawIOBase):

@@ -126,6 +126,12 @@ def activated(env: Path, environ: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def describe(key: str, reused: bool, from_bundle: bool) -> str:
+    """What a run on a terminal says about its environment (both paths say it alike)."""
+    how = "reused" if reused else "unpacked from the shared bundle" if from_bundle else "built"
+    return f"environment {key[:12]} ({how})"
+
+
 def exit_status(code: int) -> int:
     """A child killed by signal N exits 128+N, as a shell reports it."""
     return 128 - code if code < 0 else code

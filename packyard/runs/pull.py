@@ -9,7 +9,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from packyard.client import Client, _ns, _q
+from packyard.client import Client, qns, qpath
 from packyard.runs.transfer import download, inside, sha256_of
 from store.artifacts import parse_filename
 from store.errors import NotFound
@@ -58,7 +58,7 @@ def pull(
         target = targets[path]
         if sha256_of(target) == entry["sha256"]:
             return "unchanged"
-        url = f"/api/v1/namespaces/{_ns(namespace)}/files/{_q(path)}"
+        url = f"/api/v1/namespaces/{qns(namespace)}/files/{qpath(path)}"
         download(client, url, target, entry["sha256"], params={"revision": entry["revision"]})
         return "downloaded"
 
@@ -76,12 +76,12 @@ def fetch(client: Client, ns: str, filenames: list[str], dest: Path) -> list[Pat
     out = []
     for filename in filenames:
         project = canonicalize_name(parse_filename(filename).project)
-        page = client.json("GET", f"/{_ns(ns)}/simple/{project}/", headers={"Accept": JSON})
+        page = client.json("GET", f"/{qns(ns)}/simple/{project}/", headers={"Accept": JSON})
         entry = next((f for f in page["files"] if f["filename"] == filename), None)
         if entry is None:
             raise NotFound(f"{filename} is not in the index of {ns}")
         target = inside(dest, filename)
         if sha256_of(target) != entry["hashes"]["sha256"]:
-            download(client, f"/{_ns(ns)}/dists/{filename}", target, entry["hashes"]["sha256"])
+            download(client, f"/{qns(ns)}/dists/{filename}", target, entry["hashes"]["sha256"])
         out.append(target)
     return out
