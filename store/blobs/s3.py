@@ -1,13 +1,16 @@
 """Blobs in an S3-compatible bucket (MinIO in production) through the ``minio`` SDK.
 
-A put streams to a unique temporary key (multipart, one part buffered at a time), and
-only once the digest is known is the object copied server-side to ``blobs/<sha256>`` and
-the temporary key removed. Readers therefore never see a partial object; a crash leaves at
-worst a ``tmp/`` key, which garbage collection removes.
+A body that fits in one part is hashed in memory and put straight to ``blobs/<sha256>``
+(one stat and one PUT). A larger one streams to a unique temporary key (multipart, one
+part buffered at a time), and only once the digest is known is the object copied
+server-side to ``blobs/<sha256>`` and the temporary key removed. Readers therefore never
+see a partial object; a crash leaves at worst a ``tmp/`` key, which garbage collection
+removes.
 """
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -72,6 +75,21 @@ class _FullReads:
         return b"".join(pieces)
 
 
+class _Prefixed:
+    """Bytes already read, then the rest of a stream, still answering reads with whole parts."""
+
+    def __init__(self, head: bytes, rest: _FullReads) -> None:
+        self._head, self._rest = head, rest
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = PART_SIZE
+        if not self._head:
+            return self._rest.read(n)
+        data, self._head = self._head[:n], self._head[n:]
+        return data + self._rest.read(n - len(data)) if len(data) < n else data
+
+
 class S3BlobStore:
     def __init__(
         self,
@@ -107,12 +125,25 @@ class S3BlobStore:
 
     def put(self, stream: BinaryIO, *, limit: int | None = None, durable: bool = True) -> StoredBlob:
         reader = HashingReader(stream, limit)
+        parts = _FullReads(reader)
+        first = parts.read(PART_SIZE)
+        more = parts.read(1)
+        if not more:
+            # the whole body is in memory and its digest is known: one PUT straight to the final
+            # key (atomic for readers, like every S3 PUT) instead of tmp put + copy + remove
+            sha256 = reader.hexdigest()
+            if self.exists(sha256):
+                return StoredBlob(sha256, reader.size, created=False)
+            try:
+                self.client.put_object(self.bucket, self._key(sha256), io.BytesIO(first), length=len(first))
+            except HTTPError as exc:
+                raise BackendUnavailable(f"S3 write failed: {exc}") from exc
+            return StoredBlob(sha256, reader.size, created=True)
         tmp = f"{self.prefix}tmp/{uuid.uuid4().hex}"
         try:
             # one part in flight: parallel part uploads would each hold a part in memory
-            self.client.put_object(
-                self.bucket, tmp, _FullReads(reader), length=-1, part_size=PART_SIZE, num_parallel_uploads=1
-            )
+            body = _Prefixed(first + more, parts)
+            self.client.put_object(self.bucket, tmp, body, length=-1, part_size=PART_SIZE, num_parallel_uploads=1)
         except HTTPError as exc:
             raise BackendUnavailable(f"S3 write failed: {exc}") from exc
         try:
