@@ -76,18 +76,29 @@ class _FullReads:
 
 
 class _Prefixed:
-    """Bytes already read, then the rest of a stream, still answering reads with whole parts."""
+    """Chunks already read, then the rest of a stream, still answering reads with whole parts.
 
-    def __init__(self, head: bytes, rest: _FullReads) -> None:
-        self._head, self._rest = head, rest
+    A chunk that is exactly what is asked for is handed over as it is (no copy), so the first
+    part costs no more memory than on the plain multipart path.
+    """
+
+    def __init__(self, chunks: list[bytes], rest: _FullReads) -> None:
+        self._chunks, self._rest = [c for c in chunks if c], rest
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             n = PART_SIZE
-        if not self._head:
-            return self._rest.read(n)
-        data, self._head = self._head[:n], self._head[n:]
-        return data + self._rest.read(n - len(data)) if len(data) < n else data
+        pieces, wanted = [], n
+        while self._chunks and wanted > 0:
+            chunk = self._chunks.pop(0)
+            if len(chunk) > wanted:
+                self._chunks.insert(0, chunk[wanted:])
+                chunk = chunk[:wanted]
+            pieces.append(chunk)
+            wanted -= len(chunk)
+        if wanted > 0:
+            pieces.append(self._rest.read(wanted))
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 class S3BlobStore:
@@ -139,10 +150,11 @@ class S3BlobStore:
             except HTTPError as exc:
                 raise BackendUnavailable(f"S3 write failed: {exc}") from exc
             return StoredBlob(sha256, reader.size, created=True)
+        body = _Prefixed([first, more], parts)
+        del first  # the body holds the first part until minio takes it: no second reference
         tmp = f"{self.prefix}tmp/{uuid.uuid4().hex}"
         try:
             # one part in flight: parallel part uploads would each hold a part in memory
-            body = _Prefixed(first + more, parts)
             self.client.put_object(self.bucket, tmp, body, length=-1, part_size=PART_SIZE, num_parallel_uploads=1)
         except HTTPError as exc:
             raise BackendUnavailable(f"S3 write failed: {exc}") from exc
