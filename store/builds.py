@@ -172,8 +172,9 @@ class Builds:
             db["builds"].insert(row)
             build_id = db.execute("SELECT last_insert_rowid()").fetchone()[0]
             self.catalog.audit(actor, "build.enqueue", namespace, json.dumps({"id": build_id}))
+        build = self.get(build_id)  # as queued: read before the wake-up, which a worker may answer at once
         self.wakeup.set()
-        return self.get(build_id), True
+        return build, True
 
     # -- workers ---------------------------------------------------------------------------
 
