@@ -45,11 +45,12 @@ from packyard.runs.keys import (
     save_lock,
     usable_env,
 )
-from store.errors import Conflict, Forbidden, InvalidInput, NotFound, RemoteFailed, Unauthenticated
+from store.errors import InvalidInput, PackyardError
 from store.names import validate_namespace
 
-SHARE_FAILURES = (Unauthenticated, Forbidden, NotFound, Conflict, RemoteFailed)
-"""Sharing is an optimisation: a run whose token cannot write still gets its environment."""
+SHARE_FAILURES = (PackyardError, OSError)
+"""Sharing is an optimisation: a run whose token cannot write, or whose environment is over
+the server's upload limit, still gets its environment."""
 
 
 @dataclass
@@ -223,11 +224,10 @@ class EnvCache:
         _run(install, "installing the environment", env={"UV_CACHE_DIR": str(self.root / "uv-cache")})
 
     def _share(self, ns: str, key: str, env: Path) -> None:
-        with tempfile.TemporaryFile() as spool:
+        with contextlib.suppress(*SHARE_FAILURES), tempfile.TemporaryFile() as spool:
             pack(env, spool)
             spool.seek(0)
-            with contextlib.suppress(*SHARE_FAILURES):
-                self.client.request("PUT", f"/api/v1/namespaces/{qns(ns)}/bundles/{key}", content=spool)
+            self.client.request("PUT", f"/api/v1/namespaces/{qns(ns)}/bundles/{key}", content=spool)
 
 
 class _ChunkReader(io.RawIOBase):

@@ -9,11 +9,13 @@ index chain holds that namespace ever use it, on the server and in a worker's ca
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -38,6 +40,7 @@ from tests.runs.conftest import (
     resolution_requests,
     simple_wheel,
     unique_ns,
+    wheel,
 )
 from tests.support.clients import PACKYARD, create_ns, create_token, output, packyard_cli, upload
 
@@ -116,6 +119,28 @@ def test_a_read_only_token_gets_its_environment_without_sharing(
     assert set(resolution_requests(server, mark)) == {("GET", 404), ("PUT", 403)}
     assert set(bundle_requests(server, mark, info["key"])) == {("GET", 404), ("PUT", 403)}
     assert server.rows("SELECT count(*) FROM bundles WHERE namespace = ?", (fresh_ns,)) == [(0,)]
+
+
+@pytest.mark.local_only
+def test_an_environment_over_the_upload_limit_is_still_built_and_used(
+    server: LiveServer, http: httpx.Client, tmp_path: Path
+) -> None:
+    """The test server takes 8 MiB per upload; two 5 MiB wheels make a bundle it refuses (413):
+    sharing is an optimisation, so the run still gets its environment."""
+    ns = unique_ns("big")
+    create_ns(http, server, ns)
+    for name in ("bulky_a", "bulky_b"):
+        data = base64.b64encode(os.urandom(5 * 1024 * 1024)).decode()
+        files = {f"{name}/__init__.py": "", f"{name}/data.txt": data}
+        upload(http, server, ns, wheel(tmp_path / "dists", name, "1.0", files))
+    mark = log_mark(server)
+    code = "import bulky_a, bulky_b; print('both')"
+    proc = cli(server, tmp_path / "w", "run", ns, "--with", "bulky_a", "--with", "bulky_b", "--", "python", "-c", code)
+    assert proc.stdout.strip() == "both", output(proc)
+    assert ("PUT", 413) in [(m, s) for m, p, s in server.requests_since(mark) if "/bundles/" in p]
+    assert server.rows("SELECT count(*) FROM bundles WHERE namespace = ?", (ns,)) == [(0,)]
+    assert server.rows("SELECT count(*) FROM resolutions WHERE namespace = ?", (ns,)) == [(1,)]  # the lock is shared
+    assert_only_complete(tmp_path / "w")
 
 
 def test_a_child_uses_its_parents_bundle(server: LiveServer, http: httpx.Client, fresh_ns: str, tmp_path: Path) -> None:
