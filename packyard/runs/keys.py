@@ -1,4 +1,5 @@
-"""How task-run resolutions and environments are found on disk: the keys and the checks.
+"""How task-run resolutions and environments are found, on disk and shared on the server:
+the keys, the checks, and which cached environment a namespace may use.
 
 Standard library only: the full client (``envs.py``) and the start-up fast path
 (``packyard/entry.py``) both use these, so the two can never disagree on what a cached
