@@ -22,12 +22,14 @@ from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
     canonicalize_name,
+    canonicalize_version,
     parse_sdist_filename,
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
 
 from store.errors import InvalidInput, UnsafeArchive
+from store.names import validate_project
 
 METADATA_MAX = 1024 * 1024
 """Largest METADATA/PKG-INFO read; real ones are a few KiB even with a long README."""
@@ -60,16 +62,38 @@ def parse_filename(filename: str) -> ParsedFilename:
     """Parse a distribution filename or raise :class:`InvalidInput` saying why."""
     if not filename or "/" in filename or "\\" in filename or filename.startswith("."):
         raise InvalidInput(f"{filename!r} is not a distribution filename")
+    if not filename.isascii():
+        raise InvalidInput(
+            f"{filename!r} is not a distribution filename: distribution filenames and project names are ASCII"
+        )
     try:
         if filename.endswith(".whl"):
+            validate_project(filename.split("-", 1)[0])
             name, version, _, _ = parse_wheel_filename(filename)
             return ParsedFilename(filename, canonicalize_name(name), version, "bdist_wheel")
         if filename.endswith((".tar.gz", ".zip")):
+            validate_project(filename.removesuffix(".zip").removesuffix(".tar.gz").rpartition("-")[0])
             name, version = parse_sdist_filename(filename)
             return ParsedFilename(filename, canonicalize_name(name), version, "sdist")
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as exc:
         raise InvalidInput(f"{filename!r} is not a valid distribution filename: {exc}") from exc
     raise InvalidInput(f"{filename!r} is neither a wheel (.whl) nor an sdist (.tar.gz, .zip)")
+
+
+def distribution_key(filename: str) -> str:
+    """What makes two files the same distribution, whatever their spelling.
+
+    A wheel is its normalized name, version (``7.0`` is ``7.0.0``), build tag and set of tags
+    (``py2.py3`` is ``py3.py2``); an sdist is its normalized name and version, whatever its
+    format — a release has one sdist. The filename is checked first (:func:`parse_filename`).
+    """
+    if filename.endswith(".whl"):
+        name, version, build, tags = parse_wheel_filename(filename)
+        tag_set = ".".join(sorted(str(tag) for tag in tags))
+        build_tag = "".join(str(part) for part in build)
+        return f"{name} {canonicalize_version(version, strip_trailing_zero=True)} {build_tag} {tag_set}"
+    name, version = parse_sdist_filename(filename)
+    return f"{name} {canonicalize_version(version, strip_trailing_zero=True)} sdist"
 
 
 def _safe_member(name: str, archive: str) -> None:
@@ -165,6 +189,7 @@ def inspect(stream: BinaryIO, filename: str, size: int) -> Artifact:
     name, version = raw.get("name"), raw.get("version")
     if not name or not version:
         raise InvalidInput(f"the metadata in {filename} lacks a Name or Version")
+    validate_project(name)
     if canonicalize_name(name) != parsed.project:
         raise InvalidInput(f"{filename} is named {parsed.project!r} but its metadata says Name: {name}")
     try:

@@ -2,10 +2,12 @@
 
 An upload is streamed once into the blob store while every digest the client sent is
 computed beside the sha256, then checked (filename, metadata, digests) and published in
-one catalog transaction. A filename is immutable within a namespace: other bytes under the
-same name are refused (409), the same bytes again are a no-op, so re-running an upload is
-safe. Yank and delete are explicit and audited. Core metadata (PEP 658) is stored as its
-own blob at upload time, so resolvers never have to download a file to read it.
+one catalog transaction. A distribution is immutable within a namespace: other bytes for
+the same one — the same normalized name, version and tags (or the release's sdist), however
+the filename spells them — are refused (409); the same bytes again, under any spelling, are
+a no-op that adds no row, so re-running an upload is safe. Yank and delete are explicit
+and audited. Core metadata (PEP 658) is stored as its own blob at upload time, so
+resolvers never have to download a file to read it.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from typing import BinaryIO
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from store.artifacts import METADATA_MAX, Artifact, inspect, parse_filename
+from store.artifacts import METADATA_MAX, Artifact, distribution_key, inspect, parse_filename
 from store.blobs.base import BlobStore, StoredBlob
 from store.catalog import Catalog, now
 from store.errors import Conflict, InvalidInput, NotFound
 from store.generations import Generations
-from store.names import validate_namespace
+from store.names import normalize_project, validate_namespace, validate_project
 from store.namespaces import Namespaces
 from store.refs import BlobRefs
 
@@ -118,9 +120,9 @@ class Dists:
         """Store and publish one file from a seekable stream. Returns (dist, created)."""
         validate_namespace(namespace)
         parsed = parse_filename(filename)
-        if name is not None and canonicalize_name(name) != parsed.project:
+        if name is not None and canonicalize_name(validate_project(name)) != parsed.project:
             raise InvalidInput(f"the form says name {name!r} but the file is {filename}")
-        if version is not None and normalize_version(version) != str(parsed.version):
+        if version is not None and Version(normalize_version(version)) != parsed.version:  # 7.0 is 7.0.0
             raise InvalidInput(f"the form says version {version!r} but the file is {filename}")
         if filetype is not None and filetype != parsed.filetype:
             raise InvalidInput(f"the form says filetype {filetype!r} but {filename} is a {parsed.filetype}")
@@ -170,16 +172,17 @@ class Dists:
             with self.catalog.write() as db:
                 self.namespaces.ensure(namespace, uploader)
                 for (artifact, blob), meta in zip(items, metadata_blobs, strict=True):
-                    existing = self.catalog.one(
-                        "SELECT * FROM dists WHERE namespace = ? AND filename = ?", (namespace, artifact.filename)
-                    )
-                    if existing is not None:
-                        if existing["sha256"] != blob.sha256:
+                    existing = self._same_distribution(namespace, artifact.project, artifact.filename)
+                    if existing:
+                        same_bytes = [row for row in existing if row["sha256"] == blob.sha256]
+                        if not same_bytes:
+                            spelled = existing[0]["filename"]
+                            also = "" if spelled == artifact.filename else f" (as {spelled}: the same distribution)"
                             raise Conflict(
-                                f"{artifact.filename} already exists in {namespace} with other contents; "
+                                f"{artifact.filename} already exists in {namespace}{also} with other contents; "
                                 "files are immutable: bump the version and upload again"
                             )
-                        results.append((_dist(existing), False))
+                        results.append((_dist(same_bytes[0]), False))
                         continue
                     dist = Dist(
                         namespace=namespace,
@@ -211,6 +214,19 @@ class Dists:
             self.generations.bump(namespace)
         return results
 
+    def _same_distribution(self, namespace: str, project: str, filename: str) -> list[dict]:
+        """The namespace's files that are the distribution ``filename`` is, however spelled.
+
+        Compared in Python (not a unique column) because catalogs written before this check
+        may hold two spellings of one distribution: those are kept, and no new one is added.
+        """
+        key = distribution_key(filename)
+        rows = self.catalog.query(
+            "SELECT * FROM dists WHERE namespace = ? AND project = ? ORDER BY filename = ? DESC, upload_time",
+            (namespace, project, filename),
+        )
+        return [row for row in rows if distribution_key(row["filename"]) == key]
+
     # -- reading -------------------------------------------------------------------------
 
     def get(self, namespace: str, filename: str) -> Dist:
@@ -228,7 +244,7 @@ class Dists:
         else:
             rows = self.catalog.query(
                 "SELECT * FROM dists WHERE namespace = ? AND project = ? ORDER BY filename",
-                (namespace, canonicalize_name(project)),
+                (namespace, normalize_project(project)),
             )
         return [_dist(row) for row in rows]
 
@@ -256,7 +272,7 @@ class Dists:
 
     def _select(self, namespace: str, project: str, version: str | None, filename: str | None) -> list[Dist]:
         validate_namespace(namespace)
-        project = canonicalize_name(project)
+        project = normalize_project(project)
         if filename is not None:
             dist = self.get(namespace, filename)
             if dist.project != project:

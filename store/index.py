@@ -3,9 +3,10 @@
 One protocol, three parts (DESIGN.md, "Index semantics"):
 
 - :class:`NamespaceSource` reads one namespace's distributions from the catalog.
-- :class:`ChainSource` merges a namespace with its ancestors, nearest first. A filename the
-  nearer namespace holds hides the same filename further up, so a team can override a
-  file without touching its parent's index.
+- :class:`ChainSource` merges a namespace with its ancestors, nearest first. A distribution
+  the nearer namespace holds hides the same distribution further up — the same filename, or
+  another spelling of it (``ETL-7.0.0-…`` hides ``etl-7.0-…``) — so a team can override a
+  file without touching its parent's index, and a page never lists one wheel twice.
 - Upstream sources (PyPI, another packyard) plug in behind the same protocol later, behind
   a guard that consults them only for names no namespace in the chain has.
 
@@ -22,8 +23,9 @@ from typing import Protocol
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from store.artifacts import distribution_key, parse_filename
 from store.catalog import Catalog
-from store.errors import NotFound
+from store.errors import InvalidInput, NotFound
 from store.generations import Generations
 from store.names import ancestors, validate_namespace
 from store.namespaces import Namespaces
@@ -124,8 +126,15 @@ class NamespaceSource:
         return _file(row) if row else None
 
 
+def _key(filename: str) -> str:
+    try:
+        return distribution_key(filename)
+    except (InvalidInput, ValueError):
+        return filename
+
+
 class ChainSource:
-    """A namespace and its ancestors as one index; the nearest namespace wins a filename."""
+    """A namespace and its ancestors as one index; the nearest namespace wins a distribution."""
 
     def __init__(self, sources: list[Source]) -> None:
         self.sources = sources
@@ -145,19 +154,27 @@ class ChainSource:
                 continue
             if page is None:
                 page = ProjectPage(found.name)
-            for f in found.files:
-                if f.filename not in seen:
-                    seen.add(f.filename)
-                    page.files.append(f)
+            held = {_key(f.filename) for f in found.files}
+            page.files += [f for f in found.files if _key(f.filename) not in seen]
+            seen |= held
         if page is not None:
             page.files.sort(key=lambda f: f.filename)
         return page
 
     def file(self, filename: str) -> IndexFile | None:
+        """The nearest namespace's file of that name, unless a nearer one holds another spelling of it."""
+        key = _key(filename)
         for source in self.sources:
             found = source.file(filename)
             if found is not None:
                 return found
+            try:
+                project = parse_filename(filename).project
+            except InvalidInput:
+                return None
+            page = source.project(project)
+            if page is not None and any(_key(f.filename) == key for f in page.files):
+                return None  # shadowed here under another spelling: the page links that one
         return None
 
 

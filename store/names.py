@@ -20,6 +20,10 @@ SEGMENT_MAX_BYTES = 255
 PATH_MAX_BYTES = 1024
 
 _SEGMENT = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_PROJECT = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]", re.ASCII)
+"""The core metadata specification's project name, spelled out in ASCII without ``re.I``:
+Python's case-insensitive matching folds the Kelvin sign and the dotless i into ASCII
+letters, and ``canonicalize_name`` lower-cases them into another project's name."""
 
 
 def validate_namespace(name: str) -> str:
@@ -83,6 +87,20 @@ def validate_prefix(prefix: str | None) -> str:
     return prefix
 
 
+def validate_project(name: str) -> str:
+    """Return ``name`` if it is a valid project name, else raise :class:`InvalidName`.
+
+    Look-alike names (fullwidth ``ｅｔｌ``, Cyrillic ``еtl``, ``Ketl`` with a Kelvin sign) would
+    otherwise be other projects that read the same, or fold into an existing one.
+    """
+    if not isinstance(name, str) or not _PROJECT.fullmatch(name):
+        raise InvalidName(
+            f"{name!r} is not a valid project name: project names are ASCII by the core metadata "
+            "specification (letters A-Z, digits, '.', '_' and '-', starting and ending with a letter or digit)"
+        )
+    return name
+
+
 def normalize_project(name: str) -> str:
-    """PEP 503 normal form of a project name, via ``packaging``."""
-    return canonicalize_name(name)
+    """PEP 503 normal form of a valid project name, via ``packaging``."""
+    return canonicalize_name(validate_project(name))

@@ -13,9 +13,9 @@ from packyard.auth import require
 from packyard.index.negotiate import negotiate
 from packyard.index.render import Page
 from packyard.streaming import blob_response
-from store.errors import NotAcceptable, NotFound
+from store.errors import InvalidName, NotAcceptable, NotFound
 from store.index import normalize
-from store.names import validate_namespace
+from store.names import validate_namespace, validate_project
 
 router = APIRouter(tags=["index"])
 
@@ -56,6 +56,10 @@ def simple_root(ns: str, request: Request) -> Response:
 def simple_project(ns: str, project: str, request: Request) -> Response:
     validate_namespace(ns)
     require(request, ns, "read")
+    try:
+        validate_project(project)
+    except InvalidName as exc:
+        raise NotFound(f"no project {project!r} in {ns}: {exc.message}") from exc
     normal = normalize(project)
     if normal != project:
         # relative, like every link on the pages, so the index works behind a path prefix
