@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     """Seconds an upstream project page is reused before it is fetched again."""
     upstream_timeout: float = 30.0
     upstream_max_page_bytes: int = 20 * 1024 * 1024
+    upstream_allow_hosts: str = ""
+    """Comma-separated hosts upstreams may reach besides public addresses: names or globs
+    (``pypi.corp.example``, ``*.corp.example``), IP addresses or networks (``10.1.0.0/16``),
+    each optionally with a port (``127.0.0.1:3141``, ``[::1]:3141``). Default: public only."""
     public_url: str | None = None
     """How build workers reach this server's index (default http://HOST:PORT)."""
 

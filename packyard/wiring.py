@@ -7,6 +7,7 @@ from store.archive import ArchiveLimits
 from store.blobs import LocalBlobStore, S3BlobStore
 from store.blobs.base import BlobStore
 from store.core import Store
+from store.egress import HostPolicy
 from store.errors import InvalidInput
 from store.upstream import UpstreamLimits
 
@@ -28,6 +29,13 @@ def open_blobs(settings: Settings) -> BlobStore:
     )
 
 
+def upstream_hosts(settings: Settings) -> HostPolicy:
+    try:
+        return HostPolicy.parse(settings.upstream_allow_hosts)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
 def open_store(settings: Settings) -> Store:
     return Store(
         settings.data,
@@ -40,6 +48,7 @@ def open_store(settings: Settings) -> Store:
             max_page_bytes=settings.upstream_max_page_bytes,
             max_file_bytes=settings.max_upload_bytes,
             credential_envs=settings.credential_env_names,
+            hosts=upstream_hosts(settings),
         ),
         archive_limits=ArchiveLimits(
             max_members=settings.zip_max_members,

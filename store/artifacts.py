@@ -68,12 +68,12 @@ def parse_filename(filename: str) -> ParsedFilename:
         )
     try:
         if filename.endswith(".whl"):
-            validate_project(filename.split("-", 1)[0])
             name, version, _, _ = parse_wheel_filename(filename)
+            validate_project(filename.split("-", 1)[0])
             return ParsedFilename(filename, canonicalize_name(name), version, "bdist_wheel")
         if filename.endswith((".tar.gz", ".zip")):
-            validate_project(filename.removesuffix(".zip").removesuffix(".tar.gz").rpartition("-")[0])
             name, version = parse_sdist_filename(filename)
+            validate_project(filename.removesuffix(".zip").removesuffix(".tar.gz").rpartition("-")[0])
             return ParsedFilename(filename, canonicalize_name(name), version, "sdist")
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as exc:
         raise InvalidInput(f"{filename!r} is not a valid distribution filename: {exc}") from exc

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -36,11 +37,15 @@ from store.artifacts import parse_filename
 from store.blobs.base import BlobStore, StoredBlob
 from store.catalog import Catalog, now
 from store.credentials import allowed_env
+from store.egress import SETTING as ALLOW_HOSTS_SETTING
+from store.egress import CheckedTransport, HostPolicy, HostRefused
 from store.errors import Forbidden, InvalidInput, PackyardError, RemoteFailed
 from store.index import IndexFile, NamespaceSource, ProjectPage, Source
 from store.names import ancestors
 from store.namespaces import Namespaces
 from store.refs import BlobRefs
+
+log = logging.getLogger("packyard.upstream")
 
 ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 
@@ -104,12 +109,31 @@ class UpstreamConfig:
         return httpx.BasicAuth(user, password) if sep else httpx.BasicAuth("__token__", value)
 
 
-def check_upstream_url(url: str) -> str:
+def check_upstream_url(url: str, hosts: HostPolicy) -> str:
+    """An upstream URL a namespace admin may set: http(s), no credentials, a host the operator allows.
+
+    The host is resolved now for a clear 400; every connection is checked again when it is
+    made (see ``store/egress.py``), since a name can resolve differently later.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidInput(f"upstream {url!r} must be an http(s) URL of a simple index")
     if parts.username or parts.password:
         raise InvalidInput("put upstream credentials in an environment variable (upstream_auth_env), not in the URL")
+    try:
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise InvalidInput(f"upstream {url!r} has an invalid port") from exc
+    if not host:
+        raise InvalidInput(f"upstream {url!r} names no host")
+    try:
+        hosts.resolve(host, port)
+    except HostRefused as exc:
+        # one answer for "private" and "does not resolve": a tenant learns nothing of internal DNS
+        raise InvalidInput(
+            f"upstream {url!r} is refused: its host must resolve to public addresses only, "
+            f"unless the operator allows it ({ALLOW_HOSTS_SETTING})"
+        ) from exc
     return url if url.endswith("/") else url + "/"
 
 
@@ -151,6 +175,8 @@ class UpstreamLimits:
     max_file_bytes: int | None = None
     credential_envs: tuple[str, ...] = ()
     """Environment variables an upstream_auth_env may name (see ``store/credentials.py``)."""
+    hosts: HostPolicy = HostPolicy()
+    """Which hosts upstream connections may reach (public ones, plus what the operator allows)."""
 
 
 # -- parsing --------------------------------------------------------------------------------
@@ -266,6 +292,8 @@ class UpstreamFetcher:
     def __init__(self, limits: UpstreamLimits) -> None:
         self.limits = limits
         self.http = httpx.Client(
+            transport=CheckedTransport(limits.hosts),
+            trust_env=False,
             follow_redirects=True,
             max_redirects=5,
             timeout=httpx.Timeout(limits.timeout),
@@ -273,13 +301,20 @@ class UpstreamFetcher:
         )
 
     def _fail(self, url: str, exc: Exception) -> RemoteFailed:
+        """The answer's message names the URL asked for, never where a failure happened:
+        the details (an address, a refused port) go to the server log."""
         if isinstance(exc, httpx.UnsupportedProtocol):
             return RemoteFailed(f"the upstream redirected {url} to a non-HTTP URL; refusing it")
         if isinstance(exc, httpx.TimeoutException):
             return RemoteFailed(f"the upstream did not answer {url} within {self.limits.timeout:g}s")
         if isinstance(exc, httpx.TooManyRedirects):
             return RemoteFailed(f"the upstream redirected {url} too many times")
-        return RemoteFailed(f"the upstream is unreachable for {url}: {exc}")
+        log.warning("upstream request for %s failed: %r", url, exc)
+        return RemoteFailed(f"the upstream is unreachable for {url}")
+
+    @staticmethod
+    def _refused(url: str, exc: HostRefused) -> RemoteFailed:
+        return RemoteFailed(f"the upstream request for {url} was refused: {exc.message}")
 
     def page(self, config: UpstreamConfig, project: str) -> list[dict] | None:
         """The upstream's links for ``project``; None when the upstream does not have it."""
@@ -303,6 +338,8 @@ class UpstreamFetcher:
                         )
                 final_url = str(response.url)
                 content_type = response.headers.get("content-type", "")
+        except HostRefused as exc:
+            raise self._refused(url, exc) from exc
         except httpx.HTTPError as exc:
             raise self._fail(url, exc) from exc
         return parse_page(bytes(body), content_type, final_url)
@@ -316,6 +353,8 @@ class UpstreamFetcher:
                 if response.status_code >= 400:
                     raise RemoteFailed(f"the upstream answered {url} with {response.status_code}")
                 blob = blobs.put(_Reader(response.iter_bytes()), limit=self.limits.max_file_bytes)  # type: ignore[arg-type]
+        except HostRefused as exc:
+            raise self._refused(url, exc) from exc
         except httpx.HTTPError as exc:
             raise self._fail(url, exc) from exc
         except PackyardError as exc:
@@ -479,6 +518,8 @@ class UpstreamSource:
                 if response.status_code >= 400:
                     raise RemoteFailed(f"the upstream answered {url} with {response.status_code}")
                 return self.blobs.put(_Reader(response.iter_bytes()), limit=1024 * 1024)  # type: ignore[arg-type]
+        except HostRefused as exc:
+            raise self.fetcher._refused(url, exc) from exc
         except httpx.HTTPError as exc:
             raise self.fetcher._fail(url, exc) from exc
 

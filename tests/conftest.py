@@ -132,6 +132,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         "PACKYARD_LOG_REQUESTS": "true",
         # variables tests name as credentials; the server never holds them (see store/credentials.py)
         "PACKYARD_CREDENTIAL_ENVS": "WEBHOOK_SECRET_TEST,GIT_TOKEN_TEST,NOT_SET_ON_THE_SERVER,NO_SUCH_VAR_FOR_TEST",
+        # the tests' upstreams run on loopback, which only an operator can allow (store/egress.py)
+        "PACKYARD_UPSTREAM_ALLOW_HOSTS": "127.0.0.1",
     }
     weed = request.getfixturevalue("weed") if request.param == "s3" else None
     live = live_server(root, env, weed, "server")

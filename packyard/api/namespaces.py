@@ -68,7 +68,7 @@ def update_settings(ns: str, body: SettingsIn, request: Request) -> dict:
     store.namespaces.get(ns)
     changes = body.model_dump(exclude_unset=True)
     if changes.get("upstream"):
-        changes["upstream"] = check_upstream_url(changes["upstream"])
+        changes["upstream"] = check_upstream_url(changes["upstream"], store.upstream_fetcher.limits.hosts)
     if changes.get("upstream_auth_env"):
         allowed_env(changes["upstream_auth_env"], request.app.state.settings.credential_env_names, "upstream_auth_env")
     for key in ("upstream_allow", "upstream_deny"):

@@ -343,7 +343,12 @@ class Hanging:
 
 def _live(root: Path, env: dict[str, str], backend: str, weed: SeaweedFS | None) -> LiveServer:
     """A server (not started) logging requests, without the embedded worker; S3 blobs under a prefix of its own."""
-    env = {"PACKYARD_LOG_REQUESTS": "true", "PACKYARD_EMBEDDED_WORKER": "false", **env}
+    env = {
+        "PACKYARD_LOG_REQUESTS": "true",
+        "PACKYARD_EMBEDDED_WORKER": "false",
+        "PACKYARD_UPSTREAM_ALLOW_HOSTS": "127.0.0.1",  # the upstreams here are all on loopback
+        **env,
+    }
     if backend == "local":
         return live_server(root, env)
     assert weed is not None
