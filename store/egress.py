@@ -84,7 +84,9 @@ class AllowEntry:
         (an IPv6 address with a port in brackets: ``[::1]:8080``)."""
         spec, port = text.strip(), None
         if spec.startswith("["):
-            inner, _, rest = spec[1:].partition("]")
+            inner, closed, rest = spec[1:].partition("]")
+            if not closed:
+                raise ValueError(f"{text!r}: expected [address] or [address]:port")
             spec = inner
             if rest:
                 if not rest.startswith(":"):

@@ -11,6 +11,7 @@ removes.
 from __future__ import annotations
 
 import io
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -29,6 +30,16 @@ from store.errors import BackendUnavailable, NotFound
 PART_SIZE = 8 * 1024 * 1024
 COPY_LIMIT = 5 * 1024**3
 _MISSING = {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}
+
+
+log = logging.getLogger("packyard.blobs")
+
+
+def _unavailable(operation: str, exc: Exception) -> BackendUnavailable:
+    """What a client is told: the operation failed. The endpoint, bucket and object key the
+    exception names (urllib3 puts them all in its message) go to the server log only."""
+    log.warning("S3 %s failed: %r", operation, exc)
+    return BackendUnavailable(f"the blob store (S3) is unavailable ({operation} failed); the server log has the details")
 
 
 class _Body:
@@ -148,7 +159,7 @@ class S3BlobStore:
             try:
                 self.client.put_object(self.bucket, self._key(sha256), io.BytesIO(first), length=len(first))
             except HTTPError as exc:
-                raise BackendUnavailable(f"S3 write failed: {exc}") from exc
+                raise _unavailable("write", exc) from exc
             return StoredBlob(sha256, reader.size, created=True)
         body = _Prefixed([first, more], parts)
         del first  # the body holds the first part until minio takes it: no second reference
@@ -157,7 +168,7 @@ class S3BlobStore:
             # one part in flight: parallel part uploads would each hold a part in memory
             self.client.put_object(self.bucket, tmp, body, length=-1, part_size=PART_SIZE, num_parallel_uploads=1)
         except HTTPError as exc:
-            raise BackendUnavailable(f"S3 write failed: {exc}") from exc
+            raise _unavailable("write", exc) from exc
         try:
             sha256 = reader.hexdigest()
             final = self._key(sha256)
@@ -221,4 +232,4 @@ class S3BlobStore:
         try:
             self.client.bucket_exists(self.bucket)
         except (S3Error, HTTPError) as exc:
-            raise BackendUnavailable(f"S3 bucket {self.bucket!r} is not reachable: {exc}") from exc
+            raise _unavailable("check", exc) from exc
