@@ -171,7 +171,7 @@ class ChainSource:
             try:
                 project = parse_filename(filename).project
             except InvalidInput:
-                return None
+                continue  # a name stored before today's rules: only its exact spelling counts
             page = source.project(project)
             if page is not None and any(_key(f.filename) == key for f in page.files):
                 return None  # shadowed here under another spelling: the page links that one
