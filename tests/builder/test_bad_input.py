@@ -51,6 +51,10 @@ class Case:
     extra: dict = field(default_factory=dict)
 
 
+SPELLED = "ETL-0.1.0-py3-none-any.whl"
+"""Another spelling of the wheel a build of etl 0.1 makes."""
+
+
 def _escapes(server: LiveServer) -> list[Path]:
     """Places a backend must not write to: the worker's real home, /tmp, the server's data."""
     tag = uuid.uuid4().hex[:8]
@@ -86,6 +90,7 @@ def cases(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> dict[
         "writes_outside": ("escaper", tiny_project("escaper", write_outside=[str(p) for p in escapes])),
         "artifacts_disagree": ("etl", tiny_project("etl", "0.1.0", wheel_version="0.2.0")),
         "version_exists_with_other_bytes": ("etl", tiny_project("etl", "0.1.0")),
+        "spelling_exists_with_other_bytes": ("etl", tiny_project("etl", "0.1")),
     }
     found: dict[str, Case] = {}
     with httpx.Client(base_url=server.url, timeout=60) as http:
@@ -95,6 +100,9 @@ def cases(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> dict[
             put_files(http, server, case.source, files)
             if name == "version_exists_with_other_bytes":
                 response = post_upload(http, case.target, taken.name, taken.read_bytes(), server.admin_token)
+                assert response.status_code == 200, response.text
+            if name == "spelling_exists_with_other_bytes":  # etl 0.1 is etl 0.1.0, ETL is etl
+                response = post_upload(http, case.target, SPELLED, taken.read_bytes(), server.admin_token)
                 assert response.status_code == 200, response.text
             if name in ("prints_forever", "hangs"):
                 out = packyard(server, "build", case.source, "--publish-to", case.target, "--timeout", str(TIMEOUT))
@@ -109,6 +117,7 @@ def cases(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> dict[
     found["writes_outside"].extra["escapes"] = escapes
     found["hangs"].extra["marker"] = sleeper
     found["version_exists_with_other_bytes"].extra["taken"] = taken
+    found["spelling_exists_with_other_bytes"].extra["taken"] = taken
     return found
 
 
@@ -201,6 +210,19 @@ def test_a_version_that_exists_with_other_bytes(server: LiveServer, http: httpx.
     assert "bump the version" in log, "the log does not say why nothing was published"
     taken = case.extra["taken"]
     assert dists_rows(server, case.target) == [(taken.name, hashlib.sha256(taken.read_bytes()).hexdigest())]
+
+
+def test_another_spelling_of_the_version_exists_with_other_bytes(
+    server: LiveServer, http: httpx.Client, cases: dict[str, Case]
+) -> None:
+    """A build of etl 0.1 publishes nothing where ETL-0.1.0-py3-none-any.whl holds other bytes:
+    one distribution, however the filename spells it (issue 12, item 6)."""
+    case = cases["spelling_exists_with_other_bytes"]
+    build, log = failed(http, server, case)
+    assert "etl-0.1-py3-none-any.whl already exists" in build["error"], build["error"]
+    assert f"as {SPELLED}: the same distribution" in build["error"], build["error"]
+    taken = case.extra["taken"]
+    assert dists_rows(server, case.target) == [(SPELLED, hashlib.sha256(taken.read_bytes()).hexdigest())]
 
 
 # -- refused at enqueue --------------------------------------------------------------------------
