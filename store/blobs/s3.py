@@ -39,7 +39,7 @@ def _unavailable(operation: str, exc: Exception) -> BackendUnavailable:
     """What a client is told: the operation failed. The endpoint, bucket and object key the
     exception names (urllib3 puts them all in its message) go to the server log only."""
     log.warning("S3 %s failed: %r", operation, exc)
-    return BackendUnavailable(f"the blob store (S3) is unavailable ({operation} failed); the server log has the details")
+    return BackendUnavailable(f"the blob store (S3) is unavailable ({operation} failed); see the server log")
 
 
 class _Body:
