@@ -12,7 +12,7 @@ import binascii
 
 from fastapi import Request
 
-from store.errors import Forbidden, Unauthenticated
+from store.errors import Forbidden, NotFound, Unauthenticated
 from store.tokens import Token
 
 
@@ -54,6 +54,36 @@ def require(request: Request, namespace: str | None, role: str) -> Token | None:
         where = f"namespace {namespace!r}" if namespace else "this operation"
         raise Forbidden(f"{token.actor} (scope {token.scope!r}, role {token.role}) may not {role} {where}")
     return token
+
+
+def viewer(request: Request) -> Token | None:
+    """Authenticate before looking anything up: an invalid token is a 401 whatever it asks
+    for, and so is no token when anonymous reads are off — so no answer depends on whether
+    the thing asked about exists."""
+    token = caller(request)
+    if token is None and not request.app.state.settings.anonymous_read:
+        raise Unauthenticated("this operation needs a token with the read role; send it as Bearer or Basic")
+    return token
+
+
+def may_read(request: Request, token: Token | None, namespace: str) -> bool:
+    """True when ``token`` (None: anonymous) may read ``namespace``."""
+    if token is None:
+        return bool(request.app.state.settings.anonymous_read)
+    return token.allows(namespace, "read")
+
+
+def reveal(request: Request, token: Token | None, namespace: str, role: str, missing: str) -> Token | None:
+    """Check a thing that belongs to ``namespace`` (a registered sync, a build) the way GitHub
+    checks a private repository: to a caller who may not read the namespace it does not
+    exist (404 with ``missing``, the very text a missing one gets); a reader without
+    ``role`` gets the 403 (or 401 when anonymous).
+    """
+    if not may_read(request, token, namespace):
+        raise NotFound(missing)
+    if role == "read":
+        return token
+    return require(request, namespace, role)
 
 
 def actor(token: Token | None) -> str:

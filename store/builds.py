@@ -132,9 +132,13 @@ class Builds:
         settings: BuildSettings,
         *,
         actor: str,
+        token_id: str | None = None,
         force: bool = False,
     ) -> tuple[dict, bool]:
-        """Queue a build (or return the earlier one for the same key). Returns (build, queued)."""
+        """Queue a build (or return the earlier one for the same key). Returns (build, queued).
+
+        ``token_id`` records whose authority it runs under; publishing checks it again.
+        """
         validate_namespace(namespace)
         validate_namespace(publish_to)
         path = validate_prefix(path.strip("/"))
@@ -167,6 +171,7 @@ class Builds:
                 "python_version": PYTHON,
                 "created": now(),
                 "created_by": actor,
+                "token_id": token_id,
                 "cancel_requested": 0,
             }
             db["builds"].insert(row)
@@ -256,13 +261,17 @@ class Builds:
             raise NotFound(f"no build {build_id}")
         return _row(row)
 
-    def list(self, namespace: str | None = None, limit: int = 100) -> list[dict]:
+    def list(self, namespace: str | None = None, limit: int = 100, *, within: str | None = None) -> list[dict]:
+        """Builds from or into ``namespace`` (all when None), newest first; with ``within`` (a
+        token scope) only those whose source namespace lies inside it."""
+        where, params = [], []
         if namespace:
             validate_namespace(namespace)
-            rows = self.catalog.query(
-                "SELECT * FROM builds WHERE namespace = ? OR publish_to = ? ORDER BY id DESC LIMIT ?",
-                (namespace, namespace, limit),
-            )
-        else:
-            rows = self.catalog.query("SELECT * FROM builds ORDER BY id DESC LIMIT ?", (limit,))
+            where.append("(namespace = ? OR publish_to = ?)")
+            params += [namespace, namespace]
+        if within and within != "*":
+            where.append("(namespace = ? OR substr(namespace, 1, ?) = ?)")
+            params += [within, len(within) + 1, within + "."]
+        sql = "SELECT * FROM builds" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self.catalog.query(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
         return [_row(r) for r in rows]

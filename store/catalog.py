@@ -242,7 +242,23 @@ def _v7(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+def _v8(db: sqlite_utils.Database) -> None:
+    """Registered syncs and builds record the token whose authority they run under, so the
+    write right is checked again when the work runs (a webhook, a worker publishing).
+
+    Rows made before this step get the id their ``created_by`` names (``token:ID (name)``);
+    any other row keeps none, and refuses to run until it is registered again.
+    """
+    for table in ("syncs", "builds"):
+        db[table].add_column("token_id", str)
+        db.execute(
+            f"UPDATE {table} SET token_id = substr(created_by, 7, "
+            "CASE WHEN instr(created_by, ' ') > 0 THEN instr(created_by, ' ') - 7 ELSE length(created_by) END) "
+            "WHERE created_by LIKE 'token:%'"
+        )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 """Schema steps in order; ``PRAGMA user_version`` records how many have run."""
 
 

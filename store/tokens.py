@@ -110,6 +110,40 @@ class Tokens:
         row.pop("secret_hash")
         return Token(**row)
 
+    def authority(self, token_id: str | None, what: str, *writes: str | None) -> Token:
+        """The token a deferred action (a registered sync, a queued build) runs under, checked now.
+
+        ``token_id`` is the id recorded when the action was asked for. It must still exist,
+        be unrevoked and hold the write right on every namespace in ``writes`` — or the work
+        stops with a :class:`Forbidden` that says why. The environment admin counts only
+        while the server still holds its secret.
+        """
+        token: Token | None = None
+        if token_id == ENV_ADMIN.id:
+            token = ENV_ADMIN if self._admin_secret else None
+        elif token_id:
+            row = self.catalog.one("SELECT * FROM tokens WHERE id = ?", (token_id,))
+            if row is not None:
+                row.pop("secret_hash")
+                token = Token(**row)
+        if token_id is None:
+            raise Forbidden(
+                f"{what} records no token it runs under (made before packyard recorded one); register it again"
+            )
+        if token is None:
+            raise Forbidden(f"{what} runs under token {token_id}, which no longer exists")
+        if token.revoked:
+            raise Forbidden(
+                f"{what} runs under token {token_id}, which was revoked on {token.revoked}; register it again"
+            )
+        for namespace in writes:
+            if namespace is not None and not token.allows(namespace, "write"):
+                raise Forbidden(
+                    f"{what} runs under {token.actor} (scope {token.scope!r}, role {token.role}), "
+                    f"which may not write namespace {namespace!r}"
+                )
+        return token
+
     def list(self, viewer: Token | None = None) -> list[Token]:
         rows = self.catalog.query("SELECT * FROM tokens ORDER BY created")
         tokens = []

@@ -5,7 +5,8 @@ server, or a file name inside the server's secrets folder — and the secret is 
 git runs. It reaches git through the environment (``GIT_CONFIG_*`` for an HTTP header,
 ``GIT_SSH_COMMAND`` for a key), never through the command line or a remote URL, so it can
 appear in no process listing and no git error message. Everything git prints passes
-through :func:`redact` anyway, as does any URL that arrived with ``user:token@`` in it.
+through :func:`redact` anyway, as does any URL that arrived with ``user:token@`` or a
+credential-looking query parameter (``?token=``, ``?access_token=``...) in it.
 """
 
 from __future__ import annotations
@@ -102,25 +103,37 @@ def _password(url: str) -> str | None:
 
 
 def redact_url(url: str) -> str:
-    """``url`` without any password in it, whatever its scheme (the user name stays)."""
+    """``url`` without any password or credential-looking query value in it, whatever its
+    scheme (the user name and the parameter names stay, so the URL is still recognisable)."""
     clean, user, password = split_userinfo(url)
     if user or password:
-        return clean
-    if "@" not in url:
-        return url
+        url = clean
     return redact(url, [])
 
 
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s:]*:[^/@\s]*@")
+_SECRET_PARAM = re.compile(
+    r"([?&;](?:[A-Za-z0-9_.-]*(?:token|secret|passw|pwd|key|auth|credential|signature|sig)[A-Za-z0-9_.-]*)=)"
+    r"[^&;#\s'\"]*",
+    re.IGNORECASE,
+)
+"""A query parameter whose name says it carries a secret: ``?token=``, ``?access_token=``,
+``&private_token=``, ``?api_key=``, ``X-Amz-Signature=``, ``?password=``..."""
+
+
+def query_secrets(url: str) -> list[str]:
+    """The values of ``url``'s credential-looking query parameters (to redact wherever git echoes them)."""
+    return [match.group(0)[len(match.group(1)) :] for match in _SECRET_PARAM.finditer(url)]
 
 
 def redact(text: str, secrets: list[str]) -> str:
-    """Remove every secret, and any ``user:password@`` in a URL, from ``text``."""
+    """Remove every secret, any ``user:password@`` in a URL and any credential-looking query
+    value (``?token=...``) from ``text``."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, "***")
         encoded = base64.b64encode(secret.encode()).decode()
         text = text.replace(encoded, "***")
-    return _USERINFO.sub(r"\1***@", text)
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
 
 
 class GitAuth:
@@ -141,7 +154,8 @@ def git_auth(
     """Yield (URL without userinfo, GitAuth) for running git against ``url``."""
     clean, user, password = split_userinfo(url)
     env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true"}
-    secrets: list[str] = [s for s in (password,) if s]
+    # a query value of a few characters would blot out every match in git's text; the pattern covers it
+    secrets: list[str] = [s for s in (password, *query_secrets(clean)) if s and len(s) >= 4]
     header_user, header_secret = (user or "x-access-token", password) if password else (None, None)
     key_file: str | None = None
     try:

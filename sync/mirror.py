@@ -19,7 +19,7 @@ from pathlib import Path
 import git
 
 from store.errors import NotFound, RemoteFailed
-from sync.credentials import GitAuth
+from sync.credentials import GitAuth, redact_url
 
 GIT_TIMEOUT = 600
 _SHA = re.compile(r"[0-9a-f]{7,40}")
@@ -29,6 +29,8 @@ class Mirror:
     def __init__(self, path: Path, url: str, auth: GitAuth) -> None:
         self.path = path
         self.url = url
+        self.shown = redact_url(url)
+        """The URL as messages name it: no credential-looking query value."""
         self.auth = auth
         self.repo = git.Repo(path)
 
@@ -42,7 +44,7 @@ class Mirror:
             )
         except git.GitCommandError as exc:
             detail = self.auth.redact(str(exc.stderr or exc).strip())
-            raise RemoteFailed(f"git {args[0]} failed for {self.url}: {detail}") from None
+            raise RemoteFailed(f"git {args[0]} failed for {self.shown}: {detail}") from None
 
     def fetch(self) -> None:
         self.git("fetch", "--prune", "--force", self.url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
@@ -52,7 +54,7 @@ class Mirror:
         for line in out.splitlines():
             if line.startswith("ref: ") and line.endswith("\tHEAD"):
                 return line[5:].split("\t")[0].removeprefix("refs/heads/")
-        raise NotFound(f"{self.url} has no default branch; name a ref")
+        raise NotFound(f"{self.shown} has no default branch; name a ref")
 
     def resolve(self, ref: str | None) -> tuple[str, str]:
         """(ref name, commit sha) for a branch, tag or commit; fetches first."""
@@ -72,7 +74,7 @@ class Mirror:
                     return name, self.repo.git.rev_parse("--verify", "--quiet", f"{name}^{{commit}}")
                 except (RemoteFailed, git.GitCommandError):
                     pass
-        raise NotFound(f"ref {name!r} is not a branch, tag or commit of {self.url}")
+        raise NotFound(f"ref {name!r} is not a branch, tag or commit of {self.shown}")
 
 
 class Mirrors:

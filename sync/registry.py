@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from store.catalog import Catalog, now
 from store.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from store.names import validate_namespace
-from sync.credentials import split_userinfo
+from sync.credentials import redact_url, split_userinfo
 from sync.spec import SyncSpec
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
@@ -31,17 +31,25 @@ class RegisteredSync:
     build_publish_to: str | None = None
     created: str = ""
     created_by: str | None = None
+    token_id: str | None = None
+    """The token whose authority the sync runs under (the one that registered it)."""
+
+    @property
+    def what(self) -> str:
+        return f"sync {self.name!r}"
 
     def to_dict(self) -> dict:
+        """For showing: the URL without any credential in it (the stored spec keeps it to run)."""
         return {
             "name": self.name,
             "namespace": self.namespace,
-            "spec": self.spec.to_dict(),
+            "spec": {**self.spec.to_dict(), "url": redact_url(self.spec.url)},
             "webhook_secret_env": self.webhook_secret_env,
             "build": self.build,
             "build_publish_to": self.build_publish_to,
             "created": self.created,
             "created_by": self.created_by,
+            "token_id": self.token_id,
         }
 
 
@@ -59,6 +67,7 @@ class SyncRegistry:
         build: bool = False,
         build_publish_to: str | None = None,
         actor: str,
+        token_id: str | None,
     ) -> RegisteredSync:
         if not _NAME.fullmatch(name):
             raise InvalidInput(f"sync name {name!r} must be lowercase letters, digits, '-' or '_'")
@@ -73,7 +82,9 @@ class SyncRegistry:
             )
         if build_publish_to is not None:
             validate_namespace(build_publish_to)
-        registered = RegisteredSync(name, namespace, spec, webhook_secret_env, build, build_publish_to, now(), actor)
+        registered = RegisteredSync(
+            name, namespace, spec, webhook_secret_env, build, build_publish_to, now(), actor, token_id
+        )
         with self.catalog.write() as db:
             if self.catalog.one("SELECT 1 FROM syncs WHERE name = ?", (name,)):
                 raise Conflict(f"a sync named {name!r} already exists; remove it first or pick another name")
@@ -90,6 +101,7 @@ class SyncRegistry:
                     "spec": json.dumps(stored),
                     "created": registered.created,
                     "created_by": actor,
+                    "token_id": token_id,
                 }
             )
             self.catalog.audit(actor, "sync.add", namespace, json.dumps({"name": name}))
@@ -109,6 +121,7 @@ class SyncRegistry:
             build_publish_to=stored.get("build_publish_to"),
             created=row["created"],
             created_by=row["created_by"],
+            token_id=row.get("token_id"),
         )
 
     def list(self) -> list[RegisteredSync]:

@@ -92,6 +92,26 @@ class Syncer:
         )
         return result
 
+    def refuse(
+        self, namespace: str, spec: SyncSpec, exc: PackyardError, *, dry_run: bool, actor: str, sync_name: str
+    ) -> None:
+        """Record a run that was stopped before it started (its authority no longer holds)."""
+        started, clock = now(), time.monotonic()
+        self._record(
+            sync_name,
+            namespace,
+            redact_url(spec.url),
+            spec.ref,
+            None,
+            None,
+            dry_run,
+            {},
+            started,
+            clock,
+            exc.message,
+            actor,
+        )
+
     def _run(self, namespace: str, spec: SyncSpec, *, dry_run: bool, actor: str) -> SyncResult:
         with (
             git_auth(spec.url, spec.credential, self.secrets_dir, self.credential_envs) as (url, auth),

@@ -12,11 +12,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
-from packyard.auth import actor, require
+from packyard.auth import actor, may_read, require, reveal, viewer
 from store.artifacts import inspect
 from store.builds import DONE, BuildSettings
-from store.errors import Conflict, InvalidInput, PackyardError
+from store.errors import Conflict, InvalidInput, NotFound, PackyardError
 from store.names import validate_namespace
+from store.tokens import Token
 
 router = APIRouter(prefix="/api/v1", tags=["builds"])
 log = logging.getLogger("packyard.builds")
@@ -41,9 +42,21 @@ class FinishIn(WorkerIn):
 
 
 def enqueue(
-    request: Request, namespace: str, path: str, publish_to: str | None, *, force: bool, timeout: int | None, who: str
+    request: Request,
+    namespace: str,
+    path: str,
+    publish_to: str | None,
+    *,
+    force: bool,
+    timeout: int | None,
+    who: str,
+    token_id: str | None,
 ) -> tuple[dict, bool]:
-    """Queue a build with the server's build settings (shared by the API and sync triggers)."""
+    """Queue a build with the server's build settings (shared by the API and sync triggers).
+
+    ``token_id`` is the authority the build runs under: its write right on the source and
+    the target is checked again when the worker hands in the artifacts.
+    """
     settings = request.app.state.settings
     if timeout is not None and not 1 <= timeout <= 24 * 3600:
         raise InvalidInput("timeout must be between 1 second and 24 hours")
@@ -57,7 +70,7 @@ def enqueue(
         timeout=timeout or settings.build_timeout, index_url=index_url, installer=settings.build_installer
     )
     return request.app.state.store.builds.enqueue(
-        namespace, path, publish_to or namespace, build_settings, actor=who, force=force
+        namespace, path, publish_to or namespace, build_settings, actor=who, token_id=token_id, force=force
     )
 
 
@@ -69,29 +82,53 @@ def create_build(body: BuildIn, request: Request) -> JSONResponse:
     token = require(request, body.namespace, "write")
     require(request, target, "write")
     build, queued = enqueue(
-        request, body.namespace, body.path, target, force=body.force, timeout=body.timeout, who=actor(token)
+        request,
+        body.namespace,
+        body.path,
+        target,
+        force=body.force,
+        timeout=body.timeout,
+        who=actor(token),
+        token_id=token.id if token else None,
     )
     return JSONResponse({**build, "cached": not queued}, status_code=201 if queued else 200)
 
 
-@router.get("/builds", summary="List builds, newest first")
+@router.get("/builds", summary="List the builds whose source the caller may read, newest first")
 def list_builds(request: Request, namespace: str | None = None) -> list[dict]:
-    require(request, namespace, "read")
-    return request.app.state.store.builds.list(namespace)
+    """Builds from, or publishing into, ``namespace`` — but only those whose *source*
+    namespace the caller may read: a build of another tenant's files that publishes here
+    stays hidden (its paths, hashes and log are that tenant's)."""
+    token = viewer(request)
+    if namespace is not None:
+        validate_namespace(namespace)
+        require(request, namespace, "read")
+    builds = request.app.state.store.builds.list(namespace, within=None if token is None else token.scope)
+    return [b for b in builds if may_read(request, token, b["namespace"])]
+
+
+def _visible(request: Request, build_id: int, role: str) -> tuple[dict, Token | None]:
+    """The build, checked like a private repository: whoever may not read its source
+    namespace gets the same 404 as for a build that does not exist."""
+    token = viewer(request)
+    missing = f"no build {build_id}"
+    try:
+        build = request.app.state.store.builds.get(build_id)
+    except NotFound:
+        raise NotFound(missing) from None
+    return build, reveal(request, token, build["namespace"], role, missing)
 
 
 @router.get("/builds/{build_id}", summary="Show a build")
 def show_build(build_id: int, request: Request) -> dict:
-    build = request.app.state.store.builds.get(build_id)
-    require(request, build["namespace"], "read")
+    build, _ = _visible(request, build_id, "read")
     return build
 
 
 @router.get("/builds/{build_id}/log", summary="The build log from a byte offset (poll it to follow)")
 def build_log(build_id: int, request: Request, offset: int = 0) -> Response:
     store = request.app.state.store
-    build = store.builds.get(build_id)
-    require(request, build["namespace"], "read")
+    build, _ = _visible(request, build_id, "read")
     if build["log_sha256"]:
         with store.blobs.open(build["log_sha256"]) as stream:
             data = stream.read()
@@ -113,8 +150,7 @@ def build_log(build_id: int, request: Request, offset: int = 0) -> Response:
 
 @router.post("/builds/{build_id}/cancel", summary="Cancel a queued or running build")
 def cancel_build(build_id: int, request: Request) -> dict:
-    build = request.app.state.store.builds.get(build_id)
-    token = require(request, build["namespace"], "write")
+    _, token = _visible(request, build_id, "write")
     return request.app.state.store.builds.cancel(build_id, actor(token))
 
 
@@ -210,6 +246,8 @@ def _publish(request: Request, build_id: int, worker: str, backend: str | None, 
     items, created = [], []
     try:
         try:
+            # the authority the build was asked under must still hold, now that it writes
+            store.tokens.authority(build.get("token_id"), f"build {build_id}", build["namespace"], build["publish_to"])
             kinds = sorted(u.filename.endswith(".whl") for u in uploads)
             if kinds != [False, True]:
                 raise InvalidInput("a build hands in exactly one sdist and one wheel")

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from packyard.api.builds import enqueue
-from packyard.auth import actor, require
+from packyard.auth import actor, may_read, require, reveal, viewer
 from store.credentials import allowed_env
+from store.errors import Forbidden, NotFound, Unauthenticated
 from store.names import validate_namespace
+from store.tokens import Token
 from sync.credentials import CredentialRef
 from sync.push import push
-from sync.registry import verify_webhook, wants_run
+from sync.registry import RegisteredSync, verify_webhook, wants_run
 from sync.runner import SyncResult
 from sync.spec import SyncSpec
 
 router = APIRouter(tags=["sync"])
+log = logging.getLogger("packyard.syncs")
 
 
 class CredentialIn(BaseModel):
@@ -100,13 +105,20 @@ def run_sync(ns: str, body: RunIn, request: Request) -> dict:
     spec = body.spec()
     token = require(request, ns, "write")
     check_envs(request, body.credential.env if body.credential else None)
-    if body.build and body.build_publish_to:
+    if body.build_publish_to:
+        validate_namespace(body.build_publish_to)
         require(request, body.build_publish_to, "write")
     result = request.app.state.syncer.run(ns, spec, dry_run=body.dry_run, actor=actor(token))
-    return _with_builds(request, result, body.build, body.build_publish_to, actor(token))
+    return _with_builds(request, result, body.build, body.build_publish_to, actor(token), _token_id(token))
 
 
-def _with_builds(request: Request, result: SyncResult, build: bool, publish_to: str | None, who: str) -> dict:
+def _token_id(token: Token | None) -> str | None:
+    return token.id if token else None
+
+
+def _with_builds(
+    request: Request, result: SyncResult, build: bool, publish_to: str | None, who: str, token_id: str | None
+) -> dict:
     """The sync result, plus the builds queued for the project folders whose files changed."""
     out = result.to_dict()
     if not build or result.dry_run:
@@ -114,7 +126,9 @@ def _with_builds(request: Request, result: SyncResult, build: bool, publish_to: 
     changed = [e["path"] for e in result.entries if e["status"] in ("added", "updated", "deleted")]
     queued = []
     for folder in request.app.state.store.builds.project_folders(result.namespace, changed):
-        entry, _ = enqueue(request, result.namespace, folder, publish_to, force=False, timeout=None, who=who)
+        entry, _ = enqueue(
+            request, result.namespace, folder, publish_to, force=False, timeout=None, who=who, token_id=token_id
+        )
         queued.append(entry["id"])
     out["builds"] = queued
     return out
@@ -150,6 +164,10 @@ def register(body: RegisterIn, request: Request) -> JSONResponse:
     validate_namespace(body.namespace)
     spec = body.spec()
     token = require(request, body.namespace, "write")
+    if body.build_publish_to:
+        # the sync will publish there later, from a webhook, under this token's authority
+        validate_namespace(body.build_publish_to)
+        require(request, body.build_publish_to, "write")
     check_envs(request, body.credential.env if body.credential else None, body.webhook_secret_env)
     registered = request.app.state.syncs.add(
         body.name,
@@ -159,61 +177,100 @@ def register(body: RegisterIn, request: Request) -> JSONResponse:
         build=body.build,
         build_publish_to=body.build_publish_to,
         actor=actor(token),
+        token_id=_token_id(token),
     )
     return JSONResponse(registered.to_dict(), status_code=201)
 
 
-@router.get("/api/v1/syncs", summary="List registered syncs")
+@router.get("/api/v1/syncs", summary="List the registered syncs of the namespaces the caller may read")
 def list_syncs(request: Request) -> list[dict]:
-    require(request, None, "read")
-    return [s.to_dict() for s in request.app.state.syncs.list()]
+    token = viewer(request)
+    return [s.to_dict() for s in request.app.state.syncs.list() if may_read(request, token, s.namespace)]
+
+
+def _visible(request: Request, name: str, role: str) -> tuple[RegisteredSync, Token | None]:
+    """The registered sync, checked like a private repository: whoever may not read its
+    namespace gets the same 404 as for a sync that does not exist."""
+    token = viewer(request)
+    missing = f"no registered sync named {name!r}"
+    try:
+        registered = request.app.state.syncs.get(name)
+    except NotFound:
+        raise NotFound(missing) from None
+    return registered, reveal(request, token, registered.namespace, role, missing)
+
+
+def _authority(request: Request, registered: RegisteredSync, *, dry_run: bool, who: str) -> None:
+    """Stop (and record the stopped run) unless the token the sync was registered under
+    still exists, is not revoked and may still write every namespace the run writes."""
+    publish_to = registered.build_publish_to if registered.build else None
+    try:
+        request.app.state.store.tokens.authority(
+            registered.token_id, registered.what, registered.namespace, None if dry_run else publish_to
+        )
+    except Forbidden as exc:
+        request.app.state.syncer.refuse(
+            registered.namespace, registered.spec, exc, dry_run=dry_run, actor=who, sync_name=registered.name
+        )
+        raise
 
 
 @router.get("/api/v1/syncs/{name}", summary="Show a registered sync")
 def show_sync(name: str, request: Request) -> dict:
-    registered = request.app.state.syncs.get(name)
-    require(request, registered.namespace, "read")
+    registered, _ = _visible(request, name, "read")
     return registered.to_dict()
 
 
 @router.delete("/api/v1/syncs/{name}", summary="Remove a registered sync (its namespace files stay)")
 def remove_sync(name: str, request: Request) -> dict:
-    registered = request.app.state.syncs.get(name)
-    token = require(request, registered.namespace, "write")
+    _, token = _visible(request, name, "write")
     return request.app.state.syncs.remove(name, actor=actor(token)).to_dict()
 
 
 @router.post("/api/v1/syncs/{name}/trigger", summary="Run a registered sync now")
 def trigger(name: str, body: TriggerIn, request: Request) -> dict:
-    registered = request.app.state.syncs.get(name)
-    token = require(request, registered.namespace, "write")
+    registered, token = _visible(request, name, "write")
+    if registered.build and registered.build_publish_to and not body.dry_run:
+        require(request, registered.build_publish_to, "write")
+    _authority(request, registered, dry_run=body.dry_run, who=actor(token))
     result = request.app.state.syncer.run(
         registered.namespace, registered.spec, dry_run=body.dry_run, actor=actor(token), sync_name=name
     )
-    return _with_builds(request, result, registered.build, registered.build_publish_to, actor(token))
+    return _with_builds(request, result, registered.build, registered.build_publish_to, actor(token), _token_id(token))
 
 
 @router.get("/api/v1/syncs/{name}/runs", summary="Run history: commit, counts per status, duration, error")
 def runs(name: str, request: Request) -> list[dict]:
-    registered = request.app.state.syncs.get(name)
-    require(request, registered.namespace, "read")
+    _visible(request, name, "read")
     return request.app.state.syncs.runs(name)
 
 
 @router.post("/api/v1/syncs/{name}/webhook", summary="GitHub/GitLab push webhook (HMAC or token verified)")
 async def webhook(name: str, request: Request) -> JSONResponse:
-    registered = request.app.state.syncs.get(name)
+    """A forge's push delivery. The sync then runs under the token that registered it.
+
+    A delivery that does not prove it knows the sync's webhook secret learns nothing: a
+    missing sync, a sync without a usable secret and a bad signature all get the same 404
+    (the server log says which it was, for the operator).
+    """
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
-    verify_webhook(registered, headers, body, request.app.state.settings.credential_env_names)
+    hidden = NotFound(f"no registered sync named {name!r} takes this delivery")
+    try:
+        registered = request.app.state.syncs.get(name)
+        verify_webhook(registered, headers, body, request.app.state.settings.credential_env_names)
+    except (NotFound, Unauthenticated) as exc:
+        log.info("webhook delivery for sync %r refused: %s", name, exc.message)
+        raise hidden from None
     if not wants_run(registered, body):
         return JSONResponse({"status": "ignored", "detail": "not a push to the branch this sync follows"}, 202)
     who = f"webhook:{name}"
+    _authority(request, registered, dry_run=False, who=who)
 
     def run() -> dict:
         result = request.app.state.syncer.run(
             registered.namespace, registered.spec, dry_run=False, actor=who, sync_name=name
         )
-        return _with_builds(request, result, registered.build, registered.build_publish_to, who)
+        return _with_builds(request, result, registered.build, registered.build_publish_to, who, registered.token_id)
 
     return JSONResponse({"status": "ran", "result": await anyio.to_thread.run_sync(run)}, 200)

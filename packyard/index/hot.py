@@ -5,8 +5,13 @@ Measured on this machine (DESIGN.md, "Hot paths"), a FastAPI route tops out near
 of what a bare ASGI callable serves. pip and uv hit ``/{ns}/simple/...`` and
 ``/{ns}/dists/...`` on every run, so when anonymous reads are on and the answer is already
 cached, it is sent from here: no routing, no dependency injection, no catalog query.
-Everything else — a miss, a redirect, auth, an error — falls through to the FastAPI
-routes, which fill the cache.
+Everything else — a miss, a redirect, an error — falls through to the FastAPI routes,
+which fill the cache.
+
+A request that presents a token is checked here exactly as the routes check it, so the
+answer never depends on whether the page is cached: an invalid token, or one whose scope
+does not cover the namespace, falls through to the routes (401, 403); only a token that
+may read the namespace gets the cached page. The anonymous hit stays query-free.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from packyard.auth import credentials
 from packyard.index.cache import IndexCache
 from packyard.index.negotiate import negotiate
 from packyard.streaming import blob_response
+from store.errors import PackyardError
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -32,16 +39,31 @@ class HotIndex:
         self.cache = cache
         self.enabled = enabled
 
+    def _may_read(self, scope: Scope, namespace: str) -> bool:
+        """True for an anonymous request (reads are open when this layer is on) and for a
+        valid token that may read ``namespace``; anything else is the routes' to answer."""
+        if _header(scope, b"authorization") is None:
+            return True
+        try:
+            secret = credentials(Request(scope))
+            if secret is None:
+                return False
+            return self.cache.store.tokens.authenticate(secret).allows(namespace, "read")
+        except PackyardError:
+            return False
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.enabled and scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             parts = scope["path"].split("/")
             # ['', ns, 'simple', ''] | ['', ns, 'simple', project, ''] | ['', ns, 'dists', filename]
-            if len(parts) in (4, 5) and parts[2] == "simple" and parts[-1] == "":
-                served = await self._page(scope, send, parts[1], parts[3] if len(parts) == 5 else None)
-            elif len(parts) == 4 and parts[2] == "dists" and parts[3]:
-                served = await self._dist(scope, receive, send, parts[1], parts[3])
-            else:
+            page = len(parts) in (4, 5) and parts[2] == "simple" and parts[-1] == ""
+            dist = len(parts) == 4 and parts[2] == "dists" and parts[3]
+            if not (page or dist) or not self._may_read(scope, parts[1]):
                 served = False
+            elif page:
+                served = await self._page(scope, send, parts[1], parts[3] if len(parts) == 5 else None)
+            else:
+                served = await self._dist(scope, receive, send, parts[1], parts[3])
             if served:
                 return
         await self.app(scope, receive, send)
