@@ -155,22 +155,46 @@ class Tokens:
         return tokens
 
     def revoke(self, token_id: str, revoker: Token | None = None) -> Token:
+        """Revoke a token, and every token it made (and they made): a token minted with an
+        authority never outlives that authority, so revoking a leaked admin token also
+        revokes whatever was minted with it.
+
+        A revoker whose admin scope does not cover the token gets the 404 of a missing one:
+        it learns neither that the id exists nor its scope.
+        """
+        if revoker is not None and revoker.role != "admin":
+            raise Forbidden(f"{revoker.actor} cannot revoke tokens: the admin role is needed")
         row = self.catalog.one("SELECT * FROM tokens WHERE id = ?", (token_id,))
+        missing = NotFound(f"token {token_id!r} does not exist")
         if row is None:
-            raise NotFound(f"token {token_id!r} does not exist")
+            raise missing
         row.pop("secret_hash")
         token = Token(**row)
         if revoker is not None and not (
-            revoker.scope == ALL
-            or (token.scope != ALL and is_within(token.scope, revoker.scope) and revoker.role == "admin")
+            revoker.scope == ALL or (token.scope != ALL and is_within(token.scope, revoker.scope))
         ):
-            raise Forbidden(f"{revoker.actor} cannot revoke a token of scope {token.scope!r}")
-        if revoker is not None and revoker.role != "admin":
-            raise Forbidden(f"{revoker.actor} cannot revoke tokens: the admin role is needed")
+            raise missing
         stamp = token.revoked or now()
+        who = revoker.actor if revoker else "local"
         with self.catalog.write() as db:
             db["tokens"].update(token_id, {"revoked": stamp})
-            self.catalog.audit(
-                revoker.actor if revoker else "local", "token.revoke", None, json.dumps({"id": token_id})
-            )
+            self.catalog.audit(who, "token.revoke", None, json.dumps({"id": token_id}))
+            for child in self._minted_by(token_id):
+                db["tokens"].update(child, {"revoked": stamp})
+                self.catalog.audit(who, "token.revoke", None, json.dumps({"id": child, "minted_by": token_id}))
         return Token(**{**token.to_dict(), "revoked": stamp})
+
+    def _minted_by(self, token_id: str) -> list[str]:
+        """The unrevoked tokens made with ``token_id``, and those made with them, and so on."""
+        found: list[str] = []
+        parents = [token_id]
+        while parents:
+            parent = parents.pop()
+            for row in self.catalog.query(
+                "SELECT id FROM tokens WHERE revoked IS NULL AND (created_by = ? OR created_by LIKE ?)",
+                (f"token:{parent}", f"token:{parent} (%"),
+            ):
+                if row["id"] not in found:
+                    found.append(row["id"])
+                    parents.append(row["id"])
+        return found

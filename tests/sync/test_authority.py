@@ -323,3 +323,34 @@ def test_an_index_page_answers_a_token_the_same_cached_or_not(
             for who, headers in callers.items():
                 seen.append((who, http.get(url, headers=headers).status_code))
         assert seen == [(who, expected[who]) for _ in range(3) for who in callers], (url, seen)
+
+
+def test_a_token_never_outlives_or_exceeds_the_token_that_made_it(
+    private_server: LiveServer, private_http: httpx.Client
+) -> None:
+    server, http = private_server, private_http
+    team, other = unique_ns(), unique_ns()
+    create_ns(http, server, team, other)
+    admin_id, team_admin = create_token(http, server, team, "admin", "team admin")
+    _, other_admin = create_token(http, server, other, "admin")
+
+    def mint(secret: str, scope: str, role: str) -> httpx.Response:
+        return http.post("/api/v1/tokens", json={"scope": scope, "role": role}, headers=bearer(secret))
+
+    for scope in (team.split(".")[0], other, "*"):  # nothing broader, nothing beside
+        assert mint(team_admin, scope, "read").status_code == 403, scope
+    minted = mint(team_admin, team, "admin")
+    assert minted.status_code == 201, minted.text
+    grandchild = mint(minted.json()["secret"], team, "write")
+    assert grandchild.status_code == 201, grandchild.text
+
+    # another tenant's admin cannot revoke it, nor learn that the id exists
+    ghost = http.delete("/api/v1/tokens/000000000000", headers=bearer(other_admin))
+    foreign = http.delete(f"/api/v1/tokens/{grandchild.json()['token']['id']}", headers=bearer(other_admin))
+    assert (ghost.status_code, foreign.status_code) == (404, 404), foreign.text
+    assert foreign.json()["detail"] == ghost.json()["detail"].replace("000000000000", grandchild.json()["token"]["id"])
+
+    # revoking the team admin revokes what it minted, and what that minted
+    assert http.delete(f"/api/v1/tokens/{admin_id}", headers=server.admin).status_code == 200
+    for secret in (team_admin, minted.json()["secret"], grandchild.json()["secret"]):
+        assert http.get(f"/api/v1/namespaces/{team}", headers=bearer(secret)).status_code == 401
