@@ -154,6 +154,12 @@ def cancel_build(build_id: int, request: Request) -> dict:
     return request.app.state.store.builds.cancel(build_id, actor(token))
 
 
+def _authority(store, build: dict) -> None:  # noqa: ANN001 - store.core.Store
+    """Raise Forbidden unless the token the build was asked under may still write its source
+    and its target (checked when a worker claims it, and again when it publishes)."""
+    store.tokens.authority(build.get("token_id"), f"build {build['id']}", build["namespace"], build["publish_to"])
+
+
 # -- the worker protocol (a token with the admin role on every namespace) ---------------------
 
 
@@ -166,11 +172,17 @@ def _worker(request: Request) -> None:
 )
 def claim(body: WorkerIn, request: Request) -> Response:
     _worker(request)
+    store = request.app.state.store
     stale_after = request.app.state.settings.build_stale_seconds
-    build = request.app.state.store.builds.claim(body.worker, stale_after=stale_after)
-    if build is None:
-        return Response(status_code=204)
-    return JSONResponse(build)
+    while (build := store.builds.claim(body.worker, stale_after=stale_after)) is not None:
+        try:  # no build code runs for an authority that no longer holds (publishing checks again)
+            _authority(store, build)
+        except PackyardError as exc:
+            _close_log(request, build["id"], body.worker, f"[packyard] not started: {exc.message}\n")
+            store.builds.finish(build["id"], body.worker, "failed", error=exc.message)
+            continue
+        return JSONResponse(build)
+    return Response(status_code=204)
 
 
 @router.post("/builds/{build_id}/heartbeat", summary="Worker: alive; answers whether to cancel")
@@ -246,8 +258,7 @@ def _publish(request: Request, build_id: int, worker: str, backend: str | None, 
     items, created = [], []
     try:
         try:
-            # the authority the build was asked under must still hold, now that it writes
-            store.tokens.authority(build.get("token_id"), f"build {build_id}", build["namespace"], build["publish_to"])
+            _authority(store, build)  # still, now that it writes
             kinds = sorted(u.filename.endswith(".whl") for u in uploads)
             if kinds != [False, True]:
                 raise InvalidInput("a build hands in exactly one sdist and one wheel")

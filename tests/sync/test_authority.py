@@ -25,7 +25,7 @@ import pytest
 import sqlite_utils
 
 from store.catalog import MIGRATIONS, Catalog
-from tests.builder.conftest import tiny_project, wait_build
+from tests.builder.conftest import build_log, tiny_project, wait_build
 from tests.conftest import LiveServer
 from tests.support.clients import create_ns, create_token, put_file, upload
 from tests.support.dists import make_wheel
@@ -139,24 +139,34 @@ def test_a_registered_sync_stops_when_its_token_is_revoked(
     assert not listing(http, ns) and builds_into(server, ns) == 0
 
 
-def test_a_queued_build_does_not_publish_once_its_token_is_revoked(
+def test_a_build_neither_starts_nor_publishes_once_its_token_is_revoked(
     private_server: LiveServer, private_http: httpx.Client
 ) -> None:
     server, http = private_server, private_http
-    ns = unique_ns()
-    create_ns(http, server, ns)
-    for path, data in tiny_project(f"late{uuid.uuid4().hex[:8]}", sleep=2).items():
-        put_file(http, server, ns, path, data)
-    token_id, writer = create_token(http, server, ns, "write")
-    queued = http.post("/api/v1/builds", json={"namespace": ns}, headers=bearer(writer))
-    assert queued.status_code == 201, queued.text
-    assert queued.json()["token_id"] == token_id
-    assert http.delete(f"/api/v1/tokens/{token_id}", headers=server.admin).status_code == 200
+    running_ns, waiting_ns = unique_ns(), unique_ns()
+    create_ns(http, server, running_ns, waiting_ns)
+    builds = {}
+    for ns in (running_ns, waiting_ns):
+        for path, data in tiny_project(f"late{uuid.uuid4().hex[:8]}", sleep=3).items():
+            put_file(http, server, ns, path, data)
+        token_id, writer = create_token(http, server, ns, "write")
+        queued = http.post("/api/v1/builds", json={"namespace": ns}, headers=bearer(writer))
+        assert queued.status_code == 201, queued.text
+        assert queued.json()["token_id"] == token_id
+        builds[ns] = (queued.json()["id"], token_id)
+        if ns == running_ns:  # the one worker is busy with it while the second waits in the queue
+            wait_build(http, queued.json()["id"], states=("running",))
+    for _, token_id in builds.values():
+        assert http.delete(f"/api/v1/tokens/{token_id}", headers=server.admin).status_code == 200
 
-    build = wait_build(http, queued.json()["id"])
-    assert build["state"] == "failed", build
-    assert f"runs under token {token_id}, which was revoked" in build["error"]
-    assert server.rows("SELECT count(*) FROM dists WHERE namespace = ?", (ns,))[0][0] == 0
+    for ns, note in ((running_ns, "not published"), (waiting_ns, "not started")):
+        build_id, token_id = builds[ns]
+        build = wait_build(http, build_id)
+        assert build["state"] == "failed", build
+        assert f"runs under token {token_id}, which was revoked" in build["error"]
+        assert f"[packyard] {note}: build {build_id} runs under token {token_id}" in build_log(http, build_id)
+        assert server.rows("SELECT count(*) FROM dists WHERE namespace = ?", (ns,))[0][0] == 0
+    assert "tiny_backend" not in build_log(http, builds[waiting_ns][0])  # no code of it ever ran
 
 
 def test_rows_from_before_the_authority_column_get_the_token_their_creator_names(tmp_path: Path) -> None:
