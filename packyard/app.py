@@ -59,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
         settings.data,
         secrets_dir=settings.secrets_dir,
         credential_envs=settings.credential_env_names,
+        local_roots=settings.sync_local_roots,
     )
     app.state.syncs = SyncRegistry(app.state.store.catalog)
     for module in (namespaces, files, tokens, dists, syncs, builds, runs):

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     (upstream_auth_env, sync --token-env/--ssh-key-env, --webhook-secret-env)."""
     secrets_dir: Path | None = None
     """Folder of secret files that syncs may name as credentials (``--token-file NAME``)."""
+    sync_local_roots: str = ""
+    """Comma-separated folders whose git repositories syncs and pushes may use (``file://``);
+    empty: none. The data and secrets folders are refused even when inside one."""
 
     # builds
     embedded_worker: bool = True

@@ -12,6 +12,7 @@ credential-looking query parameter (``?token=``, ``?access_token=``...) in it.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import re
 import shlex
@@ -25,6 +26,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from store.credentials import allowed_env
 from store.errors import InvalidInput
+
+NETWORK_PROTOCOLS = "http:https:ssh:git"
+"""``GIT_ALLOW_PROTOCOL`` for every remote that is not an approved local folder (sync/remote.py)."""
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FILE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -146,14 +150,38 @@ class GitAuth:
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
 
+    @property
+    def identity(self) -> str:
+        """A one-way digest of the credential (empty without one): whose view of a remote this is.
+
+        Mirrors are kept per URL *and* identity, so a sync only ever reads objects that its
+        own credential fetched (see sync/mirror.py).
+        """
+        if not self.secrets:
+            return ""
+        return hashlib.sha256("\0".join(sorted(self.secrets)).encode()).hexdigest()
+
 
 @contextmanager
 def git_auth(
-    url: str, ref: CredentialRef | None, secrets_dir: Path | None, allowed_envs: tuple[str, ...] = ()
+    url: str,
+    ref: CredentialRef | None,
+    secrets_dir: Path | None,
+    allowed_envs: tuple[str, ...] = (),
+    protocols: str = NETWORK_PROTOCOLS,
 ) -> Iterator[tuple[str, GitAuth]]:
-    """Yield (URL without userinfo, GitAuth) for running git against ``url``."""
+    """Yield (URL without userinfo, GitAuth) for running git against ``url``.
+
+    ``protocols`` becomes ``GIT_ALLOW_PROTOCOL``: git refuses every other transport, in this
+    command and in anything it starts (submodules, remote helpers).
+    """
     clean, user, password = split_userinfo(url)
-    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true"}
+    env = {
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "true",
+        "SSH_ASKPASS": "true",
+        "GIT_ALLOW_PROTOCOL": protocols,
+    }
     # a query value of a few characters would blot out every match in git's text; the pattern covers it
     secrets: list[str] = [s for s in (password, *query_secrets(clean)) if s and len(s) >= 4]
     header_user, header_secret = (user or "x-access-token", password) if password else (None, None)

@@ -1,7 +1,14 @@
-"""One local bare mirror per repository URL, fetched incrementally, locked while in use.
+"""One local bare mirror per repository URL and credential, fetched incrementally, locked while in use.
 
-The mirror's folder name is a hash of the URL without credentials, and the URL is passed
-to each fetch rather than saved as a remote, so no token is ever written to disk. An
+The mirror's folder name is a hash of the URL without credentials and of a digest of the
+credential used (none, a token, a key), and the URL is passed to each fetch rather than
+saved as a remote, so no token is ever written to disk. Keying by credential means a sync
+only ever reads objects its own credential fetched: a namespace without the token of a
+private repository gets a mirror of its own, whose first fetch fails as the remote answers
+it — it can never be served commits another namespace's token fetched (nor can a partial
+view, such as anonymous access to some refs, reach objects of a fuller one). Every sync
+also fetches before it reads, so the remote is asked, with the caller's credential, each
+time. An
 exclusive ``flock`` on a lock file beside the mirror serialises syncs of one repository
 (threads and processes alike), so two concurrent fetches never corrupt it.
 """
@@ -82,13 +89,16 @@ class Mirrors:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def path_for(self, url: str) -> Path:
-        return self.root / (hashlib.sha256(url.encode()).hexdigest()[:24] + ".git")
+    def path_for(self, url: str, identity: str = "") -> Path:
+        # "v2": mirrors of earlier versions were keyed by URL alone and may hold objects
+        # fetched with someone's token, so they are never reused (delete them at will)
+        key = f"v2\0{url}\0{identity}"
+        return self.root / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".git")
 
     @contextmanager
     def open(self, url: str, auth: GitAuth) -> Iterator[Mirror]:
         """The mirror of ``url`` (created on first use), held exclusively while in use."""
-        path = self.path_for(url)
+        path = self.path_for(url, auth.identity)
         with open(path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:

@@ -19,8 +19,9 @@ import git
 from store.core import Store
 from store.errors import InvalidInput, RemoteFailed
 from store.names import validate_path
-from sync.credentials import CredentialRef, GitAuth, check_url, git_auth, redact_url
+from sync.credentials import CredentialRef, GitAuth, git_auth, redact_url
 from sync.mirror import GIT_TIMEOUT
+from sync.remote import RemotePolicy
 
 AUTHOR = {"GIT_AUTHOR_NAME": "packyard", "GIT_AUTHOR_EMAIL": "packyard@localhost"}
 
@@ -65,8 +66,9 @@ def push(
     secrets_dir: Path | None = None,
     credential_envs: tuple[str, ...] = (),
     actor: str = "packyard",
+    policy: RemotePolicy | None = None,
 ) -> PushResult:
-    check_url(url)
+    target, protocols = (policy or RemotePolicy()).check(url)
     path = path.strip("/")
     if path:
         validate_path(path)
@@ -80,7 +82,7 @@ def push(
     result = PushResult(namespace, redact_url(url), branch, dry_run)
     work = Path(tempfile.mkdtemp(prefix="packyard-push-"))
     try:
-        with git_auth(url, credential, secrets_dir, credential_envs) as (clean, auth):
+        with git_auth(target, credential, secrets_dir, credential_envs, protocols) as (clean, auth):
             repo = git.Repo.init(work)
             remote_heads = _git(repo, auth, url, "ls-remote", "--heads", clean, f"refs/heads/{branch}")
             if remote_heads.strip():

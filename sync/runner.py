@@ -20,6 +20,7 @@ from store.files import Change
 from store.names import validate_namespace
 from sync.credentials import git_auth, redact_url
 from sync.mirror import Mirror, Mirrors
+from sync.remote import RemotePolicy
 from sync.plan import Plan, PlanEntry, RepoFile, check_sizes, deletions, list_tree
 from sync.spec import SyncSpec
 
@@ -55,10 +56,18 @@ class _GitBlobReader:
 
 class Syncer:
     def __init__(
-        self, store: Store, data_dir: Path, *, secrets_dir: Path | None = None, credential_envs: tuple[str, ...] = ()
+        self,
+        store: Store,
+        data_dir: Path,
+        *,
+        secrets_dir: Path | None = None,
+        credential_envs: tuple[str, ...] = (),
+        local_roots: str = "",
     ) -> None:
         self.store = store
         self.mirrors = Mirrors(Path(data_dir) / "mirrors")
+        self.policy = RemotePolicy.of(local_roots, data_dir, secrets_dir)
+        """Which remotes syncs and pushes may reach (server-local folders only if listed)."""
         self.secrets_dir = secrets_dir
         self.credential_envs = credential_envs
 
@@ -113,8 +122,9 @@ class Syncer:
         )
 
     def _run(self, namespace: str, spec: SyncSpec, *, dry_run: bool, actor: str) -> SyncResult:
+        target, protocols = self.policy.check(spec.url)
         with (
-            git_auth(spec.url, spec.credential, self.secrets_dir, self.credential_envs) as (url, auth),
+            git_auth(target, spec.credential, self.secrets_dir, self.credential_envs, protocols) as (url, auth),
             self.mirrors.open(url, auth) as mirror,
         ):
             ref, commit = mirror.resolve(spec.ref)

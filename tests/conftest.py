@@ -114,7 +114,10 @@ def live_server(root: Path, env: dict[str, str], weed: SeaweedFS | None = None, 
     """A server (not started yet) with its data under ``root``: blobs in S3 under ``prefix`` with ``weed``, else local.
 
     Its :class:`LiveServer` reads the same blobs the server writes, so tests can check what it stored.
+    Syncs may use git repositories anywhere under the session's temporary folder (``root``'s
+    parent), where the tests make them; the server's own data folder stays refused.
     """
+    env = {"PACKYARD_SYNC_LOCAL_ROOTS": str(root.parent), **env}
     if weed is None:
         blobs: BlobStore = LocalBlobStore(root / "data" / "blobs")
     else:

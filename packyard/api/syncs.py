@@ -155,6 +155,7 @@ def push_back(ns: str, body: PushIn, request: Request) -> dict:
         secrets_dir=request.app.state.settings.secrets_dir,
         credential_envs=request.app.state.settings.credential_env_names,
         actor=actor(token),
+        policy=request.app.state.syncer.policy,
     )
     return result.to_dict()
 

@@ -1,4 +1,4 @@
-"""The mirror cache: one bare mirror per repository URL, fetched incrementally, safe under concurrency."""
+"""The mirror cache: one bare mirror per repository URL and credential, fetched incrementally, safe under concurrency."""
 
 from __future__ import annotations
 
@@ -34,10 +34,14 @@ def test_one_bare_mirror_per_url(server: LiveServer, http: httpx.Client, git_htt
     assert git("--git-dir", str(mirror), "rev-parse", "refs/heads/main").strip() == second
     assert mirrors(server) - before == {mirror.name}
 
-    # another URL of the same repository is another mirror; user info does not make a third
+    # another URL of the same repository is another mirror; a password in the URL is a
+    # credential, so it makes a third (a sync reads only what its own credential fetched),
+    # and the same password again reuses it
     synced(http, server, unique_ns(), repo.http_url)
-    synced(http, server, unique_ns(), repo.http_url_with("someone", "whatever"))
     assert len(mirrors(server) - before) == 2
+    synced(http, server, unique_ns(), repo.http_url_with("someone", "whatever"))
+    synced(http, server, unique_ns(), repo.http_url_with("someone", "whatever"))
+    assert len(mirrors(server) - before) == 3
 
     # a branch deleted upstream is pruned from the mirror, so it is no longer a ref
     repo.git("branch", "-D", "other")
