@@ -1,4 +1,4 @@
-"""A build worker: claim a job, materialise its source, run ``python -m build``, hand in.
+"""A build worker: claim a job, materialise its source, build it in the sandbox, hand in.
 
 Everything goes through :class:`builder.api.WorkerAPI`. The build runs in its own process
 group with a timeout; output streams to the server's log while it runs (capped, so a build
@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path
 
 from builder.api import WorkerAPI
-from builder.sandbox import build_command, build_env, sandboxed
+from builder.sandbox import build_env, driver_command
 from store.artifacts import inspect
 from store.errors import PackyardError
 
@@ -132,8 +132,7 @@ def _run_build(build: dict, api: WorkerAPI, cache: Path, sandbox: str, beat: _He
                     dest.write(chunk)
             if digest.hexdigest() != f["sha256"]:
                 raise BuildFailed(f"source file {f['path']} does not match its snapshot hash")
-        command, installer = build_command(src, out, installer=settings.get("installer", "auto"))
-        command, used = sandboxed(command, work, cache, sandbox)
+        command, installer, used = driver_command(work, src, out, cache, settings.get("installer", "auto"), sandbox)
         env = build_env(
             work, cache, index_url=settings["index_url"], source_date_epoch=build["source_date_epoch"], sandbox=used
         )
@@ -217,7 +216,7 @@ def _execute(command: list[str], env: dict, work: Path, beat: _Heartbeat, pump: 
             _kill(proc)
         reader.join(timeout=5)
     if code != 0:
-        raise BuildFailed(f"python -m build exited with status {code}; see the log")
+        raise BuildFailed(f"the build exited with status {code}; see the log")
     return "done"
 
 
