@@ -14,8 +14,10 @@ the one step that has the network runs nothing a tenant wrote.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -44,8 +46,18 @@ def checked(requirements: set[str] | list[str]) -> list[str]:
     return out
 
 
+def die_with(parent: int) -> None:
+    """Be killed when the worker that started us dies (as bwrap's --die-with-parent does for
+    each step), so a killed worker never leaves a build running behind it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the line above
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def main(config_path: str) -> int:
     config = json.loads(Path(config_path).read_text())
+    die_with(config["parent"])
     src, out, env_dir = Path(config["src"]), Path(config["out"]), Path(config["env"])
     hook_prefix, install_prefix = config["hook_prefix"], config["install_prefix"]
     venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(env_dir)

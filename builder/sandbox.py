@@ -209,6 +209,7 @@ def driver_command(
                 "uv": uv,
                 "hook_prefix": hooks,
                 "install_prefix": installs,
+                "parent": os.getpid(),
             }
         )
     )

@@ -162,14 +162,19 @@ def test_sync_without_build_queues_nothing(server: LiveServer, http: httpx.Clien
 # -- following a log ------------------------------------------------------------------------------
 
 
-def test_logs_follow_streams_a_running_build_until_it_ends(
-    server: LiveServer, http: httpx.Client, tmp_path: Path
-) -> None:
-    """The build ticks until the test has seen a tick through ``--follow``, then it is released."""
-    release = tmp_path / "release"
+def test_logs_follow_streams_a_running_build_until_it_ends(server: LiveServer, http: httpx.Client) -> None:
+    """The build ticks until the test has seen a tick through ``--follow``, then it is released.
+
+    The sandbox shows the build nothing of the server's disk but its own folders, so the
+    release file goes into the build's own temporary folder (relative to its source)."""
     ns = unique_ns()
-    put_files(http, server, ns, tiny_project("talker", ticks=600, tick_seconds=0.2, until=str(release)))
+    put_files(http, server, ns, tiny_project("talker", ticks=600, tick_seconds=0.2, until="../tmp/release"))
     build_id = queued(http, server, ns)["id"]
+    work = server.server.data / "build-cache" / "work"
+
+    def release() -> None:
+        for folder in work.glob(f"build-{build_id}-*"):
+            (folder / "tmp" / "release").touch()
     proc = subprocess.Popen(
         [sys.executable, "-m", "packyard", "build", "logs", str(build_id), "--follow"],
         env=server.client_env(server.admin_token),
@@ -193,10 +198,10 @@ def test_logs_follow_streams_a_running_build_until_it_ends(
             if line.startswith(b"tick "):
                 break
         assert build_info(http, build_id)["state"] == "running"  # streamed while it runs
-        release.touch()
+        release()
         proc.wait(timeout=90)
     finally:
-        release.touch()
+        release()
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
