@@ -68,7 +68,7 @@ def main(config_path: str) -> int:
         wanted = [r for r in checked(requirements) if r not in installed]
         if not wanted:
             return
-        print(f"* Installing packages in isolated environment (wheels only):\n  - " + "\n  - ".join(wanted), flush=True)
+        print("* Installing packages in isolated environment (wheels only):\n  - " + "\n  - ".join(wanted), flush=True)
         if config["installer"] == "uv":
             command = [config["uv"], "pip", "install", "--python", python, "--no-build", "--compile-bytecode"]
         else:

@@ -170,6 +170,10 @@ def install_prefix(work: Path, env_dir: Path, cache: Path, installer_binary: str
     """bwrap arguments for installing wheels: the network, the environment and the installer's cache."""
     extra = [os.path.dirname(installer_binary)] if installer_binary else []
     binds = _system_binds(True, extra)
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT"):
+        if os.environ.get(name):  # CA bundles named by the variables passed through
+            where = os.path.realpath(os.environ[name])
+            binds += ["--ro-bind-try", where, where]
     binds += ["--bind", str(env_dir), str(env_dir), "--bind", str(work / "tmp"), str(work / "tmp")]
     for name in ("uv", "pip"):  # the installers' download caches only (never other builds' folders)
         (cache / name).mkdir(parents=True, exist_ok=True)

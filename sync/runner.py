@@ -20,8 +20,8 @@ from store.files import Change
 from store.names import validate_namespace
 from sync.credentials import git_auth, redact_url
 from sync.mirror import Mirror, Mirrors
-from sync.remote import RemotePolicy
 from sync.plan import Plan, PlanEntry, RepoFile, check_sizes, deletions, list_tree
+from sync.remote import RemotePolicy
 from sync.spec import SyncSpec
 
 

@@ -175,6 +175,7 @@ def test_logs_follow_streams_a_running_build_until_it_ends(server: LiveServer, h
     def release() -> None:
         for folder in work.glob(f"build-{build_id}-*"):
             (folder / "tmp" / "release").touch()
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "packyard", "build", "logs", str(build_id), "--follow"],
         env=server.client_env(server.admin_token),

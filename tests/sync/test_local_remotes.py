@@ -69,13 +69,13 @@ def test_a_mirror_of_another_namespace_is_not_readable(
         data.parent.as_uri(),  # a folder that holds the data folder
     ):
         for dry_run in (True, False):
-            detail = refused(sync(http, server, thief, url, dry_run=dry_run))
+            detail = refused(sync(http, server, thief, url, ref="main", dry_run=dry_run))
             assert "not inside a folder this server allows" in detail, detail
     # a symlink inside the listed folder that points into the data folder resolves into it
     link = data.parent.parent / f"link-{uuid.uuid4().hex[:8]}.git"
     link.symlink_to(data / "mirrors" / mirror)
     try:
-        refused(sync(http, server, thief, link.as_uri()))
+        refused(sync(http, server, thief, link.as_uri(), ref="main"))
     finally:
         link.unlink()
 

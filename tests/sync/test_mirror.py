@@ -1,4 +1,5 @@
-"""The mirror cache: one bare mirror per repository URL and credential, fetched incrementally, safe under concurrency."""
+"""The mirror cache: one bare mirror per repository URL and credential, fetched incrementally, safe
+under concurrency."""
 
 from __future__ import annotations
 
