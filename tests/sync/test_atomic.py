@@ -113,10 +113,12 @@ def test_unreachable_remote_and_unknown_ref(server: LiveServer, http: httpx.Clie
     synced(http, server, ns, bad.repo.url)
     before = state(server, http, ns)
     closed = free_port()
+    listed = server.server.data.parent.parent.as_uri()  # PACKYARD_SYNC_LOCAL_ROOTS of the test servers
 
     cases = [
         (f"http://127.0.0.1:{closed}/nothing.git", None, 502, f"failed for http://127.0.0.1:{closed}/nothing.git"),
-        ("file:///nonexistent/packyard/repo.git", None, 502, "failed for file:///nonexistent/packyard/repo.git"),
+        (f"{listed}/nonexistent/repo.git", None, 502, f"failed for {listed}/nonexistent/repo.git"),
+        ("file:///nonexistent/packyard/repo.git", None, 403, "not inside a folder this server allows syncs from"),
         (f"{bad.repo.http_url}-missing", None, 502, "failed for"),
         (bad.repo.http_url, "no-such-branch", 404, "ref 'no-such-branch' is not a branch, tag or commit"),
         (bad.repo.url, "f" * 40, 404, f"ref {'f' * 40!r} is not a branch, tag or commit"),
