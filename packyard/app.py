@@ -11,19 +11,18 @@ from starlette.types import ASGIApp
 from packyard import __version__, http_errors
 from packyard.api import builds, dists, files, namespaces, runs, syncs, tokens
 from packyard.auth import caller
-from packyard.guards import BodyLimit, ControlCharacterGuard
+from packyard.disk import DiskSpace
+from packyard.guards import ControlCharacterGuard
 from packyard.index import routes as index_routes
 from packyard.index import upload
 from packyard.index.cache import IndexCache
 from packyard.index.hot import HotIndex
+from packyard.limits import RequestLimits
 from packyard.settings import Settings
 from packyard.wiring import open_store
 from packyard.worker import EmbeddedWorker
 from sync.registry import SyncRegistry
 from sync.runner import Syncer
-
-FORM_OVERHEAD = 1024 * 1024
-"""Room for the multipart fields around an upload's file."""
 
 
 def _lifespan(settings: Settings):  # noqa: ANN202 - an async context manager factory
@@ -51,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = open_store(settings)
+    app.state.disk = DiskSpace(settings.data, settings.min_free_bytes, blobs_local=settings.backend == "local")
     http_errors.install(app)
     app.add_middleware(ControlCharacterGuard)
     app.state.index = IndexCache(app.state.store)
@@ -65,10 +65,14 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (namespaces, files, tokens, dists, syncs, builds, runs):
         app.include_router(module.router)
 
-    @app.get("/healthz", tags=["meta"], summary="Liveness and backend check")
+    @app.get("/healthz", tags=["meta"], summary="Liveness and backend check, and whether writes can be taken")
     def healthz(request: Request) -> dict:
+        """200 while the server can serve reads; ``status`` is ``read-only`` (and ``disk.writable``
+        false) while the data folder's disk is under ``PACKYARD_MIN_FREE_BYTES`` of free space."""
         request.app.state.store.blobs.check()
-        return {"status": "ok", "version": __version__, "backend": settings.backend}
+        disk = request.app.state.disk.report()
+        status = "ok" if disk["writable"] else "read-only"
+        return {"status": status, "version": __version__, "backend": settings.backend, "disk": disk}
 
     @app.get("/api/v1/whoami", tags=["meta"], summary="The token the request authenticates as")
     def whoami(request: Request) -> dict:
@@ -78,7 +82,14 @@ def create_app(settings: Settings) -> FastAPI:
     # the index routes match /{ns}/..., so they go after every fixed path
     app.include_router(upload.router)
     app.include_router(index_routes.router)
-    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_OVERHEAD)
+    app.add_middleware(
+        RequestLimits,
+        routes=app.router.routes,
+        disk=app.state.disk,
+        json_bytes=settings.max_json_bytes,
+        upload_bytes=settings.max_upload_bytes,
+        webhook_bytes=settings.max_webhook_bytes,
+    )
     return app
 
 

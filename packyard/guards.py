@@ -1,7 +1,4 @@
-"""ASGI guards that run before routing.
-
-``BodyLimit`` caps every request body while it streams, so no endpoint (the multipart
-upload form included) can be made to spool more than the configured limit to disk.
+"""ASGI guards that run before routing (body caps and early auth: ``packyard/limits.py``).
 
 Starlette's path patterns do not match control characters (``.`` stops at a newline), so a
 path like ``x%0a.txt`` would fall through to a bare "Not Found". This guard answers such
@@ -13,9 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from store.blobs.base import too_large
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -39,26 +34,3 @@ class ControlCharacterGuard:
             await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, receive, send)
-
-
-class BodyLimit:
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise too_large(self.limit)
-            return message
-
-        await self.app(scope, limited, send)

@@ -6,14 +6,21 @@ CLI client can raise the same class again and map it to its exit code.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from store import errors
+
+log = logging.getLogger("packyard.http")
 
 STATUS: dict[type[errors.PackyardError], int] = {
     errors.InvalidInput: 400,
     errors.NotAcceptable: 406,
+    errors.MethodNotAllowed: 405,
     errors.Unauthenticated: 401,
     errors.Forbidden: 403,
     errors.NotFound: 404,
@@ -21,6 +28,7 @@ STATUS: dict[type[errors.PackyardError], int] = {
     errors.TooLarge: 413,
     errors.RemoteFailed: 502,
     errors.BackendUnavailable: 503,
+    errors.StorageFull: 507,
 }
 
 
@@ -33,8 +41,30 @@ def status_for(exc: errors.PackyardError) -> int:
 
 def error_response(exc: errors.PackyardError) -> JSONResponse:
     status = status_for(exc)
-    headers = {"WWW-Authenticate": 'Basic realm="packyard"'} if status == 401 else None
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="packyard"'
+    elif status == 405 and isinstance(exc, errors.MethodNotAllowed):
+        headers["Allow"] = ", ".join(exc.allow)
+    elif status == 413:
+        headers["Connection"] = "close"  # the rest of the body is not worth reading to keep the connection
     return JSONResponse({"error": type(exc).__name__, "detail": exc.message}, status_code=status, headers=headers)
+
+
+def _where(loc: tuple) -> str:
+    """``("path", "build_id")`` -> ``build_id (path)``: which input, and where it was."""
+    if len(loc) >= 2:
+        return f"{'.'.join(str(part) for part in loc[1:])} ({loc[0]})"
+    return ".".join(str(part) for part in loc) or "request"
+
+
+def validation_detail(exc: RequestValidationError) -> str:
+    """One readable sentence for FastAPI's list of validation errors."""
+    parts = []
+    for error in exc.errors()[:5]:
+        message = str(error.get("msg", "is invalid"))
+        parts.append(f"{_where(tuple(error.get('loc', ())))}: {message[0].lower() + message[1:]}")
+    return "; ".join(parts) or "the request is invalid"
 
 
 def install(app: FastAPI) -> None:
@@ -42,4 +72,28 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, errors.PackyardError)
         return error_response(exc)
 
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+        """Parameter and body validation: 422 as FastAPI documents it, in packyard's shape."""
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"error": "InvalidInput", "detail": validation_detail(exc)}, status_code=422)
+
+    async def gone(_: Request, exc: Exception) -> JSONResponse:
+        """The client left mid-request: nothing to answer and nothing worth a traceback (the
+        work it started was undone by the exception on its way here)."""
+        log.info("client disconnected before the request was complete")
+        return JSONResponse(
+            {"error": "InvalidInput", "detail": "the client closed the connection before the request was complete"},
+            status_code=400,
+            headers={"Connection": "close"},
+        )
+
+    async def os_error(_: Request, exc: Exception) -> JSONResponse:
+        """A full disk met outside the blob store and catalog (a build log, a spool file)."""
+        if errors.is_disk_full(exc):
+            return error_response(errors.storage_full())
+        raise exc
+
     app.add_exception_handler(errors.PackyardError, handle)
+    app.add_exception_handler(OSError, os_error)
+    app.add_exception_handler(ClientDisconnect, gone)
+    app.add_exception_handler(RequestValidationError, invalid)

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from packyard import defaults
 
 GiB = 1024**3
+MiB = 1024**2
 
 
 class Settings(BaseSettings):
@@ -30,6 +31,13 @@ class Settings(BaseSettings):
     anonymous_read: bool = True
     """Reads without a token; set false to require a read token for everything."""
     max_upload_bytes: int = 5 * GiB
+    max_json_bytes: int = MiB
+    """Any other request body (the JSON API); refused before it is read or parsed."""
+    max_webhook_bytes: int = 25 * MiB
+    """Webhook bodies: GitHub caps its payloads at 25 MB, GitLab's are smaller."""
+    min_free_bytes: int = 64 * MiB
+    """Writes are refused (507) while the data folder's disk has less free space than this (plus
+    the declared body, with the local backend); ``/healthz`` reports it."""
     fsync: bool = True
     """Local backend: flush each blob to disk before the catalog references it. Turning it off
     makes uploads faster but a power cut can then leave a catalog row whose blob is empty."""
@@ -38,7 +46,22 @@ class Settings(BaseSettings):
     zip_max_ratio: int = 100
     bundle_max_members: int = 200_000
     """Files in one environment bundle (its expanded size and ratio share the zip limits)."""
+    archive_check_cpu_seconds: float = 60.0
+    """CPU one archive check (a bundle's expansion) may take before the upload is refused."""
     log_requests: bool = False
+    # the connection itself (for a server facing clients without a proxy)
+    max_header_bytes: int = 64 * 1024
+    """Request line and headers together; a bigger head is answered 431 and closed."""
+    max_headers: int = 100
+    """Header fields in one request; more are answered 431 and closed."""
+    headers_timeout: float = 10.0
+    """Seconds from connecting (or from the previous response) to a complete request head: 408."""
+    body_timeout: float = 30.0
+    body_min_rate: int = 1024
+    """While a request body is expected, each ``body_timeout`` seconds must bring at least this
+    many bytes per second (and one byte at least): a stalled or trickled body is answered 408."""
+    keep_alive_timeout: float = 5.0
+    """Seconds an idle keep-alive connection is kept open."""
     credential_envs: str = ""
     """Comma-separated names of environment variables that namespaces may use as credentials
     (upstream_auth_env, sync --token-env/--ssh-key-env, --webhook-secret-env)."""

@@ -17,6 +17,7 @@ import anyio.from_thread
 import anyio.to_thread
 from fastapi import Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from store.blobs.base import BlobStore, too_large
 from store.errors import InvalidInput
@@ -51,6 +52,17 @@ class RequestReader:
         else:
             out, self._buffer = self._buffer[:n], self._buffer[n:]
         return out
+
+
+def client_present(request: Request) -> Callable[[], None]:
+    """For a worker thread's long check: raise ``ClientDisconnect`` once the client has gone,
+    so nobody's CPU is spent on an answer nobody will read."""
+
+    def checkpoint() -> None:
+        if anyio.from_thread.run(request.is_disconnected):
+            raise ClientDisconnect()
+
+    return checkpoint
 
 
 def check_length(request: Request, limit: int | None) -> None:

@@ -54,10 +54,12 @@ def open_store(settings: Settings) -> Store:
             max_members=settings.zip_max_members,
             max_total_bytes=settings.zip_max_total_bytes,
             max_ratio=settings.zip_max_ratio,
+            max_cpu_seconds=settings.archive_check_cpu_seconds,
         ),
         bundle_limits=ArchiveLimits(
             max_members=settings.bundle_max_members,
             max_total_bytes=settings.zip_max_total_bytes,
             max_ratio=settings.zip_max_ratio,
+            max_cpu_seconds=settings.archive_check_cpu_seconds,
         ),
     )

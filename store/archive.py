@@ -9,12 +9,13 @@ never inflates a member past its declared size, so the declared sizes are the bo
 from __future__ import annotations
 
 import stat
+import time
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from store.blobs.base import human_size
+from store.blobs.base import CHUNK, human_size
 from store.errors import InvalidName, UnsafeArchive
 from store.names import validate_path
 
@@ -27,6 +28,57 @@ class ArchiveLimits:
     """Largest allowed uncompressed/compressed ratio, for the archive and for big members."""
     ratio_floor: int = 1024 * 1024
     """Members smaller than this are not ratio-checked: tiny files compress absurdly well."""
+    max_cpu_seconds: float = 60.0
+    """CPU one archive check may take (decompressing up to ``max_total_bytes``), whatever it holds."""
+
+    def expansion_limit(self, compressed: int) -> int:
+        """Most bytes an archive of ``compressed`` bytes may expand to under the size and ratio limits."""
+        return min(self.max_total_bytes, max(self.ratio_floor, self.max_ratio * max(compressed, 1)))
+
+
+class BoundedExpansion:
+    """``read()`` over a decompressing stream that stops at the first byte past a budget.
+
+    Checking an archive's declared sizes is not enough when the archive format lets data
+    hide between or behind members (a tar's padding, a gzip stream's tail), so what the
+    decompressor actually produces is counted as it is produced, along with the CPU the
+    check has used and, every few megabytes, whether the caller still wants the answer
+    (``checkpoint`` raises when the client has gone).
+    """
+
+    CHECK_EVERY = 8 * 1024 * 1024
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        *,
+        limit: int,
+        what: str,
+        cpu_seconds: float,
+        checkpoint: Callable[[], None] | None = None,
+    ) -> None:
+        self._stream, self.limit, self.what = stream, limit, what
+        self._cpu_deadline = time.thread_time() + cpu_seconds
+        self.cpu_seconds = cpu_seconds
+        self._checkpoint = checkpoint
+        self.produced = 0
+        self._next_check = self.CHECK_EVERY
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n if n is not None and 0 <= n <= CHUNK else CHUNK)
+        self.produced += len(data)
+        if self.produced > self.limit:
+            raise UnsafeArchive(
+                f"{self.what} expands beyond {human_size(self.limit)} (the size and ratio limits): "
+                "refusing a likely decompression bomb"
+            )
+        if self.produced >= self._next_check:
+            self._next_check += self.CHECK_EVERY
+            if time.thread_time() > self._cpu_deadline:
+                raise UnsafeArchive(f"checking the {self.what} took more than {self.cpu_seconds:g} s of CPU")
+            if self._checkpoint is not None:
+                self._checkpoint()
+        return data
 
 
 def plan_import(

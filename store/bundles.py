@@ -20,9 +20,10 @@ import json
 import re
 import tarfile
 import zlib
+from collections.abc import Callable
 from typing import BinaryIO
 
-from store.archive import ArchiveLimits
+from store.archive import ArchiveLimits, BoundedExpansion
 from store.blobs.base import BlobStore, human_size
 from store.catalog import Catalog, now
 from store.errors import InvalidInput, NotFound, UnsafeArchive
@@ -40,16 +41,30 @@ def check_key(key: str) -> str:
     return key
 
 
-def check_bundle(stream: BinaryIO, size: int, limits: ArchiveLimits) -> None:
+def check_bundle(
+    stream: BinaryIO, size: int, limits: ArchiveLimits, checkpoint: Callable[[], None] | None = None
+) -> None:
     """Refuse anything but a gzip'd tar of a relocatable environment with safe members.
 
     The same ``data`` filter the client extracts with (no absolute or ``..`` names, no links
-    leaving the folder, no devices), plus the member, size and expansion limits of zip uploads.
+    leaving the folder, no devices), plus the member, size and expansion limits of zip uploads,
+    enforced while decompressing: a member whose declared size breaks a limit is refused at its
+    header, and the decompressed stream itself is cut at the first byte past the limits, the
+    CPU budget, or a ``checkpoint`` that raises (the client went away).
     """
     members = total = 0
     names: set[str] = set()
+    budget = limits.expansion_limit(size)
     try:
-        with tarfile.open(fileobj=stream, mode="r|gz") as archive:
+        tar = BoundedExpansion(
+            gzip.GzipFile(fileobj=stream, mode="rb"),
+            # room for the tar's own headers and padding around the members' bytes
+            limit=budget + 1024 * min(limits.max_members, 1 + budget // 512) + 20480,
+            what="bundle",
+            cpu_seconds=limits.max_cpu_seconds,
+            checkpoint=checkpoint,
+        )
+        with tarfile.open(fileobj=tar, mode="r|") as archive:  # type: ignore[call-overload]
             for member in archive:
                 members += 1
                 if members > limits.max_members:
@@ -63,13 +78,16 @@ def check_bundle(stream: BinaryIO, size: int, limits: ArchiveLimits) -> None:
                 total += member.size
                 if total > limits.max_total_bytes:
                     raise UnsafeArchive(f"bundle expands beyond {human_size(limits.max_total_bytes)}")
+                if total > budget:
+                    raise UnsafeArchive(
+                        f"bundle expands more than {limits.max_ratio}x ({human_size(size)} declares "
+                        f"{human_size(total)} by member {member.name!r}): refusing a likely decompression bomb"
+                    )
                 names.add(member.name.removeprefix("./"))
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise InvalidInput(f"body is not a gzip'd tar of a virtual environment: {exc}") from exc
     if "pyvenv.cfg" not in names:
         raise InvalidInput("bundle holds no pyvenv.cfg at its top: it is not a virtual environment")
-    if total >= limits.ratio_floor and total > limits.max_ratio * max(size, 1):
-        raise UnsafeArchive(f"bundle expands {total // max(size, 1)}x (limit {limits.max_ratio}x)")
 
 
 class Bundles:
@@ -87,7 +105,9 @@ class Bundles:
                 return row
         raise NotFound(f"no environment bundle {key} for {chain[0] if chain else 'this namespace'}")
 
-    def put(self, key: str, stream: BinaryIO, *, namespace: str, actor: str) -> tuple[dict, bool]:
+    def put(
+        self, key: str, stream: BinaryIO, *, namespace: str, actor: str, checkpoint: Callable[[], None] | None = None
+    ) -> tuple[dict, bool]:
         check_key(key)
         validate_namespace(namespace)
         existing = self.catalog.one("SELECT * FROM bundles WHERE key = ? AND namespace = ?", (key, namespace))
@@ -95,7 +115,7 @@ class Bundles:
         try:
             if existing is None:
                 with self.blobs.open(blob.sha256) as stored:
-                    check_bundle(stored, blob.size, self.limits)
+                    check_bundle(stored, blob.size, self.limits, checkpoint)
             with self.catalog.write() as db:
                 existing = self.catalog.one("SELECT * FROM bundles WHERE key = ? AND namespace = ?", (key, namespace))
                 if existing is not None:

@@ -18,6 +18,11 @@ from pathlib import Path
 
 import sqlite_utils
 
+from store.errors import is_disk_full, storage_full
+
+MAX_INT = 2**63 - 1
+"""SQLite's largest integer: ids, revisions and offsets beyond it are refused where they enter."""
+
 
 def now() -> str:
     """UTC timestamp in ISO 8601, as stored in every ``created``/``updated`` column."""
@@ -258,7 +263,17 @@ def _v8(db: sqlite_utils.Database) -> None:
         )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
+def _v9(db: sqlite_utils.Database) -> None:
+    """Webhook deliveries already taken, so a replayed delivery id does not run its sync again."""
+    db["webhook_deliveries"].create(
+        {"sync": str, "delivery": str, "received": str, "state": str},
+        pk=("sync", "delivery"),
+        not_null={"received", "state"},
+    )
+    db["webhook_deliveries"].create_index(["received"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
 """Schema steps in order; ``PRAGMA user_version`` records how many have run."""
 
 
@@ -306,13 +321,21 @@ class Catalog:
             with db.atomic():
                 yield db
             return
-        db.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            db.conn.execute("ROLLBACK")
+            db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.conn.in_transaction:
+                    db.conn.execute("ROLLBACK")
+                raise
+            db.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if is_disk_full(exc):
+                if db.conn.in_transaction:
+                    db.conn.execute("ROLLBACK")
+                raise storage_full("the catalog") from exc
             raise
-        db.conn.execute("COMMIT")
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
         return [dict(row) for row in self.db.execute(sql, params).fetchall()]

@@ -8,6 +8,8 @@ where it is raised, and reads the same on both sides.
 
 from __future__ import annotations
 
+import errno
+
 
 class PackyardError(Exception):
     """Base class: ``str(err)`` is a sentence that says what was wrong and what to do."""
@@ -31,6 +33,14 @@ class UnsafeArchive(InvalidInput):
 
 class NotAcceptable(InvalidInput):
     """No format the server offers fits the client's Accept header."""
+
+
+class MethodNotAllowed(InvalidInput):
+    """The path exists but does not serve this method; ``allow`` lists the ones it does."""
+
+    def __init__(self, message: str, allow: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.allow = allow or []
 
 
 class NotFound(PackyardError):
@@ -59,3 +69,28 @@ class RemoteFailed(PackyardError):
 
 class BackendUnavailable(PackyardError):
     """The blob backend (local disk or S3) failed; the operation changed nothing."""
+
+
+class StorageFull(BackendUnavailable):
+    """The disk (or quota) that holds the blobs or the catalog is full; nothing was changed.
+
+    Reads keep working; writes resume once an operator frees space (``/healthz`` reports it).
+    """
+
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_SQLITE_FULL = 13
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An ``OSError`` for a full disk or quota, or SQLite's SQLITE_FULL."""
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        return True
+    return getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL
+
+
+def storage_full(what: str = "the server's data folder") -> StorageFull:
+    return StorageFull(
+        f"no space left on the disk that holds {what}: nothing was stored. Reads still work; "
+        "retry once the operator has freed space (GET /healthz shows the free space)"
+    )

@@ -51,6 +51,21 @@ def _git(repo: git.Repo, auth: GitAuth, url: str, *args: str, env: dict | None =
         ) from None
 
 
+def check_branch(branch: str) -> str:
+    """Refuse what git would not take as a branch name (``main:refs/heads/x`` is a refspec, and
+    pushing it would write another ref): git's own ``check-ref-format`` rules, plus the names it
+    reserves (``HEAD``, ``@``) and a leading ``-`` that would read as an option."""
+    ok = bool(branch) and not branch.startswith("-") and branch not in ("HEAD", "@")
+    if ok:
+        try:
+            git.Git().execute(["git", "check-ref-format", f"refs/heads/{branch}"])
+        except git.GitCommandError:
+            ok = False
+    if not ok:
+        raise InvalidInput(f"{branch!r} is not a valid branch name (see git check-ref-format)")
+    return branch
+
+
 def push(
     store: Store,
     namespace: str,
@@ -72,8 +87,7 @@ def push(
     path = path.strip("/")
     if path:
         validate_path(path)
-    if not branch or branch.startswith("-") or ".." in branch or " " in branch:
-        raise InvalidInput(f"{branch!r} is not a branch name")
+    check_branch(branch)
     files = store.files.list(namespace, f"{prefix.strip('/')}/" if prefix.strip("/") else "")
     for f in files:
         # git treats .git case-insensitively (.GIT, .Git); on such a file system it is the same folder

@@ -10,6 +10,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from store.catalog import Catalog, now
 from store.errors import Conflict, InvalidInput, NotFound, Unauthenticated
@@ -139,10 +140,61 @@ class SyncRegistry:
         return self.catalog.query("SELECT * FROM sync_runs WHERE sync = ? ORDER BY id DESC LIMIT ?", (name, limit))
 
 
+DELIVERY_HEADERS = ("x-github-delivery", "x-gitlab-event-uuid", "idempotency-key")
+"""What GitHub (a GUID per delivery, kept by a manual redelivery) and GitLab send to name one."""
+DELIVERY_MEMORY = timedelta(days=7)
+
+
+def delivery_id(headers: dict[str, str]) -> str | None:
+    for name in DELIVERY_HEADERS:
+        value = headers.get(name, "").strip()
+        if value:
+            return value[:200]
+    return None
+
+
+class Deliveries:
+    """Webhook delivery ids a sync has taken, in the catalog so every server process and a
+    restarted one know them. A delivery whose run failed is forgotten, so the forge's
+    "redeliver" (which keeps the id) can retry it."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def take(self, sync: str, delivery: str) -> dict | None:
+        """Record ``delivery`` as running; the earlier record instead when it was already taken."""
+        cutoff = (datetime.now(UTC) - DELIVERY_MEMORY).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        with self.catalog.write() as db:
+            db.execute("DELETE FROM webhook_deliveries WHERE received < ?", (cutoff,))
+            earlier = self.catalog.one(
+                "SELECT * FROM webhook_deliveries WHERE sync = ? AND delivery = ?", (sync, delivery)
+            )
+            if earlier is not None:
+                return earlier
+            db["webhook_deliveries"].insert({"sync": sync, "delivery": delivery, "received": now(), "state": "running"})
+        return None
+
+    def finish(self, sync: str, delivery: str, ok: bool) -> None:
+        with self.catalog.write() as db:
+            if ok:
+                db.execute(
+                    "UPDATE webhook_deliveries SET state = 'ran' WHERE sync = ? AND delivery = ?", (sync, delivery)
+                )
+            else:
+                db.execute("DELETE FROM webhook_deliveries WHERE sync = ? AND delivery = ?", (sync, delivery))
+
+
 def verify_webhook(
-    registered: RegisteredSync, headers: dict[str, str], body: bytes, allowed_envs: tuple[str, ...] = ()
+    registered: RegisteredSync,
+    headers: dict[str, str],
+    body: bytes | bytearray | None,
+    allowed_envs: tuple[str, ...] = (),
 ) -> None:
-    """Accept GitHub's ``X-Hub-Signature-256`` HMAC or GitLab's ``X-Gitlab-Token``; else 401."""
+    """Accept GitHub's ``X-Hub-Signature-256`` HMAC or GitLab's ``X-Gitlab-Token``; else 401.
+
+    With ``body=None`` (before the body is read) everything but GitHub's HMAC is checked, so a
+    caller without the secret costs the server no body read unless it sends a signature header.
+    """
     if not registered.webhook_secret_env:
         raise Unauthenticated(f"sync {registered.name!r} has no webhook secret; register it with --webhook-secret-env")
     if registered.webhook_secret_env not in allowed_envs:
@@ -152,6 +204,8 @@ def verify_webhook(
         raise Unauthenticated("the webhook secret is not set on the server")
     signature = headers.get("x-hub-signature-256")
     if signature:
+        if body is None:
+            return
         expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         if hmac.compare_digest(signature.encode(), expected.encode()):
             return
@@ -164,7 +218,7 @@ def verify_webhook(
     raise Unauthenticated("the webhook request carries no X-Hub-Signature-256 or X-Gitlab-Token")
 
 
-def wants_run(registered: RegisteredSync, body: bytes) -> bool:
+def wants_run(registered: RegisteredSync, body: bytes | bytearray) -> bool:
     """True when a GitHub/GitLab push event is for the branch this sync follows.
 
     A sync without a ref follows the repository's default branch, which both forges name in

@@ -5,16 +5,19 @@ log, artifacts, finish) that remote and embedded workers speak.
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import anyio.to_thread
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from packyard.auth import actor, may_read, require, reveal, viewer
+from packyard.limits import body
 from store.artifacts import inspect
 from store.builds import DONE, BuildSettings
+from store.catalog import MAX_INT
 from store.errors import Conflict, InvalidInput, NotFound, PackyardError
 from store.names import validate_namespace
 from store.tokens import Token
@@ -22,6 +25,8 @@ from store.tokens import Token
 router = APIRouter(prefix="/api/v1", tags=["builds"])
 log = logging.getLogger("packyard.builds")
 DEFAULT_INDEX = "https://pypi.org/simple"
+BuildId = Annotated[int, Path(ge=1, le=MAX_INT, description="a build's id")]
+Offset = Annotated[int, Query(ge=0, le=MAX_INT, description="a byte offset into the log")]
 
 
 class BuildIn(BaseModel):
@@ -120,13 +125,13 @@ def _visible(request: Request, build_id: int, role: str) -> tuple[dict, Token | 
 
 
 @router.get("/builds/{build_id}", summary="Show a build")
-def show_build(build_id: int, request: Request) -> dict:
+def show_build(build_id: BuildId, request: Request) -> dict:
     build, _ = _visible(request, build_id, "read")
     return build
 
 
 @router.get("/builds/{build_id}/log", summary="The build log from a byte offset (poll it to follow)")
-def build_log(build_id: int, request: Request, offset: int = 0) -> Response:
+def build_log(build_id: BuildId, request: Request, offset: Offset = 0) -> Response:
     store = request.app.state.store
     build, _ = _visible(request, build_id, "read")
     if build["log_sha256"]:
@@ -149,7 +154,7 @@ def build_log(build_id: int, request: Request, offset: int = 0) -> Response:
 
 
 @router.post("/builds/{build_id}/cancel", summary="Cancel a queued or running build")
-def cancel_build(build_id: int, request: Request) -> dict:
+def cancel_build(build_id: BuildId, request: Request) -> dict:
     _, token = _visible(request, build_id, "write")
     return request.app.state.store.builds.cancel(build_id, actor(token))
 
@@ -186,13 +191,14 @@ def claim(body: WorkerIn, request: Request) -> Response:
 
 
 @router.post("/builds/{build_id}/heartbeat", summary="Worker: alive; answers whether to cancel")
-def heartbeat(build_id: int, body: WorkerIn, request: Request) -> dict:
+def heartbeat(build_id: BuildId, body: WorkerIn, request: Request) -> dict:
     _worker(request)
     return {"cancel": request.app.state.store.builds.heartbeat(build_id, body.worker)}
 
 
 @router.post("/builds/{build_id}/log", summary="Worker: append to the build log (raw body)")
-async def append_log(build_id: int, worker: str, request: Request) -> dict:
+@body("upload")
+async def append_log(build_id: BuildId, worker: str, request: Request) -> dict:
     _worker(request)
     data = await request.body()
     await anyio.to_thread.run_sync(lambda: request.app.state.store.builds.append_log(build_id, worker, data))
@@ -227,7 +233,7 @@ def _close_log(request: Request, build_id: int, worker: str, last_words: str = "
 
 
 @router.post("/builds/{build_id}/finish", summary="Worker: end a build as failed or cancelled")
-def finish(build_id: int, body: FinishIn, request: Request) -> dict:
+def finish(build_id: BuildId, body: FinishIn, request: Request) -> dict:
     _worker(request)
     if body.state == "succeeded" or body.state not in DONE:
         raise InvalidInput("a worker ends a build as failed or cancelled; success comes with artifacts")
@@ -240,7 +246,8 @@ def finish(build_id: int, body: FinishIn, request: Request) -> dict:
 @router.post(
     "/builds/{build_id}/artifacts", summary="Worker: hand in the sdist and wheel; they are checked and published"
 )
-async def artifacts(build_id: int, request: Request) -> dict:
+@body("upload")
+async def artifacts(build_id: BuildId, request: Request) -> dict:
     _worker(request)
     async with request.form(max_files=4, max_fields=10) as form:
         worker = form.get("worker")

@@ -11,7 +11,9 @@ from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from packyard.auth import actor, require
+from packyard.limits import body
 from packyard.streaming import blob_response, with_body
+from store.catalog import MAX_INT
 from store.names import validate_namespace, validate_path, validate_prefix
 
 router = APIRouter(prefix="/api/v1/namespaces/{ns}", tags=["files"])
@@ -29,6 +31,7 @@ def _checked(ns: str, path: str | None = None) -> None:
     summary="Write a file (raw body); 201 for a new revision, 200 when the bytes were identical",
     responses={201: {"description": "new revision"}, 200: {"description": "identical bytes"}},
 )
+@body("upload")
 async def put_file(ns: str, path: str, request: Request) -> JSONResponse:
     _checked(ns, path)
     token = require(request, ns, "write")
@@ -47,7 +50,7 @@ async def put_file(ns: str, path: str, request: Request) -> JSONResponse:
     summary="Read a file (latest or ?revision=N); ETag is its sha256",
     response_class=Response,
 )
-def get_file(ns: str, path: str, request: Request, revision: int | None = None) -> Response:
+def get_file(ns: str, path: str, request: Request, revision: int | None = Query(None, ge=1, le=MAX_INT)) -> Response:
     _checked(ns, path)
     require(request, ns, "read")
     store = request.app.state.store
@@ -100,7 +103,7 @@ def revisions(ns: str, path: str, request: Request) -> list[dict]:
 
 
 @router.post("/restore/{path:path}", summary="Make an earlier revision the current one")
-def restore(ns: str, path: str, request: Request, revision: int = Query(..., ge=1)) -> JSONResponse:
+def restore(ns: str, path: str, request: Request, revision: int = Query(..., ge=1, le=MAX_INT)) -> JSONResponse:
     _checked(ns, path)
     token = require(request, ns, "write")
     applied = request.app.state.store.files.restore(ns, path, revision, author=actor(token))
@@ -143,6 +146,7 @@ def export(ns: str, request: Request, prefix: str = "") -> FileResponse:
 
 
 @router.post("/import", summary="Expand a zip (raw body) into files, in one transaction")
+@body("upload")
 async def import_zip(ns: str, request: Request, prefix: str = "") -> JSONResponse:
     _checked(ns)
     validate_prefix(prefix)

@@ -10,10 +10,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from packyard.auth import actor, require
+from packyard.limits import body as body_class
 from packyard.runs.keys import env_key, resolution_key
-from packyard.streaming import blob_response, with_body
+from packyard.streaming import blob_response, client_present, with_body
 from store.bundles import check_key
 from store.names import validate_namespace
+from store.resolutions import MAX_LOCK_BYTES
 
 router = APIRouter(prefix="/api/v1/namespaces/{ns}", tags=["task runs"])
 
@@ -42,6 +44,7 @@ class ResolutionIn(BaseModel):
 
 
 @router.put("/resolutions", status_code=201, summary="Share a resolution with the next worker")
+@body_class("json", 2 * MAX_LOCK_BYTES + 1024 * 1024)  # a lock, JSON-escaped, and its fields
 def put_resolution(ns: str, body: ResolutionIn, request: Request) -> dict:
     validate_namespace(ns)
     token = require(request, ns, "write")
@@ -69,6 +72,7 @@ def get_resolution(ns: str, key: str, request: Request) -> dict:
 
 
 @router.put("/bundles/{key}", summary="Store an environment bundle (a gzip'd tar of a relocatable venv)")
+@body_class("upload")
 async def put_bundle(ns: str, key: str, request: Request) -> JSONResponse:
     check_key(key)
     validate_namespace(ns)
@@ -78,7 +82,9 @@ async def put_bundle(ns: str, key: str, request: Request) -> JSONResponse:
     row, created = await with_body(
         request,
         store.bundles.max_bytes,
-        lambda reader: store.bundles.put(key, reader, namespace=ns, actor=actor(token)),
+        lambda reader: store.bundles.put(
+            key, reader, namespace=ns, actor=actor(token), checkpoint=client_present(request)
+        ),
     )
     return JSONResponse(row, status_code=201 if created else 200)
 

@@ -11,13 +11,14 @@ from pydantic import BaseModel, Field
 
 from packyard.api.builds import enqueue
 from packyard.auth import actor, may_read, require, reveal, viewer
+from packyard.limits import body as body_class
 from store.credentials import allowed_env
 from store.errors import Forbidden, NotFound, Unauthenticated
 from store.names import validate_namespace
 from store.tokens import Token
 from sync.credentials import CredentialRef
 from sync.push import push
-from sync.registry import RegisteredSync, verify_webhook, wants_run
+from sync.registry import Deliveries, RegisteredSync, delivery_id, verify_webhook, wants_run
 from sync.runner import SyncResult
 from sync.spec import SyncSpec
 
@@ -247,19 +248,26 @@ def runs(name: str, request: Request) -> list[dict]:
 
 
 @router.post("/api/v1/syncs/{name}/webhook", summary="GitHub/GitLab push webhook (HMAC or token verified)")
+@body_class("webhook")
 async def webhook(name: str, request: Request) -> JSONResponse:
     """A forge's push delivery. The sync then runs under the token that registered it.
 
     A delivery that does not prove it knows the sync's webhook secret learns nothing: a
     missing sync, a sync without a usable secret and a bad signature all get the same 404
-    (the server log says which it was, for the operator).
+    (the server log says which it was, for the operator). Everything but GitHub's HMAC is
+    checked before the body is read, and the body is capped (``PACKYARD_MAX_WEBHOOK_BYTES``).
+    A delivery id seen before is answered as a replay, without running again.
     """
-    body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
+    allowed = request.app.state.settings.credential_env_names
     hidden = NotFound(f"no registered sync named {name!r} takes this delivery")
     try:
         registered = request.app.state.syncs.get(name)
-        verify_webhook(registered, headers, body, request.app.state.settings.credential_env_names)
+        verify_webhook(registered, headers, None, allowed)  # everything the body is not needed for
+        body = bytearray()  # no list of chunks joined at the end: one copy of a body of up to 25 MB
+        async for chunk in request.stream():
+            body += chunk
+        verify_webhook(registered, headers, body, allowed)
     except (NotFound, Unauthenticated) as exc:
         log.info("webhook delivery for sync %r refused: %s", name, exc.message)
         raise hidden from None
@@ -267,11 +275,31 @@ async def webhook(name: str, request: Request) -> JSONResponse:
         return JSONResponse({"status": "ignored", "detail": "not a push to the branch this sync follows"}, 202)
     who = f"webhook:{name}"
     _authority(request, registered, dry_run=False, who=who)
+    delivery = delivery_id(headers)
+    deliveries = Deliveries(request.app.state.store.catalog)
+    if delivery is not None:
+        earlier = await anyio.to_thread.run_sync(deliveries.take, name, delivery)
+        if earlier is not None:
+            return JSONResponse(
+                {
+                    "status": "replay",
+                    "detail": f"delivery {delivery} was already received at {earlier['received']}; not run again",
+                    "delivery": delivery,
+                },
+                200,
+            )
 
     def run() -> dict:
-        result = request.app.state.syncer.run(
-            registered.namespace, registered.spec, dry_run=False, actor=who, sync_name=name
-        )
-        return _with_builds(request, result, registered.build, registered.build_publish_to, who, registered.token_id)
+        ok = False
+        try:
+            result = request.app.state.syncer.run(
+                registered.namespace, registered.spec, dry_run=False, actor=who, sync_name=name
+            )
+            out = _with_builds(request, result, registered.build, registered.build_publish_to, who, registered.token_id)
+            ok = True
+            return out
+        finally:
+            if delivery is not None:
+                deliveries.finish(name, delivery, ok)
 
-    return JSONResponse({"status": "ran", "result": await anyio.to_thread.run_sync(run)}, 200)
+    return JSONResponse({"status": "ran", "result": await anyio.to_thread.run_sync(run), "delivery": delivery}, 200)

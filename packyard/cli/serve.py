@@ -39,6 +39,7 @@ def serve(
     import uvicorn
 
     from packyard.app import create_asgi
+    from packyard.protocol import guarded_protocol
 
     settings = get_settings()
     overrides = {
@@ -62,4 +63,12 @@ def serve(
         port=settings.port,
         log_level="info" if settings.log_requests else "warning",
         access_log=settings.log_requests,
+        http=guarded_protocol(
+            max_header_bytes=settings.max_header_bytes,
+            max_headers=settings.max_headers,
+            headers_timeout=settings.headers_timeout,
+            body_timeout=settings.body_timeout,
+            body_min_rate=settings.body_min_rate,
+        ),
+        timeout_keep_alive=settings.keep_alive_timeout,
     )

@@ -15,6 +15,7 @@ from fastapi.responses import PlainTextResponse
 from starlette.datastructures import UploadFile
 
 from packyard.auth import actor, require
+from packyard.limits import body
 from store.errors import InvalidInput
 from store.names import validate_namespace
 
@@ -54,10 +55,12 @@ async def _upload(ns: str, request: Request) -> PlainTextResponse:
 
 
 @router.post("/{ns}/", summary="Upload a distribution (the legacy API twine and uv publish use)")
+@body("upload")
 async def upload(ns: str, request: Request) -> PlainTextResponse:
     return await _upload(ns, request)
 
 
 @router.post("/{ns}", include_in_schema=False)
+@body("upload")
 async def upload_no_slash(ns: str, request: Request) -> PlainTextResponse:
     return await _upload(ns, request)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from store.blobs.base import CHUNK, HashingReader, StoredBlob, check_sha256
-from store.errors import NotFound
+from store.errors import NotFound, is_disk_full, storage_full
 
 
 class _Limited:
@@ -76,9 +76,11 @@ class LocalBlobStore:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp_name, final)
             return StoredBlob(sha256, reader.size, created=True)
-        except BaseException:
+        except BaseException as exc:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
+            if is_disk_full(exc):
+                raise storage_full("the blobs") from exc
             raise
 
     def open(self, sha256: str, offset: int = 0, length: int | None = None) -> BinaryIO:
