@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from store import catalog as catalog_module
-from store.archive import ArchiveLimits
+from store.archive import ArchiveLimits, BoundedExpansion
 from store.blobs.base import BlobStore
+from store.bundles import check_bundle
 from store.core import Store
 from store.errors import Conflict, InvalidInput, NotFound, UnsafeArchive
 
@@ -124,3 +125,49 @@ def test_migration_from_v6_drops_wheel_bundles(
     new.namespaces.create("x", ME)
     put(new, "x", bundle({"lib/a.py": b"1"}))
     assert new.bundles.nearest(KEY, ["x"])["namespace"] == "x"
+
+
+# -- the check stops early: at a budget, at a CPU bound, when the client has gone --------------------
+
+
+def test_bundle_check_stops_when_the_client_has_gone() -> None:
+    """A big but legal bundle is checked in steps; between them the caller can call it off."""
+    data = bundle({"lib/big.bin": bytes(24 << 20)})
+    calls = []
+
+    class Gone(Exception):
+        pass
+
+    def checkpoint() -> None:
+        calls.append(1)
+        raise Gone
+
+    roomy = ArchiveLimits(max_ratio=100_000, max_total_bytes=1 << 30)
+    with pytest.raises(Gone):
+        check_bundle(io.BytesIO(data), len(data), roomy, checkpoint)
+    assert calls == [1]  # stopped at the first checkpoint, 8 MiB in, not after 24 MiB
+    check_bundle(io.BytesIO(data), len(data), roomy, lambda: None)  # the same bundle passes otherwise
+
+
+def test_bundle_check_has_a_cpu_budget() -> None:
+    data = bundle({"lib/big.bin": bytes(24 << 20)})
+    limits = ArchiveLimits(max_ratio=100_000, max_total_bytes=1 << 30, max_cpu_seconds=0)
+    with pytest.raises(UnsafeArchive, match="s of CPU"):
+        check_bundle(io.BytesIO(data), len(data), limits)
+
+
+def test_expansion_is_cut_at_the_first_byte_over_the_budget() -> None:
+    """What a decompressor produces is counted as it is produced, whatever the headers declared."""
+    stream = BoundedExpansion(io.BytesIO(bytes(10 << 20)), limit=3 << 20, what="bundle", cpu_seconds=60)
+    with pytest.raises(UnsafeArchive, match="expands beyond 3.0 MiB"):
+        while stream.read(1 << 20):
+            pass
+    assert stream.produced == (3 << 20) + (1 << 20)
+
+
+def test_a_member_declaring_a_bomb_is_refused_at_its_header() -> None:
+    """The size a tar header declares is checked before the member's bytes are inflated."""
+    limits = ArchiveLimits(max_ratio=10, ratio_floor=1 << 20, max_total_bytes=1 << 30)
+    data = bundle({"lib/zeros.bin": bytes(8 << 20)})
+    with pytest.raises(UnsafeArchive, match="lib/zeros.bin"):
+        check_bundle(io.BytesIO(data), len(data), limits)

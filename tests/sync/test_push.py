@@ -121,6 +121,25 @@ def test_push_refuses_git_paths_and_bad_branches(server: LiveServer, http: httpx
     assert remote.ls_remote() == before
 
 
+def test_push_refuses_refspecs_and_names_git_would_refuse(
+    server: LiveServer, http: httpx.Client, git_http: GitHttp
+) -> None:
+    """``main:refs/heads/x`` is a refspec, not a branch: it used to reach git and end in a 500."""
+    remote = git_http.new_repo("push-refspec")
+    remote.commit(REPO)
+    before = remote.ls_remote()
+    ns = unique_ns()
+    put_file(http, server, ns, "fine.txt", b"fine")
+    for branch in ("main:refs/heads/x", "HEAD", "@", "x~1", "x^", "a.lock", "x/", "x//y", "x@{1}", "x\\y"):
+        response = push(http, server, ns, url=remote.url, branch=branch)
+        assert response.status_code == 400, (branch, response.text)
+        assert "not a valid branch name" in response.json()["detail"], response.text
+    env = server.client_env(server.admin_token)
+    out = failed(cli(env, "sync", "push", ns, remote.url, "--branch", "main:refs/heads/x"), 2)
+    assert "not a valid branch name" in out
+    assert remote.ls_remote() == before
+
+
 def test_push_names_and_empty_folders(server: LiveServer, http: httpx.Client, git_http: GitHttp) -> None:
     remote = git_http.new_repo("push-names")
     remote.commit(REPO)

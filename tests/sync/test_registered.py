@@ -236,3 +236,39 @@ def test_webhook_edge_cases(private_server: LiveServer, private_http: httpx.Clie
         f"/api/v1/syncs/{new_name()}/webhook", content=body, headers={"X-Hub-Signature-256": hub_signature(body)}
     )
     assert response.status_code == 404
+
+
+def test_webhook_replays_do_not_run_again(
+    private_server: LiveServer, private_http: httpx.Client, hooked: GitRepo
+) -> None:
+    """A delivery id seen before is answered without running the sync, by GitHub's or GitLab's header;
+    the ids live in the catalog, so every server process (and a restarted one) knows them."""
+    server, http = private_server, private_http
+    name, ns = register(http, server, hooked, ref="main", webhook_secret_env="WEBHOOK_SECRET_TEST")
+    url = f"/api/v1/syncs/{name}/webhook"
+    body = push_event("main")
+    github = {"X-Hub-Signature-256": hub_signature(body), "X-GitHub-Delivery": str(uuid.uuid4())}
+    first = http.post(url, content=body, headers=github)
+    assert (first.status_code, first.json()["status"]) == (200, "ran"), first.text
+    for _ in range(2):
+        replay = http.post(url, content=body, headers=github)
+        assert (replay.status_code, replay.json()["status"]) == (200, "replay"), replay.text
+        assert github["X-GitHub-Delivery"] in replay.json()["detail"]
+    assert run_count(server, name) == 1
+    rows = server.rows("SELECT delivery, state FROM webhook_deliveries WHERE sync = ?", (name,))
+    assert rows == [(github["X-GitHub-Delivery"], "ran")]
+
+    # a forged replay (wrong signature) is still a 401, not a "replay" answer
+    forged = http.post(url, content=body, headers={**github, "X-Hub-Signature-256": "sha256=" + "0" * 64})
+    assert forged.status_code == 401
+
+    # a new delivery runs; GitLab names its deliveries with X-Gitlab-Event-UUID or Idempotency-Key
+    gitlab = json.dumps({"object_kind": "push", "ref": "refs/heads/main", "project": {"default_branch": "main"}})
+    for header in ("X-Gitlab-Event-UUID", "Idempotency-Key"):
+        headers = {"X-Gitlab-Token": WEBHOOK_SECRET, header: str(uuid.uuid4())}
+        assert http.post(url, content=gitlab, headers=headers).json()["status"] == "ran"
+        assert http.post(url, content=gitlab, headers=headers).json()["status"] == "replay"
+    assert run_count(server, name) == 3
+    # without a delivery id there is nothing to recognise: each call runs
+    assert http.post(url, content=gitlab, headers={"X-Gitlab-Token": WEBHOOK_SECRET}).json()["status"] == "ran"
+    assert run_count(server, name) == 4
