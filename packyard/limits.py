@@ -103,7 +103,7 @@ class RequestLimits:
             if match == Match.PARTIAL and not getattr(route, "param_convertors", True):
                 allowed |= set(getattr(route, "methods", None) or ())
             elif match == Match.FULL:
-                if allowed:
+                if allowed and getattr(route, "param_convertors", None):
                     raise MethodNotAllowed(
                         f"{scope['method']} is not served at {scope['path']}; allowed: {', '.join(sorted(allowed))}",
                         sorted(allowed),
