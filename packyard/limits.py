@@ -125,7 +125,9 @@ class RequestLimits:
                 request = Request(scope)
                 secret = credentials(request)
                 if secret is None:
-                    raise Unauthenticated("this operation needs a token; send it as Bearer or Basic")
+                    raise Unauthenticated(
+                        "this operation needs a token with the write role or higher; send it as Bearer or Basic"
+                    )
                 request.app.state.store.tokens.authenticate(secret)
             declared = Request(scope).headers.get("content-length")
             if declared is not None:
