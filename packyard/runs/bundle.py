@@ -7,6 +7,13 @@ An environment created with ``uv venv --relocatable`` holds one absolute path: t
 interpreter (the ``bin/python`` link and ``home`` in ``pyvenv.cfg``). The bundle leaves
 that link out, and unpacking points both at this worker's interpreter for the same Python
 version — the environment's key already pins the version, platform and implementation.
+
+The bundle carries the bytecode compiled when the environment was built (``__pycache__``),
+so no worker compiles on import — with ``PYTHONDONTWRITEBYTECODE=1`` a run would otherwise
+compile every module on every start. Those ``.pyc`` files stay valid where the bundle is
+unpacked: they are checked against their source's mtime and size, which the tar keeps and
+extraction restores, and the source path they embed is only a default that the import
+system replaces with where the module really is.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ def base_interpreter() -> Path:
 
 
 def pack(env: Path, out: BinaryIO) -> None:
-    """Write ``env`` as a gzip'd tar: no bytecode caches, no marker, no absolute links."""
+    """Write ``env`` as a gzip'd tar, with its bytecode and every file's mtime (which the
+    ``.pyc`` files are checked against): no marker, no absolute links."""
 
     def anonymous(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.uid = info.gid = 0
@@ -42,7 +50,7 @@ def pack(env: Path, out: BinaryIO) -> None:
 
     with tarfile.open(fileobj=out, mode="w:gz", compresslevel=6) as archive:
         for folder, dirs, files in os.walk(env):
-            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            dirs.sort()
             for name in dirs + sorted(files):
                 path = Path(folder, name)
                 rel = path.relative_to(env)

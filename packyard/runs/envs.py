@@ -219,7 +219,9 @@ class EnvCache:
         # environment can be renamed into place, and unpacked from a bundle on another worker
         venv = [_uv(), "venv", "--quiet", "--relocatable", "--python", str(_base(version)), str(target)]
         _run(venv, "creating the virtual environment")
-        install = [_uv(), "pip", "install", "--quiet", "--python", str(target / "bin" / "python")]
+        # compiled once here and shipped in the bundle: a task run (often with
+        # PYTHONDONTWRITEBYTECODE=1, as in many containers) never compiles on import
+        install = [_uv(), "pip", "install", "--quiet", "--compile-bytecode", "--python", str(target / "bin" / "python")]
         install += ["--no-index", "--find-links", str(wheels), "-r", str(lockfile)]
         _run(install, "installing the environment", env={"UV_CACHE_DIR": str(self.root / "uv-cache")})
 
