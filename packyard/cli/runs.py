@@ -62,13 +62,24 @@ def pull(
 
 def fetch(
     ns: str,
-    filenames: list[str] = typer.Argument(..., help="Distribution filenames, e.g. etl-0.1.0.tar.gz."),
+    names: list[str] = typer.Argument(
+        ..., metavar="FILENAME_OR_PROJECT...", help="Distribution filenames (etl-0.1.0.tar.gz) or project names (etl)."
+    ),
     dest: Path = typer.Option(Path("."), "--dest", "-d"),
+    version: str = typer.Option(None, "--version", help="For a project name: this version, not the newest."),
+    sdist: bool = typer.Option(
+        None, "--sdist/--wheel", help="For a project name: only an sdist, or only a wheel (default: either)."
+    ),
 ) -> None:
-    """Download distribution files through the namespace's index (with inheritance), hash-checked."""
+    """Download distribution files through the namespace's index (with inheritance), hash-checked.
+
+    A project name fetches its newest file this Python can install: the best wheel for this
+    interpreter, else the sdist; yanked files are skipped, and pre-releases unless there is nothing else.
+    """
     from packyard.runs.pull import fetch as fetch_files
 
-    for path in fetch_files(client(), ns, filenames, dest):
+    kind = None if sdist is None else "sdist" if sdist else "wheel"
+    for path in fetch_files(client(), ns, names, dest, version=version, kind=kind):
         print(path)
 
 
