@@ -18,7 +18,7 @@ from store.namespaces import Namespaces
 from store.refs import BlobRefs
 from store.resolutions import Resolutions
 from store.tokens import Tokens
-from store.upstream import InternalFirst, UpstreamFetcher, UpstreamLimits, UpstreamSource, upstream_of
+from store.upstream import InternalFirst, UpstreamFetcher, UpstreamLimits, UpstreamSource, upstream_of, upstream_walk
 
 
 class Store:
@@ -65,6 +65,14 @@ class Store:
         if config is None:
             return None
         return UpstreamSource(config, self.upstream_fetcher, self.catalog, self.blobs, self.refs)
+
+    def effective_settings(self, namespace: str) -> dict:
+        """The settings the namespace's index works with, and which namespace each comes from
+        (``from`` None: the default): computed by the same code the index uses."""
+        own = self.namespaces.settings_of(namespace) or {}
+        _, upstream = upstream_walk(self.namespaces, namespace)
+        inherit = {"value": own.get("inherit", True), "from": namespace if "inherit" in own else None}
+        return {"index_chain": self.index.chain(namespace), "inherit": inherit, **upstream}
 
     def _guard(self, namespace: str, internal: Source) -> Source:
         upstream = self.upstream(namespace)

@@ -143,28 +143,52 @@ def upstream_of(namespaces: Namespaces, namespace: str) -> UpstreamConfig | None
     Allow and deny lists count from every namespace on the way up to that ancestor, so a
     child's own ``upstream_deny`` applies under the upstream it inherits.
     """
+    return upstream_walk(namespaces, namespace)[0]
+
+
+def upstream_walk(namespaces: Namespaces, namespace: str) -> tuple[UpstreamConfig | None, dict]:
+    """:func:`upstream_of`, and which namespace each part of it comes from.
+
+    The second item is what ``ns show`` displays: ``upstream`` and ``upstream_auth_env`` as
+    ``{"value", "from"}`` (``from`` None: no namespace sets one), ``upstream_allow`` and
+    ``upstream_deny`` as ``[{"patterns", "from"}]`` — only the lists that count. One walk for
+    both, so what is shown is what the index does.
+    """
     allow: list[tuple[str, ...]] = []
     deny: list[str] = []
+    origin: dict = {
+        "upstream": {"value": None, "from": None},
+        "upstream_auth_env": {"value": None, "from": None},
+        "upstream_allow": [],
+        "upstream_deny": [],
+    }
     for ns in ancestors(namespace):
         settings = namespaces.settings_of(ns)
         if settings is None:
             continue
         if settings.get("upstream_allow"):
             allow.append(tuple(settings["upstream_allow"]))
-        deny += settings.get("upstream_deny") or ()
+            origin["upstream_allow"].append({"patterns": list(settings["upstream_allow"]), "from": ns})
+        if settings.get("upstream_deny"):
+            deny += settings["upstream_deny"]
+            origin["upstream_deny"].append({"patterns": list(settings["upstream_deny"]), "from": ns})
         if "upstream" not in settings:
             continue
         url = settings["upstream"]
+        origin["upstream"] = {"value": url or None, "from": ns}
         if not url:
-            return None
-        return UpstreamConfig(
+            break
+        origin["upstream_auth_env"] = {"value": settings.get("upstream_auth_env"), "from": ns}
+        config = UpstreamConfig(
             url=url,
             auth_env=settings.get("upstream_auth_env"),
             allow=tuple(allow),
             deny=tuple(deny),
             namespaces=tuple(ancestors(namespace)),
         )
-    return None
+        return config, origin
+    origin["upstream_allow"], origin["upstream_deny"] = [], []  # no upstream: no list applies
+    return None, origin
 
 
 @dataclass(frozen=True)

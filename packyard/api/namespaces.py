@@ -40,11 +40,16 @@ def list_namespaces(request: Request, under: str | None = None) -> list[dict]:
     return [ns.to_dict() for ns in found]
 
 
-@router.get("/{ns}", summary="Show a namespace: settings, file count and size")
+@router.get("/{ns}", summary="Show a namespace: settings (its own and effective), file count and size")
 def show_namespace(ns: str, request: Request) -> dict:
+    """``settings`` are the namespace's own; ``effective`` what its index works with — the
+    upstream, its credentials' variable name and allow/deny lists it inherits, and ``inherit``
+    — each with the namespace it comes from. A reader of NS reads its ancestors' indexes
+    anyway, so their settings are no secret from it (the credentials themselves never show)."""
     validate_namespace(ns)
     require(request, ns, "read")
-    return request.app.state.store.namespaces.get(ns).to_dict()
+    store = request.app.state.store
+    return {**store.namespaces.get(ns).to_dict(), "effective": store.effective_settings(ns)}
 
 
 class SettingsIn(BaseModel):

@@ -10,6 +10,8 @@ from packyard.cli_errors import run
 app = typer.Typer(
     name="packyard",
     help="Namespace files, git sync, builds and a Python package index for flows.",
+    epilog="Listings print tables, cut to fit a terminal and in whole lines when piped; "
+    "for scripts, add --json to a listing or show command for JSON.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )

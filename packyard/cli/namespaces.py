@@ -30,14 +30,30 @@ def ls(
         table(rows, ["name", "created", "created_by"])
 
 
+def effective_rows(effective: dict) -> list[dict]:
+    """One row per effective setting, with the namespace it comes from (the server computes
+    both; this only lays them out). ``(default)``: no namespace of the chain sets it."""
+    rows = [{"setting": "index chain", "value": " > ".join(effective["index_chain"]), "from": ""}]
+    for key, unset in (("inherit", ""), ("upstream", "(none)"), ("upstream_auth_env", "(none)")):
+        item = effective[key]
+        value = unset if item["value"] is None else item["value"]
+        rows.append({"setting": key, "value": value, "from": item["from"] or "(default)"})
+    for key, unset in (("upstream_allow", "(any)"), ("upstream_deny", "(none)")):
+        for item in effective[key] or [{"patterns": [], "from": None}]:
+            value = " ".join(item["patterns"]) or unset
+            rows.append({"setting": key, "value": value, "from": item["from"] or "(default)"})
+    return rows
+
+
 @app.command("show")
 def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Show a namespace: settings, file count, size."""
+    """Show a namespace: its own settings, the effective ones and where each comes from, file count, size."""
     ns = client().namespace(name)
     if as_json:
         emit_json(ns)
-    else:
-        table([ns], ["name", "files", "bytes", "created", "created_by", "settings"])
+        return
+    table([ns], ["name", "files", "bytes", "created", "created_by", "settings"])
+    table(effective_rows(ns["effective"]), ["setting", "value", "from"], title="effective settings")
 
 
 @app.command("set")

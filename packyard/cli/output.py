@@ -35,13 +35,22 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+UNLIMITED = 1 << 20
+"""Off a terminal (a pipe, a file, a CI log) nothing knows the width: rich would assume 80
+columns and cut every cell to fit, so a table is laid out as wide as its longest cell."""
+
+
 def table(rows: Iterable[dict], columns: list[str], title: str | None = None) -> None:
+    """Rows as a table, fitted to a terminal; off a terminal, whole lines (for scripts: ``--json``)."""
     t = Table(title=title)
     for column in columns:
         t.add_column(column)
     for row in rows:
         t.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    console.print(t)
+    if console.is_terminal:
+        console.print(t)
+    else:  # print(width=) cannot widen past the console's width: this console is as wide as needed
+        Console(file=sys.stdout, width=UNLIMITED, highlight=False, no_color=True).print(t, crop=False)
 
 
 @contextmanager

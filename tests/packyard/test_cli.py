@@ -20,6 +20,7 @@ import httpx
 from store.catalog import Catalog
 from store.tokens import Tokens
 from tests.conftest import LiveServer
+from tests.support.clients import unique_ns
 from tests.support.procs import free_port
 
 
@@ -107,6 +108,59 @@ def test_namespaces(server: LiveServer, ns: str) -> None:
     shown = json.loads(ok(cli(server.client_env(), "ns", "show", ns, "--json")))
     assert (shown["name"], shown["files"], shown["bytes"], shown["settings"]) == (ns, 0, 0, {})
     assert shown["created_by"] == "token:env-admin (PACKYARD_ADMIN_TOKEN)"
+
+
+def test_ns_show_gives_the_effective_settings_and_where_each_comes_from(server: LiveServer, http: httpx.Client) -> None:
+    """An upstream and allow list set on the top, a deny list and no-inherit in the middle:
+    the leaf's own settings are empty, its effective ones come from both (computed by the
+    server, rendered by the CLI); a child that turns the upstream off has no lists either."""
+    top = unique_ns("eff")
+    mid, leaf, off = f"{top}.mid", f"{top}.mid.leaf", f"{top}.mid.leaf.off"
+    upstream = f"https://index.example.org/{'a-long-path/' * 8}simple/"  # longer than 80 columns
+    for name, settings in (
+        (top, {"upstream": upstream, "upstream_allow": ["req*", "idna"]}),
+        (mid, {"upstream_deny": ["internal-*"], "inherit": False}),
+        (leaf, {}),
+        (off, {"upstream": ""}),
+    ):
+        assert http.post("/api/v1/namespaces", json={"name": name}, headers=server.admin).status_code == 201
+        if settings:
+            changed = http.patch(f"/api/v1/namespaces/{name}/settings", json=settings, headers=server.admin)
+            assert changed.status_code == 200, changed.text
+    env = server.client_env()
+    shown, text, shown_off = cli_many(
+        env, [["ns", "show", leaf, "--json"], ["ns", "show", leaf], ["ns", "show", off, "--json"]]
+    )
+
+    info = json.loads(ok(shown))
+    assert info["settings"] == {}
+    assert info["effective"] == {
+        "index_chain": [leaf, mid],  # mid does not inherit: top's files are not in leaf's index
+        "inherit": {"value": True, "from": None},
+        "upstream": {"value": upstream, "from": top},
+        "upstream_auth_env": {"value": None, "from": top},
+        "upstream_allow": [{"patterns": ["req*", "idna"], "from": top}],
+        "upstream_deny": [{"patterns": ["internal-*"], "from": mid}],
+    }
+    rows = {tuple(cell.strip() for cell in line.split("│")[1:-1]) for line in ok(text).splitlines() if "│" in line}
+    assert ("upstream", upstream, top) in rows  # whole, though the output is not a terminal
+    assert ("upstream_allow", "req* idna", top) in rows
+    assert ("upstream_deny", "internal-*", mid) in rows
+    assert ("inherit", "True", "(default)") in rows
+
+    effective = json.loads(ok(shown_off))["effective"]
+    assert effective["upstream"] == {"value": None, "from": off}
+    assert (effective["upstream_allow"], effective["upstream_deny"]) == ([], [])
+
+
+def test_tables_print_whole_lines_off_a_terminal(server: LiveServer) -> None:
+    """Piped (as here), a table is as wide as its longest cell, not cut to 80 columns."""
+    long = unique_ns("wide") + "." + "x" * 90
+    admin = server.client_env(server.admin_token)
+    ok(cli(admin, "ns", "create", long))
+    listing = ok(cli(admin, "ns", "ls", "--under", long))
+    assert any(long in line for line in listing.splitlines()), listing
+    assert "…" not in listing
 
 
 # -- files --------------------------------------------------------------------------------

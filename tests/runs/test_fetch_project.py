@@ -64,7 +64,9 @@ def crates(server: LiveServer, module_http: httpx.Client, tmp_path_factory: pyte
         (["--version", "0.9"], "crate-0.9.tar.gz"),
     ],
 )
-def test_fetch_a_project_by_name(server: LiveServer, crates: str, tmp_path: Path, args: list[str], expected: str) -> None:
+def test_fetch_a_project_by_name(
+    server: LiveServer, crates: str, tmp_path: Path, args: list[str], expected: str
+) -> None:
     proc = cli(server, tmp_path / "cache", "fetch", crates, "crate", *args, "--dest", tmp_path / "d")
     assert proc.stdout.strip() == str(tmp_path / "d" / expected)
     assert [p.name for p in (tmp_path / "d").iterdir()] == [expected]
