@@ -83,12 +83,21 @@ def fetch(
         print(path)
 
 
-def _env(ns: str, files: list[Path] | None, extra: list[str] | None, python: str | None, refresh: bool, share: bool):  # noqa: ANN202
+def _env(  # noqa: ANN202
+    ns: str,
+    files: list[Path] | None,
+    extra: list[str] | None,
+    python: str | None,
+    refresh: bool,
+    share: bool,
+    cwd: Path | None = None,
+):
     from packyard.runs.envs import EnvCache
 
     settings = get_settings()
     cache = EnvCache(client(), settings.url, settings.cache_dir, secret(settings.token))
-    return cache.ensure(ns, read_requirements(files, extra), python=python, refresh=refresh, share=share)
+    requirements = read_requirements(files, extra)
+    return cache.ensure(ns, requirements, python=python, refresh=refresh, share=share, cwd=cwd)
 
 
 def env(
@@ -118,17 +127,23 @@ def run(
     share: bool = SHARE,
     pull_files: bool = typer.Option(False, "--pull", help="Run in a temporary directory holding NS's files."),
 ) -> None:
-    """Run COMMAND in a cached environment (and, with --pull, among NS's files); exit with its status."""
-    environment = _env(ns, requirement, with_, python, refresh, share) if (requirement or with_) else None
-    run_env = dict(os.environ)
-    if environment is not None:
-        run_env = activated(environment.path, run_env)
-        _say(describe(environment.key, environment.reused, environment.from_bundle))
+    """Run COMMAND in a cached environment (and, with --pull, among NS's files); exit with its status.
+
+    With --pull, the files are pulled first and the command runs among them, and so do the
+    requirements: a path such as ``--with .`` or ``--with ./etl-0.1.0.tar.gz`` (and one in
+    a -r file) means the pulled one, not one in the caller's directory.
+    """
     with tempfile.TemporaryDirectory(prefix="packyard-run-") as tmp:
         cwd = None
         if pull_files:
             _pull(ns, Path(tmp), "", None, None, False)
-            cwd = tmp
+            cwd = Path(tmp)
+        wanted = requirement or with_
+        environment = _env(ns, requirement, with_, python, refresh, share, cwd) if wanted else None
+        run_env = dict(os.environ)
+        if environment is not None:
+            run_env = activated(environment.path, run_env)
+            _say(describe(environment.key, environment.reused, environment.from_bundle))
         try:
             code = subprocess.call(command, env=run_env, cwd=cwd)
         except FileNotFoundError as exc:

@@ -107,6 +107,8 @@ class EnvCache:
         self.base_url = base_url.rstrip("/")
         self.root = Path(root)
         self.token = token
+        self.cwd: Path | None = None
+        """Where relative requirement paths point (``ensure(cwd=...)``)."""
 
     def index_url(self, ns: str, with_token: bool = False) -> str:
         url = f"{self.base_url}/{qns(ns)}/simple/"
@@ -148,6 +150,7 @@ class EnvCache:
             f"resolving {', '.join(requirements)} against {ns}",
             input="\n".join(requirements) + "\n",
             env={"UV_CACHE_DIR": str(self.root / "uv-cache"), "UV_INDEX_URL": index, "UV_DEFAULT_INDEX": index},
+            cwd=self.cwd,
         )
         lock = "\n".join(line for line in result.stdout.splitlines() if line and not line.startswith("#")) + "\n"
         save_lock(resolution_path(self.root, ns, requirements, version), state["state"], lock, time.time())
@@ -167,9 +170,19 @@ class EnvCache:
     # -- environments -------------------------------------------------------------------
 
     def ensure(
-        self, ns: str, requirements: list[str], *, python: str | None = None, refresh: bool = False, share: bool = True
+        self,
+        ns: str,
+        requirements: list[str],
+        *,
+        python: str | None = None,
+        refresh: bool = False,
+        share: bool = True,
+        cwd: Path | None = None,
     ) -> Environment:
+        """A ready environment for ``requirements``; relative paths among them (``.``,
+        ``./etl-0.1.0.tar.gz``) mean paths under ``cwd`` (default: this process's directory)."""
         validate_namespace(ns)
+        self.cwd = cwd
         if not requirements:
             raise InvalidInput("no requirements: pass -r FILE or --with REQ")
         version = python_version(python)
@@ -212,7 +225,7 @@ class EnvCache:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-r", str(lockfile)]
         command += ["-d", str(wheels)]
         index = {"PIP_INDEX_URL": self.index_url(ns, with_token=True)}  # not on the command line (ps)
-        _run(command, f"downloading the environment's files from {ns}", env=index)
+        _run(command, f"downloading the environment's files from {ns}", env=index, cwd=self.cwd)
 
     def _install(self, version: str, lockfile: Path, wheels: Path, target: Path) -> None:
         # relocatable: scripts find their interpreter relative to themselves, so the finished
@@ -223,7 +236,7 @@ class EnvCache:
         # PYTHONDONTWRITEBYTECODE=1, as in many containers) never compiles on import
         install = [_uv(), "pip", "install", "--quiet", "--compile-bytecode", "--python", str(target / "bin" / "python")]
         install += ["--no-index", "--find-links", str(wheels), "-r", str(lockfile)]
-        _run(install, "installing the environment", env={"UV_CACHE_DIR": str(self.root / "uv-cache")})
+        _run(install, "installing the environment", env={"UV_CACHE_DIR": str(self.root / "uv-cache")}, cwd=self.cwd)
 
     def _share(self, ns: str, key: str, env: Path) -> None:
         with contextlib.suppress(*SHARE_FAILURES), tempfile.TemporaryFile() as spool:

@@ -16,7 +16,7 @@ from packyard.runs.pull import plan_pull, pull
 from packyard.runs.transfer import inside
 from store.errors import InvalidInput
 from tests.conftest import LiveServer
-from tests.runs.conftest import cli, log_mark, unique_ns
+from tests.runs.conftest import cli, log_mark, simple_wheel, unique_ns
 from tests.support.clients import output
 
 PARENT_FILES = {
@@ -184,3 +184,25 @@ def test_run_pull_runs_among_the_files_in_a_temporary_directory(
 
     status = cli(server, tmp_path / "cache", "run", files.child, "--pull", "--", "python", "jobs/run.py", check=False)
     assert (status.returncode, status.stdout) == (0, "job\n")
+
+
+@pytest.mark.local_only
+def test_run_pull_resolves_relative_requirements_among_the_pulled_files(server: LiveServer, tmp_path: Path) -> None:
+    """``run --pull --with ./crunch-1.0-py3-none-any.whl``: the wheel among NS's files is
+    installed, not a same-named one in the caller's directory."""
+    ns = unique_ns("relreq")
+    pulled = simple_wheel(tmp_path / "pulled", "crunch", "1.0", "WHERE = 'pulled'\n")
+    stray = simple_wheel(tmp_path / "caller", "crunch", "1.0", "WHERE = 'caller'\n")
+    assert stray.name == pulled.name
+    client = Client(server.url, server.admin_token)
+    try:
+        client.create_namespace(ns)
+        client.put_file(ns, pulled.name, pulled.read_bytes())
+    finally:
+        client.http.close()
+    code = "import crunch; print(crunch.WHERE)"
+    proc = cli(
+        server, tmp_path / "cache", "run", ns, "--pull", "--with", f"./{pulled.name}", "--", "python", "-c", code,
+        cwd=stray.parent,
+    )  # fmt: skip
+    assert proc.stdout.strip() == "pulled", output(proc)
