@@ -116,7 +116,7 @@ def test_ns_show_gives_the_effective_settings_and_where_each_comes_from(server: 
     server, rendered by the CLI); a child that turns the upstream off has no lists either."""
     top = unique_ns("eff")
     mid, leaf, off = f"{top}.mid", f"{top}.mid.leaf", f"{top}.mid.leaf.off"
-    upstream = f"https://index.example.org/{'a-long-path/' * 8}simple/"  # longer than 80 columns
+    upstream = f"http://127.0.0.1:9/{'a-long-path/' * 8}simple/"  # longer than 80 columns; never fetched
     for name, settings in (
         (top, {"upstream": upstream, "upstream_allow": ["req*", "idna"]}),
         (mid, {"upstream_deny": ["internal-*"], "inherit": False}),
