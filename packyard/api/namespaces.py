@@ -7,9 +7,10 @@ from fastapi.responses import JSONResponse
 from packaging.utils import canonicalize_name
 from pydantic import BaseModel
 
-from packyard.auth import actor, caller, require
+from packyard.auth import actor, caller, may_read, require
 from store.credentials import allowed_env
 from store.names import validate_namespace
+from store.tokens import Token
 from store.upstream import check_upstream_url
 
 router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
@@ -45,11 +46,35 @@ def show_namespace(ns: str, request: Request) -> dict:
     """``settings`` are the namespace's own; ``effective`` what its index works with — the
     upstream, its credentials' variable name and allow/deny lists it inherits, and ``inherit``
     — each with the namespace it comes from. A reader of NS reads its ancestors' indexes
-    anyway, so their settings are no secret from it (the credentials themselves never show)."""
+    anyway; values set in a namespace the caller may not read are withheld (``_visible``)."""
     validate_namespace(ns)
-    require(request, ns, "read")
+    token = require(request, ns, "read")
     store = request.app.state.store
-    return {**store.namespaces.get(ns).to_dict(), "effective": store.effective_settings(ns)}
+    shown = store.namespaces.get(ns).to_dict()
+    return {**shown, "effective": _visible(request, token, store.effective_settings(ns))}
+
+
+def _visible(request: Request, token: Token | None, effective: dict) -> dict:
+    """Withhold what comes from a namespace the caller may not read itself.
+
+    The isolation model keeps an ancestor's own settings out of reach of a token scoped
+    below it (with anonymous reads off): such a caller sees that a setting applies and where
+    it is set, not its value (an internal index URL, a variable name, a list of names).
+    """
+
+    def readable(namespace: str | None) -> bool:
+        return namespace is None or request.app.state.settings.anonymous_read or may_read(request, token, namespace)
+
+    out = dict(effective)
+    for key in ("upstream", "upstream_auth_env", "inherit"):
+        if not readable(out[key]["from"]):
+            out[key] = {"value": None, "from": out[key]["from"], "withheld": True}
+    for key in ("upstream_allow", "upstream_deny"):
+        out[key] = [
+            item if readable(item["from"]) else {"patterns": [], "from": item["from"], "withheld": True}
+            for item in out[key]
+        ]
+    return out
 
 
 class SettingsIn(BaseModel):

@@ -32,15 +32,16 @@ def ls(
 
 def effective_rows(effective: dict) -> list[dict]:
     """One row per effective setting, with the namespace it comes from (the server computes
-    both; this only lays them out). ``(default)``: no namespace of the chain sets it."""
+    both; this only lays them out). ``(default)``: no namespace of the chain sets it;
+    ``(withheld)``: set in a namespace this caller may not read."""
     rows = [{"setting": "index chain", "value": " > ".join(effective["index_chain"]), "from": ""}]
     for key, unset in (("inherit", ""), ("upstream", "(none)"), ("upstream_auth_env", "(none)")):
         item = effective[key]
-        value = unset if item["value"] is None else item["value"]
+        value = "(withheld)" if item.get("withheld") else unset if item["value"] is None else item["value"]
         rows.append({"setting": key, "value": value, "from": item["from"] or "(default)"})
     for key, unset in (("upstream_allow", "(any)"), ("upstream_deny", "(none)")):
         for item in effective[key] or [{"patterns": [], "from": None}]:
-            value = " ".join(item["patterns"]) or unset
+            value = "(withheld)" if item.get("withheld") else " ".join(item["patterns"]) or unset
             rows.append({"setting": key, "value": value, "from": item["from"] or "(default)"})
     return rows
 

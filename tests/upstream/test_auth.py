@@ -151,3 +151,27 @@ def test_a_namespace_admin_cannot_send_the_servers_own_secrets_upstream(private:
         assert not any(private.admin_token in credentials for credentials in sent), sent
     finally:
         evil.stop()
+
+
+def test_ns_show_withholds_settings_of_an_ancestor_the_caller_cannot_read(
+    upstream_packyards: UpstreamPackyards,
+) -> None:
+    """Anonymous reads off: a token scoped to ``top.team`` learns that an upstream and a deny
+    list apply to its index and that ``top`` sets them — not the internal URL or the names."""
+    closed = upstream_packyards.closed
+    top = unique_ns()
+    url = "http://127.0.0.1:9/internal-index/simple/"
+    with httpx.Client(base_url=closed.url, timeout=30) as http:
+        create_ns(http, closed, f"{top}.team")
+        settings = {"upstream": url, "upstream_deny": ["secret-*"]}
+        assert http.patch(f"/api/v1/namespaces/{top}/settings", json=settings, headers=closed.admin).status_code == 200
+        _, team = create_token(http, closed, f"{top}.team", "read", "team")
+        seen = http.get(f"/api/v1/namespaces/{top}.team", headers={"Authorization": f"Bearer {team}"})
+        admin = http.get(f"/api/v1/namespaces/{top}.team", headers=closed.admin)
+    assert seen.status_code == 200, seen.text
+    effective = seen.json()["effective"]
+    assert effective["upstream"] == {"value": None, "from": top, "withheld": True}
+    assert effective["upstream_deny"] == [{"patterns": [], "from": top, "withheld": True}]
+    assert "internal-index" not in seen.text and "secret-" not in seen.text
+    assert admin.json()["effective"]["upstream"] == {"value": url, "from": top}
+    assert admin.json()["effective"]["upstream_deny"] == [{"patterns": ["secret-*"], "from": top}]
