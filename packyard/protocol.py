@@ -6,9 +6,9 @@ is timed). A proxy usually enforces these; this subclass enforces them in the se
 
 - ``max_header_bytes``: the request line and headers together (431 past it);
 - ``max_headers``: how many header fields (431 past it);
-- ``headers_timeout``: from the connection's start (or the previous response) to a complete
-  head; a connection that sends nothing, or dribbles its head (slowloris), is answered 408
-  and closed;
+- ``headers_timeout``: from a new connection, or from the first bytes of a head, to the
+  complete head; a connection that sends nothing, or dribbles its head (slowloris), is
+  answered 408 and closed (between requests, uvicorn's keep-alive timeout applies);
 - ``body_timeout`` and ``body_min_rate``: while a request body is still expected, every
   ``body_timeout`` seconds must bring at least ``body_min_rate`` bytes per second (and at
   least one byte): a silent or trickling body is answered 408 and closed, and the endpoint
@@ -136,12 +136,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(*self._refusal)
         elif self._in_head and self._head_bytes > self.max_header_bytes:
             self._refuse(431, "TooLarge", f"the request head is larger than {self.max_header_bytes} bytes")
+        elif self._timer is None:
+            # armed only when a head or a body is left incomplete by this chunk: a request that
+            # arrives whole (every GET of the hot path) costs no timer at all
+            if self._in_body:
+                self._arm(self.body_timeout, self._body_check)
+            elif self._in_head and self._head_bytes:
+                self._arm(self.headers_timeout, self._head_timed_out)
 
     # parser callbacks ----------------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._in_head, self._header_count = True, 0
-        if self._timer is None:  # a pipelined request: its head is timed from here
-            self._arm(self.headers_timeout, self._head_timed_out)
         super().on_message_begin()
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -156,9 +161,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         if self._refusal is not None:
             return
+        self._disarm()
         self._in_head, self._head_bytes = False, 0
         self._in_body, self._window = True, 0
-        self._arm(self.body_timeout, self._body_check)
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -172,11 +177,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._disarm()
         super().on_message_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing() and not self._in_body and self._timer is None:
-            self._arm(self.headers_timeout, self._head_timed_out)
 
 
 def guarded_protocol(

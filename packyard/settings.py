@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     max_headers: int = 100
     """Header fields in one request; more are answered 431 and closed."""
     headers_timeout: float = 10.0
-    """Seconds from connecting (or from the previous response) to a complete request head: 408."""
+    """Seconds from connecting, or from the first bytes of a request head, to the complete head: 408."""
     body_timeout: float = 30.0
     body_min_rate: int = 1024
     """While a request body is expected, each ``body_timeout`` seconds must bring at least this
