@@ -17,6 +17,7 @@ from packyard.index import routes as index_routes
 from packyard.index import upload
 from packyard.index.cache import IndexCache
 from packyard.index.hot import HotIndex
+from packyard.janitor import Janitor
 from packyard.limits import RequestLimits
 from packyard.settings import Settings
 from packyard.wiring import open_store
@@ -28,6 +29,10 @@ from sync.runner import Syncer
 def _lifespan(settings: Settings):  # noqa: ANN202 - an async context manager factory
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        janitor = Janitor(
+            app.state.store, grace_seconds=settings.gc_grace_seconds, interval_seconds=settings.gc_interval_seconds
+        )
+        janitor.start()
         worker = None
         if settings.embedded_worker:
             worker = EmbeddedWorker(app.state, settings.own_url, settings.data / "build-cache", settings.build_sandbox)
@@ -35,6 +40,7 @@ def _lifespan(settings: Settings):  # noqa: ANN202 - an async context manager fa
         try:
             yield
         finally:
+            janitor.shutdown()
             if worker is not None:
                 worker.shutdown()
 

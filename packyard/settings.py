@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     archive_check_cpu_seconds: float = 60.0
     """CPU one archive check (a bundle's expansion) may take before the upload is refused."""
     log_requests: bool = False
+    gc_grace_seconds: float = 3600.0
+    """The collector removes an unreferenced blob or a temporary file only once it is this old:
+    the time a change may take between storing its blobs and committing (an upload, a sync)."""
+    gc_interval_seconds: float = 3600.0
+    """``packyard serve`` collects garbage at start and then this often; 0 turns it off."""
     # the connection itself (for a server facing clients without a proxy)
     max_header_bytes: int = 64 * 1024
     """Request line and headers together; a bigger head is answered 431 and closed."""

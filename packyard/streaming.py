@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
 from fastapi import Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
+from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
+from packyard.http_errors import error_response
 from store.blobs.base import BlobStore, too_large
-from store.errors import InvalidInput
+from store.errors import InvalidInput, PackyardError
 
 T = TypeVar("T")
 CHUNK = 1024 * 1024
@@ -85,10 +88,43 @@ async def with_body(request: Request, limit: int | None, work: Callable[[Request
     return await anyio.to_thread.run_sync(work, reader)
 
 
-def _chunks(blobs: BlobStore, sha256: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
-    with blobs.open(sha256, offset, length) as stream:
+def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+    with stream:
         while chunk := stream.read(CHUNK):
             yield chunk
+
+
+class BlobStreamResponse(StreamingResponse):
+    """Streams a blob from a remote backend, opened before the status line is sent.
+
+    Opening (the S3 GET that returns headers) is what fails when the backend is down or the
+    blob is missing; doing it first means such a failure is answered with its proper status
+    and packyard's error body (503 for an outage), never a 200 whose body then breaks off.
+    What can still fail after the status line is a connection dropped mid-body, and the
+    client sees that as a short read against the Content-Length.
+    """
+
+    def __init__(
+        self, blobs: BlobStore, sha256: str, offset: int, length: int | None, *, head: bool, **kwargs: Any
+    ) -> None:
+        super().__init__(iter(()), **kwargs)
+        self._open = (blobs, sha256, offset, length, head)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        blobs, sha256, offset, length, head = self._open
+        try:
+            if head:
+                await anyio.to_thread.run_sync(blobs.size, sha256)
+            else:
+                stream = await anyio.to_thread.run_sync(blobs.open, sha256, offset, length)
+                self.body_iterator = iterate_in_threadpool(_chunks(stream))
+        except PackyardError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        if head:
+            await Response(status_code=self.status_code, headers=dict(self.headers))(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def content_type(path: str) -> str:
@@ -139,13 +175,16 @@ def blob_response(
         response = FileResponse(local, media_type=media, headers=all_headers)
         response.headers["etag"] = etag
         return response
-    if request.method == "HEAD":
-        return Response(headers={**all_headers, "Content-Length": str(size)}, media_type=media)
-    wanted = _range(request.headers.get("range"), size)
+    head = request.method == "HEAD"
+    wanted = None if head else _range(request.headers.get("range"), size)
     if wanted is not None:
         offset, length = wanted
-        return StreamingResponse(
-            _chunks(blobs, sha256, offset, length),
+        return BlobStreamResponse(
+            blobs,
+            sha256,
+            offset,
+            length,
+            head=False,
             status_code=206,
             media_type=media,
             headers={
@@ -154,6 +193,6 @@ def blob_response(
                 "Content-Range": f"bytes {offset}-{offset + length - 1}/{size}",
             },
         )
-    return StreamingResponse(
-        _chunks(blobs, sha256), media_type=media, headers={**all_headers, "Content-Length": str(size)}
+    return BlobStreamResponse(
+        blobs, sha256, 0, None, head=head, media_type=media, headers={**all_headers, "Content-Length": str(size)}
     )

@@ -112,28 +112,23 @@ class Bundles:
         validate_namespace(namespace)
         existing = self.catalog.one("SELECT * FROM bundles WHERE key = ? AND namespace = ?", (key, namespace))
         blob = self.blobs.put(stream, limit=self.max_bytes)
-        try:
-            if existing is None:
-                with self.blobs.open(blob.sha256) as stored:
-                    check_bundle(stored, blob.size, self.limits, checkpoint)
-            with self.catalog.write() as db:
-                existing = self.catalog.one("SELECT * FROM bundles WHERE key = ? AND namespace = ?", (key, namespace))
-                if existing is not None:
-                    if blob.created:
-                        self.refs.discard([blob.sha256])
-                    return existing, False
-                row = {
-                    "key": key,
-                    "namespace": namespace,
-                    "sha256": blob.sha256,
-                    "size": blob.size,
-                    "created": now(),
-                    "created_by": actor,
-                }
-                db["bundles"].insert(row)
-                self.catalog.audit(actor, "bundle.put", namespace, json.dumps({"key": key}))
-                return row, True
-        except BaseException:
-            if blob.created:
-                self.refs.discard([blob.sha256])
-            raise
+        # a refused bundle's blob is left to the collector, never deleted here: a concurrent
+        # change may have found the same bytes stored and be about to reference them
+        if existing is None:
+            with self.blobs.open(blob.sha256) as stored:
+                check_bundle(stored, blob.size, self.limits, checkpoint)
+        with self.catalog.write() as db:
+            existing = self.catalog.one("SELECT * FROM bundles WHERE key = ? AND namespace = ?", (key, namespace))
+            if existing is not None:
+                return existing, False  # the blob stays for the collector: another change may hold it
+            row = {
+                "key": key,
+                "namespace": namespace,
+                "sha256": blob.sha256,
+                "size": blob.size,
+                "created": now(),
+                "created_by": actor,
+            }
+            db["bundles"].insert(row)
+            self.catalog.audit(actor, "bundle.put", namespace, json.dumps({"key": key}))
+            return row, True

@@ -10,6 +10,7 @@ from store.blobs.base import BlobStore
 from store.builds import Builds
 from store.bundles import BUNDLE_LIMITS, Bundles
 from store.catalog import Catalog
+from store.collector import DEFAULT_GRACE_SECONDS, Collector, scratch_dir
 from store.dists import Dists
 from store.files import NamespaceFiles
 from store.generations import Generations
@@ -37,7 +38,10 @@ class Store:
         self.catalog = Catalog(self.data_dir / "catalog.db")
         self.blobs = blobs
         self.generations = Generations()
-        self.refs = BlobRefs(self.catalog, blobs)
+        self.refs = BlobRefs(self.catalog)
+        self.scratch = scratch_dir(self.data_dir)
+        """Server-side temporary files (export zips), cleaned by the collector past its grace."""
+        self.collector = Collector(self.catalog, blobs, self.refs, self.scratch)
         self.namespaces = Namespaces(self.catalog, self.generations)
         self.tokens = Tokens(self.catalog, admin_secret)
         self.files = NamespaceFiles(
@@ -84,11 +88,10 @@ class Store:
         return f"{self.boot_id}:" + ".".join(str(n) for n in self.generations.stamp(chain))
 
     def garbage(self) -> list[str]:
-        """Blobs no catalog row references: what a crash or a failed change can leave."""
-        referenced = set(self.refs.all_referenced())
+        """Blobs no catalog row references (of any age): what a crash or a failed change leaves."""
+        referenced = self.refs.all_referenced()
         return [sha for sha in self.blobs.hashes() if sha not in referenced]
 
-    def collect_garbage(self) -> int:
-        garbage = self.garbage()
-        self.refs.discard(garbage)
-        return len(garbage)
+    def collect_garbage(self, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> int:
+        """Remove unreferenced blobs and temporary objects older than the grace; how many."""
+        return self.collector.collect(grace_seconds).removed.count

@@ -128,26 +128,23 @@ class Dists:
             raise InvalidInput(f"the form says filetype {filetype!r} but {filename} is a {parsed.filetype}")
         stream.seek(0)
         reader = _DigestReader(stream)
+        # a refused upload leaves its blob to the collector (store/collector.py), never deletes
+        # it: a concurrent upload of the same bytes may have found it stored and be committing
         blob = self.blobs.put(reader, limit=self.max_upload_bytes)  # type: ignore[arg-type]
-        created = [blob.sha256] if blob.created else []
-        try:
-            computed = {
-                "sha256": blob.sha256,
-                "md5": reader.md5.hexdigest(),
-                "blake2_256": reader.blake2_256.hexdigest(),
-            }
-            for field, algorithm in DIGESTS.items():
-                sent = (digests or {}).get(field)
-                if sent and sent.strip().lower() != computed[algorithm]:
-                    raise InvalidInput(
-                        f"{field} does not match the uploaded bytes of {filename} "
-                        f"(sent {sent}, computed {computed[algorithm]}); the upload was corrupted"
-                    )
-            artifact = inspect(stream, filename, blob.size)
-            return self.publish(namespace, [(artifact, blob)], uploader=uploader, created=created)[0]
-        except BaseException:
-            self.refs.discard(created)
-            raise
+        computed = {
+            "sha256": blob.sha256,
+            "md5": reader.md5.hexdigest(),
+            "blake2_256": reader.blake2_256.hexdigest(),
+        }
+        for field, algorithm in DIGESTS.items():
+            sent = (digests or {}).get(field)
+            if sent and sent.strip().lower() != computed[algorithm]:
+                raise InvalidInput(
+                    f"{field} does not match the uploaded bytes of {filename} "
+                    f"(sent {sent}, computed {computed[algorithm]}); the upload was corrupted"
+                )
+        artifact = inspect(stream, filename, blob.size)
+        return self.publish(namespace, [(artifact, blob)], uploader=uploader)[0]
 
     def publish(
         self,
@@ -155,61 +152,56 @@ class Dists:
         items: list[tuple[Artifact, StoredBlob]],
         *,
         uploader: str | None,
-        created: list[str] | None = None,
     ) -> list[tuple[Dist, bool]]:
-        """Publish checked artifacts whose file blobs are stored: all in one transaction."""
-        created = list(created or [])
+        """Publish checked artifacts whose file blobs are stored: all in one transaction.
+
+        On failure the blobs stay (unreferenced) for the collector; see ``store/refs.py``.
+        """
         metadata_blobs = []
         for artifact, _ in items:
             # derivable from the file and hash-checked on every read (metadata_bytes): one
             # fsync per upload instead of two
             meta = self.blobs.put(io.BytesIO(artifact.metadata), durable=False)
-            if meta.created:
-                created.append(meta.sha256)
             metadata_blobs.append(meta)
         results: list[tuple[Dist, bool]] = []
-        try:
-            with self.catalog.write() as db:
-                self.namespaces.ensure(namespace, uploader)
-                for (artifact, blob), meta in zip(items, metadata_blobs, strict=True):
-                    existing = self._same_distribution(namespace, artifact.project, artifact.filename)
-                    if existing:
-                        same_bytes = [row for row in existing if row["sha256"] == blob.sha256]
-                        if not same_bytes:
-                            spelled = existing[0]["filename"]
-                            also = "" if spelled == artifact.filename else f" (as {spelled}: the same distribution)"
-                            raise Conflict(
-                                f"{artifact.filename} already exists in {namespace}{also} with other contents; "
-                                "files are immutable: bump the version and upload again"
-                            )
-                        results.append((_dist(same_bytes[0]), False))
-                        continue
-                    dist = Dist(
-                        namespace=namespace,
-                        filename=artifact.filename,
-                        project=artifact.project,
-                        name=artifact.name,
-                        version=artifact.version,
-                        filetype=artifact.filetype,
-                        sha256=blob.sha256,
-                        size=blob.size,
-                        metadata_sha256=meta.sha256,
-                        requires_python=artifact.requires_python,
-                        summary=artifact.summary,
-                        upload_time=now(),
-                        uploader=uploader,
-                    )
-                    db["dists"].insert({**dist.to_dict(), "yanked": 0})
-                    self.catalog.audit(
-                        uploader or "-",
-                        "dist.upload",
-                        namespace,
-                        json.dumps({"filename": dist.filename, "sha256": dist.sha256}),
-                    )
-                    results.append((dist, True))
-        except BaseException:
-            self.refs.discard(created)
-            raise
+        with self.catalog.write() as db:
+            self.namespaces.ensure(namespace, uploader)
+            for (artifact, blob), meta in zip(items, metadata_blobs, strict=True):
+                existing = self._same_distribution(namespace, artifact.project, artifact.filename)
+                if existing:
+                    same_bytes = [row for row in existing if row["sha256"] == blob.sha256]
+                    if not same_bytes:
+                        spelled = existing[0]["filename"]
+                        also = "" if spelled == artifact.filename else f" (as {spelled}: the same distribution)"
+                        raise Conflict(
+                            f"{artifact.filename} already exists in {namespace}{also} with other contents; "
+                            "files are immutable: bump the version and upload again"
+                        )
+                    results.append((_dist(same_bytes[0]), False))
+                    continue
+                dist = Dist(
+                    namespace=namespace,
+                    filename=artifact.filename,
+                    project=artifact.project,
+                    name=artifact.name,
+                    version=artifact.version,
+                    filetype=artifact.filetype,
+                    sha256=blob.sha256,
+                    size=blob.size,
+                    metadata_sha256=meta.sha256,
+                    requires_python=artifact.requires_python,
+                    summary=artifact.summary,
+                    upload_time=now(),
+                    uploader=uploader,
+                )
+                db["dists"].insert({**dist.to_dict(), "yanked": 0})
+                self.catalog.audit(
+                    uploader or "-",
+                    "dist.upload",
+                    namespace,
+                    json.dumps({"filename": dist.filename, "sha256": dist.sha256}),
+                )
+                results.append((dist, True))
         if any(new for _, new in results):
             self.generations.bump(namespace)
         return results
@@ -264,8 +256,7 @@ class Dists:
             data = inspect(spool, filename, size).metadata
         if hashlib.sha256(data).hexdigest() != metadata_sha256:
             raise NotFound(f"the metadata of {filename} no longer matches its recorded hash")
-        self.blobs.delete(metadata_sha256)
-        self.blobs.put(io.BytesIO(data))
+        self.blobs.put(io.BytesIO(data))  # a put rewrites a damaged blob in place
         return data
 
     # -- yank, unyank, delete ------------------------------------------------------------
@@ -343,7 +334,7 @@ class Dists:
     def delete(
         self, namespace: str, project: str, version: str | None, *, filename: str | None = None, actor: str
     ) -> list[Dist]:
-        """Remove files from the index for good (their blobs go when nothing else holds them)."""
+        """Remove files from the index for good (the collector takes their blobs once nothing holds them)."""
         with self.catalog.write() as db:
             dists = self._select(namespace, project, version, filename)
             for dist in dists:
@@ -352,5 +343,4 @@ class Dists:
                     actor, "dist.delete", namespace, json.dumps({"filename": dist.filename, "sha256": dist.sha256})
                 )
         self.generations.bump(namespace)
-        self.refs.discard([h for d in dists for h in (d.sha256, d.metadata_sha256)])
         return dists

@@ -167,12 +167,8 @@ class NamespaceFiles:
         validate_namespace(namespace)
         validate_path(path)
         blob = self.blobs.put(stream, limit=self.max_upload_bytes)
-        try:
-            return self.apply(namespace, [Change(path, blob.sha256, blob.size)], author=author, origin="put")[0]
-        except BaseException:
-            if blob.created:
-                self.refs.discard([blob.sha256])
-            raise
+        # if the change fails, the blob stays for the collector (store/refs.py says why)
+        return self.apply(namespace, [Change(path, blob.sha256, blob.size)], author=author, origin="put")[0]
 
     def get(self, namespace: str, path: str, revision: int | None = None) -> FileRevision:
         """The head (or revision ``revision``) of a path; NotFound when absent or deleted."""
@@ -290,19 +286,13 @@ class NamespaceFiles:
             spool.seek(0)
             archive = open_archive(spool)
             plan = plan_import(archive, prefix, self.archive_limits, size)
-            created: list[str] = []
+            # members stored before a failure stay for the collector (store/refs.py says why)
             try:
                 changes = []
                 for target, info in plan:
                     with archive.open(info) as member:
                         blob = self.blobs.put(member)  # type: ignore[arg-type]
-                    if blob.created:
-                        created.append(blob.sha256)
                     changes.append(Change(target, blob.sha256, blob.size))
-                return self.apply(namespace, changes, author=author, origin="zip")
             except zipfile.BadZipFile as exc:
-                self.refs.discard(created)
                 raise UnsafeArchive(f"archive is corrupt: {exc}") from exc
-            except BaseException:
-                self.refs.discard(created)
-                raise
+            return self.apply(namespace, changes, author=author, origin="zip")

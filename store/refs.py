@@ -1,46 +1,52 @@
 """Which blobs the catalog references: the one place that knows every column holding a hash.
 
-A failed change deletes the blobs it created only if nothing references them, and garbage
-collection removes what nothing references; both ask here, so a new table that holds blob
-hashes is added in one place.
+Garbage collection removes only what nothing here references (and only past a grace
+period, see ``store/collector.py``); fsck reports rows whose blob is missing. Both ask here,
+so a new table that holds blob hashes is added in one place. No request deletes a blob:
+a failed or removing change leaves its blobs to the collector, because another change may
+have found the same bytes stored and be about to reference them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
-from store.blobs.base import BlobStore
 from store.catalog import Catalog
 
-COLUMNS = (
-    ("file_revisions", "sha256"),
-    ("dists", "sha256"),
-    ("dists", "metadata_sha256"),
-    ("builds", "log_sha256"),
-    ("upstream_files", "sha256"),
-    ("upstream_files", "metadata_sha256"),
-    ("bundles", "sha256"),
+COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    # (table, column holding a sha256, the columns that name a row in a report)
+    ("file_revisions", "sha256", ("namespace", "path", "revision")),
+    ("dists", "sha256", ("namespace", "filename")),
+    ("dists", "metadata_sha256", ("namespace", "filename")),
+    ("builds", "log_sha256", ("id",)),
+    ("upstream_files", "sha256", ("upstream", "filename")),
+    ("upstream_files", "metadata_sha256", ("upstream", "filename")),
+    ("bundles", "sha256", ("namespace", "key")),
 )
+"""``file_heads`` repeats a ``file_revisions`` hash; build artifacts are ``dists`` rows (the
+build names them by filename); build logs still spooling are files, not blobs."""
 
 
 class BlobRefs:
-    def __init__(self, catalog: Catalog, blobs: BlobStore) -> None:
+    def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self.blobs = blobs
 
     def referenced(self, sha256: str) -> bool:
         return any(
             self.catalog.one(f"SELECT 1 FROM {table} WHERE {column} = ? LIMIT 1", (sha256,)) is not None
-            for table, column in COLUMNS
+            for table, column, _ in COLUMNS
         )
 
-    def discard(self, hashes: Iterable[str]) -> None:
-        """Delete blobs that a failed or removing change leaves unreferenced."""
-        for sha256 in set(hashes):
-            if not self.referenced(sha256):
-                self.blobs.delete(sha256)
+    def all_referenced(self) -> set[str]:
+        sql = " UNION ".join(f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL" for table, column, _ in COLUMNS)
+        return {row[0] for row in self.catalog.db.execute(sql)}
 
-    def all_referenced(self) -> Iterator[str]:
-        sql = " UNION ".join(f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL" for table, column in COLUMNS)
-        for row in self.catalog.db.execute(sql):
-            yield row[0]
+    def rows_referencing(self, hashes: set[str]) -> Iterator[dict]:
+        """Each catalog row that references one of ``hashes``: table, column, its key, sha256."""
+        if not hashes:
+            return
+        for table, column, key in COLUMNS:
+            for row in self.catalog.db.execute(f"SELECT {', '.join(key)}, {column} FROM {table}"):
+                if row[-1] in hashes:
+                    named = dict(zip(key, row[:-1], strict=True))
+                    yield {"table": table, "column": column, "row": named, "sha256": row[-1]}

@@ -386,8 +386,7 @@ class UpstreamFetcher:
                 raise
             raise RemoteFailed(f"the upstream file {url} was refused: {exc.message}") from exc
         if blob.sha256 != expected:
-            if blob.created:
-                refs.discard([blob.sha256])
+            # the wrong bytes stay for the collector: another change may hold the same bytes
             raise RemoteFailed(
                 f"the bytes of {url} do not match the upstream's sha256 ({expected}, got {blob.sha256}); not cached"
             )

@@ -135,22 +135,19 @@ class Syncer:
             plan = Plan(ref, commit, warnings=warnings)
             changes: list[Change] = []
             written: list[str] = []
-            try:
-                for f in files:
-                    entry, change, created = self._classify(mirror, f, heads.get(f.path), dry_run)
-                    plan.entries.append(entry)
-                    if change is not None:
-                        changes.append(change)
-                    if created:
-                        written.append(created)
-                removed = deletions(spec, heads, {f.path for f in files} | {s.path for s in skipped}, selector)
-                plan.entries += removed + skipped
-                changes += [Change(entry.path, None) for entry in removed]
-                if not dry_run and changes:
-                    self.store.files.apply(namespace, changes, author=actor, origin=f"sync:{commit[:12]}")
-            except BaseException:
-                self.store.refs.discard(written)
-                raise
+            # blobs stored before a failure stay for the collector (store/refs.py says why)
+            for f in files:
+                entry, change, created = self._classify(mirror, f, heads.get(f.path), dry_run)
+                plan.entries.append(entry)
+                if change is not None:
+                    changes.append(change)
+                if created:
+                    written.append(created)
+            removed = deletions(spec, heads, {f.path for f in files} | {s.path for s in skipped}, selector)
+            plan.entries += removed + skipped
+            changes += [Change(entry.path, None) for entry in removed]
+            if not dry_run and changes:
+                self.store.files.apply(namespace, changes, author=actor, origin=f"sync:{commit[:12]}")
         plan.entries.sort(key=lambda e: e.path)
         return SyncResult(
             namespace=namespace,

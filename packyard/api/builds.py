@@ -262,7 +262,7 @@ def _publish(request: Request, build_id: int, worker: str, backend: str | None, 
     """Check both artifacts like uploads, publish both in one transaction, or fail the build."""
     store = request.app.state.store
     build = _held(request, build_id, worker)
-    items, created = [], []
+    items = []
     try:
         try:
             _authority(store, build)  # still, now that it writes
@@ -271,14 +271,12 @@ def _publish(request: Request, build_id: int, worker: str, backend: str | None, 
                 raise InvalidInput("a build hands in exactly one sdist and one wheel")
             for upload in uploads:
                 blob = store.blobs.put(upload.file, limit=store.dists.max_upload_bytes)
-                if blob.created:
-                    created.append(blob.sha256)
                 items.append((inspect(upload.file, upload.filename, blob.size), blob))
             if len({(a.project, a.version) for a, _ in items}) != 1:
                 raise InvalidInput("the sdist and the wheel disagree on name or version")
-            published = store.dists.publish(build["publish_to"], items, uploader=f"build:{build_id}", created=created)
+            published = store.dists.publish(build["publish_to"], items, uploader=f"build:{build_id}")
         except PackyardError as exc:
-            store.refs.discard(created)
+            # refused artifacts' blobs stay for the collector (store/refs.py says why)
             _close_log(request, build_id, worker, f"[packyard] not published: {exc.message}\n")
             store.builds.finish(build_id, worker, "failed", error=exc.message)
             return store.builds.get(build_id)

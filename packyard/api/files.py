@@ -132,7 +132,8 @@ def export(ns: str, request: Request, prefix: str = "") -> FileResponse:
     _checked(ns)
     validate_prefix(prefix)
     require(request, ns, "read")
-    fd, name = tempfile.mkstemp(prefix="packyard-export-", suffix=".zip")
+    # in the data folder's scratch space, where the collector finds what a crash leaves
+    fd, name = tempfile.mkstemp(prefix="export-", suffix=".zip", dir=request.app.state.store.scratch)
     try:
         with os.fdopen(fd, "wb") as out:
             request.app.state.store.files.export_zip(ns, prefix, out)

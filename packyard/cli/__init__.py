@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from packyard.cli import builds, dists, files, mirror, namespaces, runs, serve, syncs, tokens
+from packyard.cli import builds, dists, files, maintenance, mirror, namespaces, runs, serve, syncs, tokens
 from packyard.cli_errors import run
 
 app = typer.Typer(
@@ -29,6 +29,8 @@ runs.register(app)
 app.command("yank")(dists.yank)
 app.command("unyank")(dists.unyank)
 app.command("index-config")(dists.index_config)
+app.command("fsck")(maintenance.fsck)
+app.command("gc")(maintenance.gc)
 
 
 def main() -> None:

@@ -21,6 +21,17 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
+class StoredEntry:
+    """A blob or temporary object as the collector sees it: what, how big, last written when."""
+
+    name: str
+    """The sha256 of a blob; the backend's own name for a temporary object."""
+    size: int
+    modified: float
+    """Seconds since the epoch (file mtime, S3 LastModified): the collector's grace is measured from it."""
+
+
+@dataclass(frozen=True)
 class StoredBlob:
     sha256: str
     size: int
@@ -79,6 +90,9 @@ class BlobStore(Protocol):
     def put(self, stream: BinaryIO, *, limit: int | None = None, durable: bool = True) -> StoredBlob:
         """Store the stream's bytes; raise :class:`TooLarge` past ``limit`` (nothing kept).
 
+        Identical bytes already stored are written again (same content, new modification
+        time), so a blob a change has just put is never older than the collector's grace.
+
         ``durable=False`` skips waiting for the disk: only for blobs that can be derived
         again from a durable one (a wheel's METADATA), and that are checked when read.
         """
@@ -92,10 +106,33 @@ class BlobStore(Protocol):
 
     def size(self, sha256: str) -> int: ...
 
-    def delete(self, sha256: str) -> None: ...
+    def delete(self, sha256: str) -> None:
+        """Delete unconditionally: for tests and repairs only, never on a request path."""
+        ...
+
+    def delete_if_older(self, sha256: str, cutoff: float) -> bool:
+        """Delete the blob only if it was last written before ``cutoff`` (epoch seconds).
+
+        The collector's one way to delete: a ``put`` of the same bytes rewrites the blob and
+        so makes it young again, which is what protects a change that stored (or found) the
+        blob and has not committed yet. True when something was deleted.
+        """
+        ...
 
     def hashes(self) -> Iterator[str]:
-        """Every stored blob's digest, for garbage collection."""
+        """Every stored blob's digest."""
+        ...
+
+    def entries(self) -> Iterator[StoredEntry]:
+        """Every stored blob with its size and age, for fsck and garbage collection."""
+        ...
+
+    def temps(self) -> Iterator[StoredEntry]:
+        """Temporary objects: puts in flight, or left by a crash."""
+        ...
+
+    def delete_temp(self, name: str) -> None:
+        """Remove one temporary object (the collector calls this only past the grace period)."""
         ...
 
     def local_path(self, sha256: str) -> Path | None:

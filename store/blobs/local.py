@@ -2,7 +2,7 @@
 
 Layout ``ROOT/blobs/ab/cd/<sha256>``; writes go to ``ROOT/tmp/`` first and are renamed
 into place once hashed, so a reader never opens a half-written blob and a crash leaves at
-worst a stray temporary file.
+worst a stray temporary file (removed by the collector once older than its grace period).
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from store.blobs.base import CHUNK, HashingReader, StoredBlob, check_sha256
+from store.blobs.base import CHUNK, HashingReader, StoredBlob, StoredEntry, check_sha256
 from store.errors import NotFound, is_disk_full, storage_full
 
 
@@ -70,12 +71,13 @@ class LocalBlobStore:
                     os.fsync(out.fileno())
             sha256 = reader.hexdigest()
             final = self._path(sha256)
-            if final.exists():
-                os.unlink(tmp_name)
-                return StoredBlob(sha256, reader.size, created=False)
+            existed = final.exists()
             final.parent.mkdir(parents=True, exist_ok=True)
+            # replaced even when it exists: the same bytes under a fresh mtime, so the collector
+            # (which deletes only blobs older than its grace) cannot take a blob this change is
+            # about to reference; readers holding the old file keep reading it
             os.replace(tmp_name, final)
-            return StoredBlob(sha256, reader.size, created=True)
+            return StoredBlob(sha256, reader.size, created=not existed)
         except BaseException as exc:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
@@ -105,10 +107,45 @@ class LocalBlobStore:
     def delete(self, sha256: str) -> None:
         self._path(sha256).unlink(missing_ok=True)
 
+    def delete_if_older(self, sha256: str, cutoff: float) -> bool:
+        """Move the blob aside, then judge the file that was moved: a ``put`` that replaced it
+        just before is seen as young and put back; one that lands just after is not touched."""
+        path = self._path(sha256)
+        aside = self._tmp / f"gc-{sha256}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return False
+        if aside.stat().st_mtime >= cutoff:
+            os.replace(aside, path)
+            return False
+        aside.unlink()
+        return True
+
     def hashes(self) -> Iterator[str]:
+        for entry in self.entries():
+            yield entry.name
+
+    def entries(self) -> Iterator[StoredEntry]:
         for path in self._blobs.glob("*/*/*"):
-            if path.is_file():
-                yield path.name
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue  # collected or replaced while listing
+            yield StoredEntry(path.name, stat.st_size, stat.st_mtime)
+
+    def temps(self) -> Iterator[StoredEntry]:
+        for path in self._tmp.iterdir():
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue  # a put finished while listing
+            yield StoredEntry(path.name, stat.st_size, stat.st_mtime)
+
+    def delete_temp(self, name: str) -> None:
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"not a temporary file name: {name!r}")
+        (self._tmp / name).unlink(missing_ok=True)
 
     def local_path(self, sha256: str) -> Path | None:
         path = self._path(sha256)

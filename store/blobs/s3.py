@@ -4,14 +4,19 @@ A body that fits in one part is hashed in memory and put straight to ``blobs/<sh
 (one stat and one PUT). A larger one streams to a unique temporary key (multipart, one
 part buffered at a time), and only once the digest is known is the object copied
 server-side to ``blobs/<sha256>`` and the temporary key removed. Readers therefore never
-see a partial object; a crash leaves at worst a ``tmp/`` key, which garbage collection
-removes.
+see a partial object; a crash (or an outage during the clean-up) leaves at worst a ``tmp/``
+key, which the collector removes once it is older than its grace period.
+
+Every failure to reach or use the bucket becomes :class:`BackendUnavailable` here (the HTTP
+layer answers it 503), so no minio or urllib3 exception escapes to a request.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -19,17 +24,22 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
+import certifi
+import urllib3
 from minio import Minio
 from minio.commonconfig import ComposeSource, CopySource
-from minio.error import S3Error
+from minio.error import MinioException, S3Error
 from urllib3.exceptions import HTTPError
 
-from store.blobs.base import HashingReader, StoredBlob, check_sha256
-from store.errors import BackendUnavailable, NotFound
+from store.blobs.base import HashingReader, StoredBlob, StoredEntry, check_sha256
+from store.errors import BackendUnavailable, NotFound, PackyardError
 
 PART_SIZE = 8 * 1024 * 1024
 COPY_LIMIT = 5 * 1024**3
 _MISSING = {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}
+_FAILURES = (MinioException, HTTPError, OSError, ValueError)
+"""What minio raises when the bucket is unreachable or misbehaves (ValueError: a garbled
+answer it cannot parse)."""
 
 
 log = logging.getLogger("packyard.blobs")
@@ -40,6 +50,34 @@ def _unavailable(operation: str, exc: Exception) -> BackendUnavailable:
     exception names (urllib3 puts them all in its message) go to the server log only."""
     log.warning("S3 %s failed: %r", operation, exc)
     return BackendUnavailable(f"the blob store (S3) is unavailable ({operation} failed); see the server log")
+
+
+@contextlib.contextmanager
+def _backend(operation: str) -> Iterator[None]:
+    """Turn any S3 failure inside the block into :class:`BackendUnavailable` (a missing key
+    stays an :class:`S3Error` for the caller to answer as it should)."""
+    try:
+        yield
+    except PackyardError:
+        raise
+    except S3Error as exc:
+        if exc.code in _MISSING:
+            raise
+        raise _unavailable(operation, exc) from exc
+    except _FAILURES as exc:
+        raise _unavailable(operation, exc) from exc
+
+
+def _http_client(secure: bool) -> urllib3.PoolManager:
+    """minio's default pool, with fewer retries: during an outage a request should be told
+    so within about a second, not after minio's five retries with back-off."""
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=10, read=300),
+        maxsize=10,
+        cert_reqs="CERT_REQUIRED" if secure else "CERT_NONE",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+    )
 
 
 class _Body:
@@ -130,7 +168,14 @@ class S3BlobStore:
             secure = parts.scheme == "https"
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self.client = Minio(parts.netloc, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
+        self.client = Minio(
+            parts.netloc,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=secure,
+            region=region,
+            http_client=_http_client(secure),
+        )
         if create_bucket:
             try:
                 if not self.client.bucket_exists(bucket):
@@ -152,52 +197,49 @@ class S3BlobStore:
         more = parts.read(1)
         if not more:
             # the whole body is in memory and its digest is known: one PUT straight to the final
-            # key (atomic for readers, like every S3 PUT) instead of tmp put + copy + remove
+            # key (atomic for readers, like every S3 PUT) instead of tmp put + copy + remove.
+            # Written even when it exists: a fresh LastModified keeps the collector off it.
             sha256 = reader.hexdigest()
-            if self.exists(sha256):
-                return StoredBlob(sha256, reader.size, created=False)
-            try:
+            existed = self.exists(sha256)
+            with _backend("write"):
                 self.client.put_object(self.bucket, self._key(sha256), io.BytesIO(first), length=len(first))
-            except HTTPError as exc:
-                raise _unavailable("write", exc) from exc
-            return StoredBlob(sha256, reader.size, created=True)
+            return StoredBlob(sha256, reader.size, created=not existed)
         body = _Prefixed([first, more], parts)
         del first  # the body holds the first part until minio takes it: no second reference
         tmp = f"{self.prefix}tmp/{uuid.uuid4().hex}"
         try:
-            # one part in flight: parallel part uploads would each hold a part in memory
-            self.client.put_object(self.bucket, tmp, body, length=-1, part_size=PART_SIZE, num_parallel_uploads=1)
-        except HTTPError as exc:
-            raise _unavailable("write", exc) from exc
-        try:
+            with _backend("write"):
+                # one part in flight: parallel part uploads would each hold a part in memory
+                self.client.put_object(self.bucket, tmp, body, length=-1, part_size=PART_SIZE, num_parallel_uploads=1)
             sha256 = reader.hexdigest()
             final = self._key(sha256)
-            if self.exists(sha256):
-                return StoredBlob(sha256, reader.size, created=False)
-            if reader.size > COPY_LIMIT:
-                self.client.compose_object(self.bucket, final, [ComposeSource(self.bucket, tmp)])
-            else:
-                self.client.copy_object(self.bucket, final, CopySource(self.bucket, tmp))
-            return StoredBlob(sha256, reader.size, created=True)
+            existed = self.exists(sha256)
+            with _backend("copy"):
+                # copied even when it exists, for a fresh LastModified (see above)
+                if reader.size > COPY_LIMIT:
+                    self.client.compose_object(self.bucket, final, [ComposeSource(self.bucket, tmp)])
+                else:
+                    self.client.copy_object(self.bucket, final, CopySource(self.bucket, tmp))
+            return StoredBlob(sha256, reader.size, created=not existed)
         finally:
-            self.client.remove_object(self.bucket, tmp)
+            # an outage here leaves the tmp/ key to the collector (age-based), not to this request
+            with contextlib.suppress(*_FAILURES):
+                self.client.remove_object(self.bucket, tmp)
 
     def open(self, sha256: str, offset: int = 0, length: int | None = None) -> BinaryIO:
         try:
-            response = self.client.get_object(self.bucket, self._key(sha256), offset=offset, length=length or 0)
+            with _backend("read"):
+                response = self.client.get_object(self.bucket, self._key(sha256), offset=offset, length=length or 0)
             return _Body(response)  # type: ignore[return-value]
         except S3Error as exc:
-            if exc.code in _MISSING:
-                raise NotFound(f"blob {sha256} is not in the store") from exc
-            raise BackendUnavailable(f"S3 read failed: {exc.code}") from exc
+            raise NotFound(f"blob {sha256} is not in the store") from exc
 
     def _stat(self, sha256: str):  # noqa: ANN202 - minio Object
         try:
-            return self.client.stat_object(self.bucket, self._key(sha256))
-        except S3Error as exc:
-            if exc.code in _MISSING:
-                return None
-            raise BackendUnavailable(f"S3 stat failed: {exc.code}") from exc
+            with _backend("stat"):
+                return self.client.stat_object(self.bucket, self._key(sha256))
+        except S3Error:
+            return None
 
     def exists(self, sha256: str) -> bool:
         return self._stat(sha256) is not None
@@ -209,27 +251,56 @@ class S3BlobStore:
         return int(stat.size)
 
     def delete(self, sha256: str) -> None:
-        self.client.remove_object(self.bucket, self._key(sha256))
+        with _backend("delete"):
+            self.client.remove_object(self.bucket, self._key(sha256))
+
+    def delete_if_older(self, sha256: str, cutoff: float) -> bool:
+        """S3 has no conditional delete: the stat and the delete are two calls, a few
+        milliseconds apart; the collector runs this under the catalog's write lock, so no
+        change can commit a reference in between (see ``store/collector.py``)."""
+        stat = self._stat(sha256)
+        if stat is None or stat.last_modified is None or stat.last_modified.timestamp() >= cutoff:
+            return False
+        self.delete(sha256)
+        return True
+
+    def _list(self, folder: str) -> Iterator[StoredEntry]:
+        with _backend("list"):
+            for obj in self.client.list_objects(self.bucket, prefix=f"{self.prefix}{folder}/", recursive=True):
+                modified = obj.last_modified.timestamp() if obj.last_modified else 0.0
+                yield StoredEntry(obj.object_name.rsplit("/", 1)[-1], int(obj.size or 0), modified)
 
     def hashes(self) -> Iterator[str]:
-        for obj in self.client.list_objects(self.bucket, prefix=f"{self.prefix}blobs/", recursive=True):
-            yield obj.object_name.rsplit("/", 1)[-1]
+        for entry in self.entries():
+            yield entry.name
+
+    def entries(self) -> Iterator[StoredEntry]:
+        return self._list("blobs")
+
+    def temps(self) -> Iterator[StoredEntry]:
+        return self._list("tmp")
+
+    def delete_temp(self, name: str) -> None:
+        if "/" in name or not name:
+            raise ValueError(f"not a temporary key name: {name!r}")
+        with _backend("delete"):
+            self.client.remove_object(self.bucket, f"{self.prefix}tmp/{name}")
 
     def temp_count(self) -> int:
         """Temporary keys in flight or left by a crash (tests assert none are left)."""
-        objects = self.client.list_objects(self.bucket, prefix=f"{self.prefix}tmp/", recursive=True)
-        return sum(1 for _ in objects)
+        return sum(1 for _ in self.temps())
 
     def local_path(self, sha256: str) -> Path | None:
         return None
 
     def presigned_url(self, sha256: str, expires_seconds: int = 3600) -> str | None:
-        return self.client.presigned_get_object(
-            self.bucket, self._key(sha256), expires=timedelta(seconds=expires_seconds)
-        )
+        with _backend("presign"):
+            return self.client.presigned_get_object(
+                self.bucket, self._key(sha256), expires=timedelta(seconds=expires_seconds)
+            )
 
     def check(self) -> None:
         try:
             self.client.bucket_exists(self.bucket)
-        except (S3Error, HTTPError) as exc:
+        except _FAILURES as exc:
             raise _unavailable("check", exc) from exc
