@@ -3,6 +3,7 @@ bundle, the archive checks and their limits, stale locks, and the v6 -> v7 migra
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -59,7 +60,10 @@ def test_first_upload_wins_within_a_namespace(store: Store) -> None:
     assert created
     again, created = put(store, "company", bundle({"lib/a.py": b"2"}))
     assert (created, again["sha256"]) == (False, first["sha256"])
-    assert store.garbage() == []  # the losing upload's blob is gone
+    # the losing upload's blob is left to the collector (a request never deletes a blob)
+    assert store.garbage() == [hashlib.sha256(bundle({"lib/a.py": b"2"})).hexdigest()]
+    assert store.collect_garbage(grace_seconds=0) == 1
+    assert store.garbage() == [] and store.blobs.exists(first["sha256"])
 
 
 @pytest.mark.parametrize(
@@ -74,12 +78,14 @@ def test_limits(store: Store, files: dict[str, bytes], error: type[Exception], m
     with pytest.raises(error, match=message):
         put(store, "company", bundle(files))
     assert store.catalog.one("SELECT count(*) AS n FROM bundles")["n"] == 0
+    store.collect_garbage(grace_seconds=0)  # whatever the refused upload stored, nothing references it
     assert list(store.blobs.hashes()) == []
 
 
 def test_not_a_bundle(store: Store) -> None:
     with pytest.raises(InvalidInput, match="not a gzip'd tar"):
         put(store, "company", b"\x1f\x8b\x08" + b"\0" * 40)
+    store.collect_garbage(grace_seconds=0)  # whatever the refused upload stored, nothing references it
     assert list(store.blobs.hashes()) == []
 
 
