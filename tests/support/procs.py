@@ -125,11 +125,7 @@ class SeaweedFS:
         return self
 
     def _ready(self) -> bool:
-        from minio import Minio
-
-        client = Minio(f"127.0.0.1:{self.s3_port}", S3_ACCESS_KEY, S3_SECRET_KEY, secure=False)
-        client.list_buckets()
-        return True
+        return _s3_answers(self.s3_port)
 
     def stop(self) -> None:
         if self.proc is None:
@@ -141,6 +137,69 @@ class SeaweedFS:
         while time.monotonic() < deadline and not all(port_free(p) for p in self.ports):
             time.sleep(0.2)
         self.proc = None
+
+
+@dataclass
+class S3Gateway:
+    """One more SeaweedFS S3 gateway (``weed s3``) in front of a running SeaweedFS's filer.
+
+    Killing it is an S3 outage for whoever uses its endpoint, and nobody else; started again
+    on the same port it is back within about a second (a whole ``weed server`` takes ~20 s to
+    elect its master again after a restart).
+    """
+
+    weed: SeaweedFS
+    log_path: Path
+    ports: list[int] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports[0]}"
+
+    def start(self) -> S3Gateway:
+        self.ports = self.ports or free_ports(5)
+        port, grpc, iceberg, lance, metrics = self.ports
+        filer, filer_grpc = self.weed.ports[2], self.weed.ports[6]
+        self.proc = subprocess.Popen(
+            [
+                shutil.which("weed") or "weed",
+                "s3",
+                f"-filer=127.0.0.1:{filer}.{filer_grpc}",
+                "-ip.bind=127.0.0.1",
+                f"-port={port}",
+                f"-port.grpc={grpc}",
+                f"-port.iceberg={iceberg}",
+                f"-port.lance={lance}",
+                f"-metricsPort={metrics}",
+            ],
+            stdout=self.log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(lambda: _s3_answers(self.ports[0]), 60, "SeaweedFS S3 gateway", self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not port_free(self.ports[0]):
+            time.sleep(0.1)
+        self.proc = None
+
+
+def _s3_answers(port: int) -> bool:
+    import urllib3
+    from minio import Minio
+
+    # no retries with back-off inside one probe: wait_until polls every 0.1 s instead
+    quick = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2, read=5), retries=urllib3.Retry(total=0))
+    Minio(f"127.0.0.1:{port}", S3_ACCESS_KEY, S3_SECRET_KEY, secure=False, http_client=quick).list_buckets()
+    return True
 
 
 @dataclass
