@@ -39,7 +39,7 @@ from store.catalog import Catalog, now
 from store.credentials import allowed_env
 from store.egress import SETTING as ALLOW_HOSTS_SETTING
 from store.egress import CheckedTransport, HostPolicy, HostRefused
-from store.errors import Forbidden, InvalidInput, PackyardError, RemoteFailed
+from store.errors import BackendUnavailable, Forbidden, InvalidInput, PackyardError, RemoteFailed
 from store.index import IndexFile, NamespaceSource, ProjectPage, Source
 from store.names import ancestors
 from store.namespaces import Namespaces
@@ -382,7 +382,7 @@ class UpstreamFetcher:
         except httpx.HTTPError as exc:
             raise self._fail(url, exc) from exc
         except PackyardError as exc:
-            if isinstance(exc, RemoteFailed):
+            if isinstance(exc, RemoteFailed | BackendUnavailable):  # our own storage failing is not the upstream's
                 raise
             raise RemoteFailed(f"the upstream file {url} was refused: {exc.message}") from exc
         if blob.sha256 != expected:

@@ -93,6 +93,21 @@ class LiveServer:
     def blob_hashes(self) -> set[str]:
         return set(self.blobs.hashes())
 
+    def referenced_hashes(self) -> set[str]:
+        """Every blob digest a catalog row references (the columns ``store/refs.py`` knows)."""
+        from store.refs import COLUMNS
+
+        sql = " UNION ".join(f"SELECT {c} FROM {t} WHERE {c} IS NOT NULL" for t, c, _ in COLUMNS)
+        return {row[0] for row in self.rows(sql)}
+
+    def new_references(self, before: set[str]) -> set[str]:
+        """Blobs stored since ``before`` that a catalog row references: none after a refused change.
+
+        A refused change may leave bytes it stored before it found the input bad (no request
+        deletes a blob; the collector takes them past its grace period), but nothing points at them.
+        """
+        return (self.blob_hashes() - before) & self.referenced_hashes()
+
     def temp_count(self) -> int:
         return self.blobs.temp_count()  # type: ignore[attr-defined]
 
