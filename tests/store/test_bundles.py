@@ -58,10 +58,11 @@ def test_the_nearest_namespace_of_the_chain_wins_and_others_are_never_seen(store
 def test_first_upload_wins_within_a_namespace(store: Store) -> None:
     first, created = put(store, "company", bundle({"lib/a.py": b"1"}))
     assert created
-    again, created = put(store, "company", bundle({"lib/a.py": b"2"}))
+    losing = bundle({"lib/a.py": b"2"})
+    again, created = put(store, "company", losing)
     assert (created, again["sha256"]) == (False, first["sha256"])
     # the losing upload's blob is left to the collector (a request never deletes a blob)
-    assert store.garbage() == [hashlib.sha256(bundle({"lib/a.py": b"2"})).hexdigest()]
+    assert store.garbage() == [hashlib.sha256(losing).hexdigest()]
     assert store.collect_garbage(grace_seconds=0) == 1
     assert store.garbage() == [] and store.blobs.exists(first["sha256"])
 
