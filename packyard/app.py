@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp
 
-from packyard import __version__, http_errors
+from packyard import __version__, http_errors, openapi
 from packyard.api import builds, dists, files, namespaces, runs, syncs, tokens
 from packyard.auth import caller
 from packyard.disk import DiskSpace
@@ -58,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.store = open_store(settings)
     app.state.disk = DiskSpace(settings.data, settings.min_free_bytes, blobs_local=settings.backend == "local")
     http_errors.install(app)
+    openapi.install(app)
     app.add_middleware(ControlCharacterGuard)
     app.state.index = IndexCache(app.state.store)
     app.state.syncer = Syncer(

@@ -11,7 +11,9 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from store import errors
 
@@ -67,6 +69,23 @@ def validation_detail(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "the request is invalid"
 
 
+METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this path (Starlette's 405 names only the first route's).
+
+    Asked of the router itself, one method at a time, so included routers and their
+    prefixes answer exactly as they do when routing.
+    """
+    routes = request.app.router.routes
+    return [
+        method
+        for method in METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+
+
 def install(app: FastAPI) -> None:
     async def handle(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, errors.PackyardError)
@@ -93,7 +112,21 @@ def install(app: FastAPI) -> None:
             return error_response(errors.storage_full())
         raise exc
 
+    async def starlette(request: Request, exc: Exception) -> JSONResponse:
+        """Starlette's own 404 (no route) and 405 (no such method here), in packyard's shape."""
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            allow = allowed_methods(request)
+            message = f"{request.method} is not served at this path; it takes {', '.join(allow)}"
+            return error_response(errors.MethodNotAllowed(message, allow))
+        if exc.status_code == 404:
+            return error_response(errors.NotFound(f"nothing is served at {request.url.path}"))
+        return JSONResponse(
+            {"error": "HTTPError", "detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
     app.add_exception_handler(errors.PackyardError, handle)
+    app.add_exception_handler(HTTPException, starlette)
     app.add_exception_handler(OSError, os_error)
     app.add_exception_handler(ClientDisconnect, gone)
     app.add_exception_handler(RequestValidationError, invalid)

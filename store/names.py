@@ -24,6 +24,8 @@ _PROJECT = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]", re.A
 """The core metadata specification's project name, spelled out in ASCII without ``re.I``:
 Python's case-insensitive matching folds the Kelvin sign and the dotless i into ASCII
 letters, and ``canonicalize_name`` lower-cases them into another project's name."""
+NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$"
+"""The namespace rule as one regular expression, for the OpenAPI document (length aside)."""
 
 
 def validate_namespace(name: str) -> str:
