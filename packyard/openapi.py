@@ -2,7 +2,7 @@
 
 FastAPI documents each operation from its signature: a 200 (or the route's status) and a
 422 validation error. packyard answers more than that, and differently: every error is
-``{"error", "detail"}`` (``http_errors.py``) with a 4xx or 5xx, validation errors are 400s,
+``{"error", "detail"}`` (``http_errors.py``) with a 4xx or 5xx, validation errors included,
 files, zips and index pages are not JSON, and some bodies are raw bytes or multipart forms
 that the route reads itself. Clients generated from the schema, and the schemathesis run in
 the test suite, rely on it being true; so the facts FastAPI cannot see are stated here, in
@@ -37,6 +37,7 @@ ERRORS: dict[int, str] = {
     404: "The namespace, file, project, build, sync or token does not exist",
     409: "The change contradicts what is stored (an immutable file, an existing target)",
     413: "The body or an archive exceeds a configured limit",
+    422: "A parameter or body field fails validation (a type or a range)",
     502: "A remote the server talks to for you (git remote, upstream index) failed",
     503: "The blob backend (disk or S3) is unavailable; nothing was changed",
     507: "The server's disk is full; nothing was changed",
@@ -226,7 +227,8 @@ def _namespace_rule(schema: dict[str, Any]) -> None:
 
 def _operation(method: str, path: str, op: dict[str, Any]) -> None:
     responses = op.setdefault("responses", {})
-    responses.pop("422", None)
+    if "422" in responses:  # FastAPI knows which operations validate; packyard answers them in its own shape
+        responses["422"] = _error(422)
     for facts in _matches(RESPONSES, method, path):
         for code, answer in facts.items():
             responses[str(code)] = {**responses.get(str(code), {}), **answer}

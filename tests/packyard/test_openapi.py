@@ -32,8 +32,23 @@ SEED_NS = "seed"
 REMOTE_OPS = r"/api/v1/(namespaces/\{ns\}/(sync|push)|syncs)|/settings$"
 
 HOOKS = '''
-"""Let schemathesis send the raw archives some routes take (it has no zip or gzip serializer)."""
+"""Hooks for the schemathesis run: serializers for raw archives, and a CPython 3.11.7 workaround."""
 import schemathesis
+from hypothesis.internal import lambda_sources
+
+_describe = lambda_sources.lambda_description
+
+
+def _safe_description(f):
+    # CPython 3.11.7's ast.parse can raise "AST constructor recursion depth mismatch" deep in
+    # a stack (fixed in 3.11.8); hypothesis calls it only to name a lambda in a repr.
+    try:
+        return _describe(f)
+    except SystemError:
+        return "lambda: <source unavailable>"
+
+
+lambda_sources.lambda_description = _safe_description
 
 
 @schemathesis.serializer("application/zip", "application/gzip")
@@ -83,7 +98,8 @@ def test_every_operation_documents_its_errors_in_one_shape(document: dict) -> No
     assert "HTTPValidationError" not in document["components"]["schemas"]
     for method, path, op in _operations(document):
         codes = set(op["responses"])
-        assert "422" not in codes, (method, path)
+        if "422" in codes:
+            assert op["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
         expected = {"503"} if path == "/healthz" else {"400", "401", "403", "404", "503"}
         if method in ("POST", "PUT", "PATCH", "DELETE"):
             expected |= {"409", "413"}
@@ -113,14 +129,14 @@ def test_security_schemes_and_content_types(document: dict) -> None:
     assert ns_param["schema"]["pattern"].startswith("^[a-z0-9]") and ns_param["schema"]["maxLength"] == 255
 
 
-def test_validation_errors_are_400_in_packyard_shape(api_server: Server) -> None:
+def test_validation_errors_are_in_packyard_shape(api_server: Server) -> None:
     response = httpx.get(f"{api_server.url}/api/v1/namespaces/{SEED_NS}/files/src/etl.py?revision=abc")
-    assert response.status_code == 400
+    assert response.status_code == 422
     body = response.json()
-    assert body["error"] == "InvalidInput" and "query parameter 'revision'" in body["detail"]
+    assert body["error"] == "InvalidInput" and "revision (query)" in body["detail"]
     admin = {"Authorization": f"Bearer {api_server.admin_token}"}
     response = httpx.post(f"{api_server.url}/api/v1/namespaces/{SEED_NS}/move", content=b"{not json", headers=admin)
-    assert response.status_code == 400 and response.json()["error"] == "InvalidInput"
+    assert response.status_code == 422 and response.json()["error"] == "InvalidInput"
 
 
 def test_unknown_paths_and_methods_answer_in_packyard_shape(api_server: Server) -> None:
@@ -173,7 +189,7 @@ def _schemathesis(server: Server, tmp_path: Path, *args: str) -> subprocess.Comp
         "--phases",
         "examples,coverage,fuzzing",
         "--max-examples",
-        "12",
+        "8",
         "--no-shrink",
         "--seed",
         "20261129",
