@@ -216,7 +216,7 @@ def _execute(command: list[str], env: dict, work: Path, beat: _Heartbeat, pump: 
             _kill(proc)
         reader.join(timeout=5)
     if code != 0:
-        raise BuildFailed(f"the build exited with status {code}; see the log")
+        raise BuildFailed(f"the build exited with status {code}; see the log: packyard build logs {beat.build_id}")
     return "done"
 
 
@@ -238,7 +238,8 @@ class Worker:
         poll: float = 1.0,
         wake: threading.Event | None = None,
     ) -> None:
-        self.api, self.cache, self.sandbox, self.poll = api, cache, sandbox, poll
+        self.api, self.sandbox, self.poll = api, sandbox, poll
+        self.cache = Path(os.path.abspath(cache))  # bubblewrap and the build run in other folders
         self.wake = wake or threading.Event()
         """Set by whoever queues a build where this worker can see it (the embedded worker)."""
 

@@ -126,7 +126,7 @@ def _environment(verb_args: tuple, server: _Server) -> tuple[dict, Path] | None:
     state = server.get_json(f"/api/v1/namespaces/{quote(ns)}/index-state")
     if state is None:
         return None
-    root = Path(os.environ.get("PACKYARD_CACHE_DIR") or defaults.CACHE_DIR)
+    root = defaults.absolute(os.environ.get("PACKYARD_CACHE_DIR") or defaults.CACHE_DIR)
     found = find_lock(root, ns, requirements, version, state, server.get_json)
     if found is None:
         return None

@@ -9,17 +9,18 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from packyard import defaults
+from packyard.defaults import absolute
 
 GiB = 1024**3
 MiB = 1024**2
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PACKYARD_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PACKYARD_", extra="ignore", validate_default=True)
 
     # server
     data: Path = Path("packyard-data")
@@ -114,6 +115,14 @@ class Settings(BaseSettings):
     token: SecretStr | None = None
     cache_dir: Path = defaults.CACHE_DIR
     """Task-run environments and resolutions (PACKYARD_CACHE_DIR)."""
+
+    @field_validator("data", "secrets_dir", "cache_dir", mode="after")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        """Every configured path is made absolute once, here: a relative one (the quick start's
+        ``./packyard-data``) would otherwise mean another folder to each process that gets it —
+        a build's work folder, bubblewrap, git — and builds failed on exactly that."""
+        return absolute(path) if path is not None else None
 
     @property
     def credential_env_names(self) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from store.blobs.base import BlobStore, human_size
 from store.catalog import Catalog, now
 from store.errors import InvalidInput, NotFound, UnsafeArchive
 from store.names import validate_namespace
+from store.namespaces import Namespaces
 from store.refs import BlobRefs
 
 _KEY = re.compile(r"[0-9a-f]{64}")
@@ -92,9 +93,17 @@ def check_bundle(
 
 class Bundles:
     def __init__(
-        self, catalog: Catalog, blobs: BlobStore, refs: BlobRefs, max_bytes: int | None, limits: ArchiveLimits
+        self,
+        catalog: Catalog,
+        blobs: BlobStore,
+        refs: BlobRefs,
+        max_bytes: int | None,
+        limits: ArchiveLimits,
+        namespaces: Namespaces | None = None,
     ) -> None:
         self.catalog, self.blobs, self.refs, self.max_bytes, self.limits = catalog, blobs, refs, max_bytes, limits
+        self.namespaces = namespaces
+        """Creates the storing namespace, as every write does, so its own chain finds the bundle."""
 
     def nearest(self, key: str, chain: list[str]) -> dict:
         """The bundle for ``key`` stored by the nearest namespace of an index chain."""
@@ -129,6 +138,8 @@ class Bundles:
                 "created": now(),
                 "created_by": actor,
             }
+            if self.namespaces is not None:
+                self.namespaces.ensure(namespace, actor)
             db["bundles"].insert(row)
             self.catalog.audit(actor, "bundle.put", namespace, json.dumps({"key": key}))
             return row, True

@@ -321,6 +321,7 @@ class Catalog:
             with db.atomic():
                 yield db
             return
+        self._local.after = []
         try:
             db.conn.execute("BEGIN IMMEDIATE")
             try:
@@ -336,6 +337,22 @@ class Catalog:
                     db.conn.execute("ROLLBACK")
                 raise storage_full("the catalog") from exc
             raise
+        finally:
+            callbacks, self._local.after = self._local.after, None
+        for callback in callbacks:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the current transaction has committed (now, outside of one).
+
+        For in-memory counters that readers compare against: bumped before the commit, a
+        reader could take the new counter, read the old rows and keep them as current.
+        """
+        pending = getattr(self._local, "after", None)
+        if pending is not None and self.db.conn.in_transaction:
+            pending.append(callback)
+        else:
+            callback()
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
         return [dict(row) for row in self.db.execute(sql, params).fetchall()]

@@ -58,7 +58,9 @@ class Store:
         self.upstream_fetcher = UpstreamFetcher(upstream_limits or UpstreamLimits(max_file_bytes=max_upload_bytes))
         self.index = IndexService(self.catalog, self.namespaces, self.generations, guard=self._guard)
         self.builds = Builds(self.catalog, self.files, self.data_dir / "build-logs")
-        self.bundles = Bundles(self.catalog, blobs, self.refs, max_upload_bytes, bundle_limits or BUNDLE_LIMITS)
+        self.bundles = Bundles(
+            self.catalog, blobs, self.refs, max_upload_bytes, bundle_limits or BUNDLE_LIMITS, self.namespaces
+        )
         self.resolutions = Resolutions(self.catalog)
         self.boot_id = secrets.token_hex(8)
         """Changes with every process start: in-memory generations restart from zero."""

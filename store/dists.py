@@ -26,6 +26,7 @@ from packaging.version import InvalidVersion, Version
 from store.artifacts import METADATA_MAX, Artifact, distribution_key, inspect, parse_filename
 from store.blobs.base import BlobStore, StoredBlob
 from store.catalog import Catalog, now
+from store.contents import Members, differences, members
 from store.errors import Conflict, InvalidInput, NotFound
 from store.generations import Generations
 from store.names import normalize_project, validate_namespace, validate_project
@@ -218,6 +219,42 @@ class Dists:
             (namespace, project, filename),
         )
         return [row for row in rows if distribution_key(row["filename"]) == key]
+
+    def rebuilt(
+        self, namespace: str, items: list[tuple[Artifact, StoredBlob]]
+    ) -> tuple[list[tuple[Artifact, StoredBlob]], list[Dist]]:
+        """A build's artifacts split into those to publish and those already published with
+        the same contents (same members, same bytes; only archive timestamps differ).
+
+        Conflict, naming the members that differ, when an artifact's distribution is taken by
+        other contents: a real change made without a version bump.
+        """
+        fresh: list[tuple[Artifact, StoredBlob]] = []
+        same: list[Dist] = []
+        refused = []
+        for artifact, blob in items:
+            existing = self._same_distribution(namespace, artifact.project, artifact.filename)
+            if not existing or any(row["sha256"] == blob.sha256 for row in existing):
+                fresh.append((artifact, blob))  # new, or identical bytes (publish's no-op)
+                continue
+            row = existing[0]
+            published = self._members(row["sha256"], row["filename"])
+            changed = differences(published, self._members(blob.sha256, artifact.filename))
+            if changed:
+                shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
+                refused.append(f"{artifact.filename} already exists in {namespace} with other contents ({shown})")
+            else:
+                same.append(_dist(row))
+        if refused:
+            raise Conflict(f"{'; '.join(refused)}; files are immutable: bump the version and build again")
+        return fresh, same
+
+    def _members(self, sha256: str, filename: str) -> Members:
+        with tempfile.TemporaryFile() as spool:
+            with self.blobs.open(sha256) as stream:
+                shutil.copyfileobj(stream, spool, 1024 * 1024)
+            size = spool.tell()
+            return members(spool, filename, size)
 
     # -- reading -------------------------------------------------------------------------
 

@@ -18,6 +18,9 @@ class Generations:
         self._lock = threading.Lock()
         self._namespaces: defaultdict[str, int] = defaultdict(int)
         self.settings = 0
+        self.created = 0
+        """Bumped when namespaces are created: the chain of a namespace that did not exist
+        (read as its nearest existing ancestor's) may now start with it."""
 
     def bump(self, namespace: str) -> None:
         """Call after the change's transaction has committed."""
@@ -27,6 +30,10 @@ class Generations:
     def bump_settings(self) -> None:
         with self._lock:
             self.settings += 1
+
+    def bump_created(self) -> None:
+        with self._lock:
+            self.created += 1
 
     def stamp(self, chain: list[str]) -> tuple[int, ...]:
         """The counters a page over ``chain`` depends on."""

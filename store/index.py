@@ -198,19 +198,20 @@ class IndexService:
         """The namespaces whose files the index of ``namespace`` lists, nearest first.
 
         Each namespace inherits its parent's index unless its ``inherit`` setting is false,
-        so the walk up stops at the first namespace that does not inherit.
+        so the walk up stops at the first namespace that does not inherit. A namespace not
+        created yet is read as its nearest existing ancestor's chain; none at all is NotFound.
         """
         validate_namespace(namespace)
         chain: list[str] = []
         for ns in ancestors(namespace):
             settings = self.namespaces.settings_of(ns)
-            if settings is None:
-                if not chain:
-                    raise NotFound(f"namespace {namespace!r} does not exist")
+            if settings is None:  # not created yet: read as its nearest existing ancestor
                 continue
             chain.append(ns)
             if settings.get("inherit", True) is False:
                 break
+        if not chain:
+            self.namespaces.nearest(namespace)  # NotFound: no namespace of that name or above it
         return chain
 
     def source(self, namespace: str, chain: list[str]) -> Source:

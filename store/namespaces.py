@@ -39,13 +39,15 @@ class Namespaces:
 
         Returns True when ``name`` itself was new.
         """
-        created = False
+        missing = []
         with self.catalog.write() as db:
             for ns in reversed(ancestors(name)):
                 if self.catalog.one("SELECT 1 FROM namespaces WHERE name = ?", (ns,)) is None:
                     db["namespaces"].insert({"name": ns, "created": now(), "created_by": author, "settings": "{}"})
-                    created = ns == name
-        return created
+                    missing.append(ns)
+            if missing:  # cached chains of namespaces read through their ancestors are stale now
+                self.catalog.after_commit(self.generations.bump_created)
+        return name in missing
 
     def create(self, name: str, author: str | None, *, exist_ok: bool = False) -> Namespace:
         validate_namespace(name)
@@ -58,6 +60,21 @@ class Namespaces:
 
     def exists(self, name: str) -> bool:
         return self.catalog.one("SELECT 1 FROM namespaces WHERE name = ?", (name,)) is not None
+
+    def nearest(self, name: str) -> str:
+        """``name`` if it exists, else its nearest existing ancestor; NotFound when none does.
+
+        Reads of a namespace nobody has written to yet (a flow's ``company.sales.emea``) see
+        it as its parent chain, as a flow engine's namespaces exist the moment a flow uses
+        one; a name with no existing ancestor at all is most likely a typo, and stays a 404.
+        """
+        for ns in ancestors(validate_namespace(name)):
+            if self.exists(ns):
+                return ns
+        raise NotFound(
+            f"namespace {name!r} does not exist, nor does any namespace above it; "
+            f"create it with 'packyard ns create {name}'"
+        )
 
     def settings_of(self, name: str) -> dict | None:
         """The namespace's settings, or None when it does not exist (no stats computed)."""

@@ -274,15 +274,26 @@ def _publish(request: Request, build_id: int, worker: str, backend: str | None, 
                 items.append((inspect(upload.file, upload.filename, blob.size), blob))
             if len({(a.project, a.version) for a, _ in items}) != 1:
                 raise InvalidInput("the sdist and the wheel disagree on name or version")
-            published = store.dists.publish(build["publish_to"], items, uploader=f"build:{build_id}")
+            fresh, same = store.dists.rebuilt(build["publish_to"], items)
+            # an unchanged artifact's new bytes stay for the collector, like a refused one's
+            published = store.dists.publish(build["publish_to"], fresh, uploader=f"build:{build_id}") if fresh else []
         except PackyardError as exc:
             # refused artifacts' blobs stay for the collector (store/refs.py says why)
             _close_log(request, build_id, worker, f"[packyard] not published: {exc.message}\n")
             store.builds.finish(build_id, worker, "failed", error=exc.message)
             return store.builds.get(build_id)
-        extra = {"artifacts": [d.filename for d, _ in published], "backend": backend}
-        new = [d.filename for d, fresh in published if fresh]
-        note = f"published {', '.join(new)}" if new else "already published with identical bytes: nothing to do"
+        names = {d.filename for d, _ in published} | {d.filename for d in same}
+        extra = {"artifacts": [a.filename for a, _ in items if a.filename in names], "backend": backend}
+        new = [d.filename for d, is_new in published if is_new]
+        notes = [f"published {', '.join(new)}"] if new else []
+        if same:
+            notes.append(
+                f"unchanged package content: {', '.join(d.filename for d in same)} already published with the "
+                "same files and bytes (only archive timestamps differ): nothing published"
+            )
+        if not notes:
+            notes.append("already published with identical bytes: nothing to do")
+        note = "; ".join(notes)
         _close_log(request, build_id, worker, f"[packyard] {build['publish_to']}: {note}\n")
         store.builds.finish(build_id, worker, "succeeded", extra=extra)
         return store.builds.get(build_id)

@@ -26,8 +26,7 @@ def list_dists(ns: str, request: Request, project: str | None = None) -> list[di
     validate_namespace(ns)
     require(request, ns, "read")
     store = request.app.state.store
-    if not store.namespaces.exists(ns):
-        store.namespaces.get(ns)
+    store.namespaces.nearest(ns)  # a namespace not created yet holds nothing; a typo is a 404
     return [d.to_dict() for d in store.dists.list(ns, project)]
 
 

@@ -79,8 +79,8 @@ def list_files(ns: str, request: Request, prefix: str = "") -> list[dict]:
     require(request, ns, "read")
     store = request.app.state.store
     files = store.files.list(ns, prefix)
-    if not files and not store.namespaces.exists(ns):
-        store.namespaces.get(ns)  # NotFound with the usual message
+    if not files:
+        store.namespaces.nearest(ns)  # a namespace not created yet has no files; a typo is a 404
     return [f.public() for f in files]
 
 

@@ -12,6 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from packyard.cli.output import client, console, emit_json, table
+from packyard.defaults import absolute
 from packyard.settings import get_settings
 
 DONE = ("succeeded", "failed", "cancelled")
@@ -25,9 +26,20 @@ class _DefaultToStart(TyperGroup):
             args = ["start", *args]
         return super().parse_args(ctx, args)
 
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "NS [--path P] [--publish-to NS] [--wait] [OPTIONS]")
+        formatter.write_usage(ctx.command_path, "show|logs|cancel BUILD_ID")
+
 
 app = typer.Typer(
-    cls=_DefaultToStart, help="Build NS's project into an sdist and a wheel, or inspect a build.", no_args_is_help=True
+    cls=_DefaultToStart,
+    help=(
+        "Build NS's project into an sdist and a wheel and publish them: "
+        "packyard build NS --path etl --publish-to company.sales --wait "
+        "(the same as 'packyard build start NS ...'; 'packyard build start --help' lists its options). "
+        "Or inspect a build: show, logs, cancel."
+    ),
+    no_args_is_help=True,
 )
 builds_app = typer.Typer(help="Builds: list.", no_args_is_help=True)
 
@@ -51,7 +63,12 @@ def wait_for(build_id: int, follow_log: bool) -> dict:
         time.sleep(0.5)
 
 
-def _summary(build: dict) -> str:
+def log_hint(build: dict) -> str:
+    """The exact command that shows a build's log (what a failure tells the user to run)."""
+    return f"see the log: packyard build logs {build['id']}"
+
+
+def summary(build: dict) -> str:
     text = f"build {build['id']} {build['state']}: {build['namespace']}:{build['path'] or '/'} -> {build['publish_to']}"
     if build.get("artifacts"):
         text += f" ({', '.join(build['artifacts'])})"
@@ -60,7 +77,7 @@ def _summary(build: dict) -> str:
     return text
 
 
-@app.command("start", hidden=True)
+@app.command("start")
 def start(
     ns: str,
     path: str = typer.Option("", "--path", help="Project folder in the namespace (holds pyproject.toml or setup.py)."),
@@ -70,7 +87,7 @@ def start(
     timeout: int = typer.Option(None, "--timeout", help="Seconds before the build is killed."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Queue a build of NS (the same source already built is answered from cache)."""
+    """Queue a build of NS: 'packyard build NS ...' (the same source already built is answered from cache)."""
     build = client().build(
         {"namespace": ns, "path": path, "publish_to": publish_to, "force": force, "timeout": timeout}
     )
@@ -80,8 +97,10 @@ def start(
     if as_json:
         emit_json(build)
     else:
-        console.print(("cached " if cached else "") + _summary(build))
+        console.print(("cached " if cached else "") + summary(build))
     if wait and build["state"] != "succeeded":
+        if not as_json:
+            console.print(log_hint(build))
         raise typer.Exit(1)
 
 
@@ -92,7 +111,7 @@ def show(build_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         emit_json(build)
     else:
-        console.print(_summary(build))
+        console.print(summary(build))
         table(
             [build],
             ["key", "backend", "python_version", "source_date_epoch", "created", "started", "finished", "worker"],
@@ -143,13 +162,16 @@ def worker(
     settings = get_settings()
     api = HttpWorkerAPI(Client.from_settings(settings), name)
     runner = Worker(
-        api, cache=cache or Path.home() / ".cache" / "packyard-builds", sandbox=settings.build_sandbox, poll=poll
+        api,
+        cache=absolute(cache or Path.home() / ".cache" / "packyard-builds"),
+        sandbox=settings.build_sandbox,
+        poll=poll,
     )
     console.print(f"worker {api.name} serving {settings.url}")
     if once:
         done = runner.run_once()
         if done is not None:
-            console.print(_summary(done))
+            console.print(summary(done))
         return
     stop = threading.Event()
     try:

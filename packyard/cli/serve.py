@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from packyard.defaults import absolute
 from packyard.settings import get_settings
 
 M_MMAP_THRESHOLD = -3
@@ -45,7 +46,7 @@ def serve(
     overrides = {
         "host": host,
         "port": port,
-        "data": data,
+        "data": absolute(data) if data is not None else None,
         "anonymous_read": anonymous_read,
         "embedded_worker": worker,
     }
@@ -54,7 +55,7 @@ def serve(
     app = create_asgi(settings)
     print(
         f"packyard serving on http://{settings.host}:{settings.port} "
-        f"(backend {settings.backend}, data {settings.data.resolve()})",
+        f"(backend {settings.backend}, data {settings.data})",
         flush=True,
     )
     uvicorn.run(

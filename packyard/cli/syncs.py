@@ -107,6 +107,9 @@ def run(
     as_json: bool = JSON,
     build: bool = BUILD,
     build_publish_to: str = BUILD_TO,
+    wait: bool = typer.Option(
+        False, "--wait", help="With --build: wait for the builds to end; exit non-zero unless all succeeded."
+    ),
     token_env: str = TOKEN_ENV,
     token_file: str = TOKEN_FILE,
     ssh_key_env: str = KEY_ENV,
@@ -121,7 +124,25 @@ def run(
         "build": build,
         "build_publish_to": build_publish_to,
     }
-    show_result(client().sync_run(ns, body), as_json)
+    if wait and not build:
+        raise InvalidInput("--wait waits for the builds that --build queues; pass --build too")
+    result = client().sync_run(ns, body)
+    if not wait:
+        show_result(result, as_json)
+        return
+    from packyard.cli.builds import log_hint, summary, wait_for
+
+    builds = [wait_for(build_id, follow_log=False) for build_id in result.get("builds", [])]
+    if as_json:
+        emit_json({**result, "builds": builds})
+    else:
+        show_result({**result, "builds": []}, False)
+        for done in builds:
+            console.print(summary(done))
+            if done["state"] != "succeeded":
+                console.print(log_hint(done))
+    if any(done["state"] != "succeeded" for done in builds):
+        raise typer.Exit(1)
 
 
 @app.command("add")

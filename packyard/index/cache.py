@@ -24,7 +24,7 @@ class IndexCache:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._lock = threading.Lock()
-        self._chains: dict[str, tuple[int, list[str]]] = {}
+        self._chains: dict[str, tuple[int, int | None, list[str]]] = {}
         self._pages: dict[tuple[str, str | None, str], tuple[tuple[int, ...], Page, float]] = {}
         self._files: dict[tuple[str, str], tuple[tuple[int, ...], IndexFile, float]] = {}
         self.upstream_ttl = store.upstream_fetcher.limits.ttl
@@ -39,8 +39,9 @@ class IndexCache:
 
     def cached_chain(self, namespace: str) -> list[str] | None:
         entry = self._chains.get(namespace)
-        if entry is not None and entry[0] == self.store.generations.settings:
-            return entry[1]
+        generations = self.store.generations
+        if entry is not None and entry[0] == generations.settings and entry[1] in (None, generations.created):
+            return entry[2]
         return None
 
     def lookup_page(self, namespace: str, project: str | None, fmt: str) -> Page | None:
@@ -67,9 +68,11 @@ class IndexCache:
         cached = self.cached_chain(namespace)
         if cached is not None:
             return cached
-        generation = self.store.generations.settings
+        generation, created = self.store.generations.settings, self.store.generations.created
         chain = self.store.index.chain(namespace)
-        self._remember(self._chains, namespace, (generation, chain))
+        # a namespace read through its ancestors (not created yet) has a chain that changes when
+        # it, or a namespace between it and them, is created; an existing one's only with settings
+        self._remember(self._chains, namespace, (generation, None if chain[0] == namespace else created, chain))
         return chain
 
     def page(self, namespace: str, project: str | None, fmt: str) -> Page:
