@@ -4,7 +4,9 @@ Real builds only: every build here is ``python -m build`` run by a packyard work
 projects use :data:`TINY_BACKEND`, a PEP 517 backend that lives in the project itself
 (``backend-path``) and needs nothing from an index, so a build takes about a second and can
 be told to misbehave (print its environment or pid, sleep, print forever, write outside its
-folder, name its wheel another version) through the project's ``tiny.json``. The seed
+folder, name its wheel another version) through the project's ``tiny.json``. Like real
+backends, it stamps archive members with ``SOURCE_DATE_EPOCH`` and can leave top-level
+folders out of its sdist (``sdist_exclude``, as setuptools leaves out what is not package data). The seed
 scenario and the hatchling project use the real setuptools and hatchling from PyPI.
 """
 
@@ -109,7 +111,8 @@ def build_sdist(sdist_directory, config_settings=None):
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "315532800"))
     members = {"PKG-INFO": _metadata(cfg["name"], cfg["version"])}
     for root, dirs, files in os.walk("."):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        skip = ["__pycache__", *(cfg.get("sdist_exclude", []) if root == "." else [])]
+        dirs[:] = sorted(d for d in dirs if d not in skip)
         for name in sorted(files):
             path = os.path.relpath(os.path.join(root, name), ".")
             with open(path, "rb") as f:
@@ -142,9 +145,10 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         record.append(f"{path},sha256={digest},{len(data)}")
     files[f"{info}/RECORD"] = ("\n".join(record + [f"{info}/RECORD,,"]) + "\n").encode()
     filename = f"{module}-{version}-py3-none-any.whl"
+    stamp = time.gmtime(max(int(os.environ.get("SOURCE_DATE_EPOCH", "315532800")), 315532800))[:6]
     with zipfile.ZipFile(os.path.join(wheel_directory, filename), "w", zipfile.ZIP_DEFLATED) as archive:
         for path, data in files.items():
-            archive.writestr(zipfile.ZipInfo(path, (1980, 1, 1, 0, 0, 0)), data)
+            archive.writestr(zipfile.ZipInfo(path, stamp), data)
     return filename
 '''
 
