@@ -68,8 +68,8 @@ def test_usage_errors(server: LiveServer, tree: Tree, cache: Path, tmp_path: Pat
     missing = tmp_path / "missing.txt"
     proc = cli(server, cache, "env", tree.sales, "-r", missing, check=False)
     assert_error(proc, 2, f"{missing} is not a readable requirements file")
-    proc = cli(server, cache, "env", f"{tree.company}.nope", "--with", "etl", check=False)
-    assert_error(proc, 3, "does not exist")
+    proc = cli(server, cache, "env", f"{unique_ns('nope')}.sales", "--with", "etl", check=False)
+    assert_error(proc, 3, "does not exist")  # no such namespace, nor any above it (a child of one reads as its chain)
     proc = cli(server, cache, "env", "Not A Namespace", "--with", "etl", check=False)
     assert proc.returncode == 2, output(proc)
     proc = cli(server, cache, "run", tree.sales, "--", "no-such-command-xyz", check=False)
