@@ -4,6 +4,11 @@ Every entry remembers the stamp (settings generation plus the generation of each
 in its chain) it was made under. The stamp is taken before the catalog is read, so an
 entry made during a concurrent write is simply stale at the next look-up. The ``lookup_*``
 methods never touch the catalog: they are what the hot path calls.
+
+Pages and files are keyed by the first namespace of the chain, not by the name asked for: a
+namespace not created yet reads exactly as its nearest existing ancestor (same chain, same
+upstream, relative links), so any number of such names share that ancestor's entries and
+only add a small chain entry each.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ class IndexCache:
         chain = self.cached_chain(namespace)
         if chain is None:
             return None
-        entry = self._pages.get((namespace, project, fmt))
+        entry = self._pages.get((chain[0], project, fmt))
         if entry is not None and entry[0] == self.store.generations.stamp(chain) and entry[2] > time.monotonic():
             return entry[1]
         return None
@@ -57,7 +62,7 @@ class IndexCache:
         chain = self.cached_chain(namespace)
         if chain is None:
             return None
-        entry = self._files.get((namespace, filename))
+        entry = self._files.get((chain[0], filename))
         if entry is not None and entry[0] == self.store.generations.stamp(chain) and entry[2] > time.monotonic():
             return entry[1]
         return None
@@ -79,7 +84,7 @@ class IndexCache:
         """The rendered root (``project`` None) or project page; NotFound if unknown."""
         chain = self.chain(namespace)
         stamp = self.store.generations.stamp(chain)
-        entry = self._pages.get((namespace, project, fmt))
+        entry = self._pages.get((chain[0], project, fmt))
         if entry is not None and entry[0] == stamp and entry[2] > time.monotonic():
             return entry[1]
         source = self.store.index.source(namespace, chain)
@@ -92,7 +97,7 @@ class IndexCache:
                 raise NotFound(f"no project {project!r} in the index of {namespace}")
             rendered = render.project_json(found) if fmt == "json" else render.project_html(found)
         if rendered.stale is None:  # a stale upstream page is re-fetched on every request
-            self._remember(self._pages, (namespace, project, fmt), (stamp, rendered, self._expiry(rendered.upstream)))
+            self._remember(self._pages, (chain[0], project, fmt), (stamp, rendered, self._expiry(rendered.upstream)))
         return rendered
 
     def _expiry(self, upstream: bool) -> float:
@@ -102,11 +107,11 @@ class IndexCache:
     def file(self, namespace: str, filename: str) -> IndexFile:
         chain = self.chain(namespace)
         stamp = self.store.generations.stamp(chain)
-        entry = self._files.get((namespace, filename))
+        entry = self._files.get((chain[0], filename))
         if entry is not None and entry[0] == stamp and entry[2] > time.monotonic():
             return entry[1]
         found = self.store.index.source(namespace, chain).file(filename)
         if found is None:
             raise NotFound(f"{filename} is not in the index of {namespace}")
-        self._remember(self._files, (namespace, filename), (stamp, found, self._expiry(found.upstream is not None)))
+        self._remember(self._files, (chain[0], filename), (stamp, found, self._expiry(found.upstream is not None)))
         return found
