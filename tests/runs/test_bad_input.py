@@ -74,7 +74,7 @@ def test_usage_errors(server: LiveServer, tree: Tree, cache: Path, tmp_path: Pat
     assert proc.returncode == 2, output(proc)
     proc = cli(server, cache, "run", tree.sales, "--", "no-such-command-xyz", check=False)
     assert_error(proc, 2, "command not found: no-such-command-xyz")
-    proc = cli(server, cache, "pull", f"{tree.company}.nope", "--dest", tmp_path / "d", check=False)
+    proc = cli(server, cache, "pull", f"{unique_ns('nope')}.sales", "--dest", tmp_path / "d", check=False)
     assert_error(proc, 3)
     for bad in ("etl.py", "etl-0.1.0-py3-none-any.whl/../../x.whl"):
         proc = cli(server, cache, "fetch", tree.sales, bad, "--dest", tmp_path / "d", check=False)
