@@ -68,8 +68,11 @@ def test_a_commit_outside_the_package_is_a_no_op_and_a_real_change_names_its_fil
     failed = http.get("/api/v1/builds", params={"namespace": ns}).json()[0]
     assert failed["state"] == "failed", failed
     error = failed["error"]
-    assert "rooted-0.1.0.tar.gz (rooted-0.1.0/tiny.json)" in error, error
-    assert "rooted-0.1.0-py3-none-any.whl (rooted-0.1.0.dist-info/RECORD, rooted/__init__.py)" in error, error
+    assert f"rooted-0.1.0.tar.gz already exists in {target} with other contents (rooted-0.1.0/tiny.json)" in error
+    assert (
+        f"rooted-0.1.0-py3-none-any.whl already exists in {target} with other contents "
+        "(rooted-0.1.0.dist-info/RECORD, rooted/__init__.py)"
+    ) in error, error
     assert "bump the version" in error, error
     assert f"see the log: packyard build logs {failed['id']}" in result.stdout, result.stdout
     assert dists_rows(server, target) == published

@@ -304,7 +304,8 @@ def test_bundle_and_resolution_requests_that_are_refused(
     key = "a" * 64
     bad_key = http.put(f"/api/v1/namespaces/{fresh_ns}/bundles/NOT-A-KEY", content=good, headers=server.admin)
     assert bad_key.status_code == 400 and "not an environment key" in bad_key.json()["detail"]
-    missing = http.put(f"/api/v1/namespaces/{fresh_ns}.nope/bundles/{key}", content=good, headers=server.admin)
+    # no namespace of that name nor above it (a child of an existing one would be created, as by any write)
+    missing = http.put(f"/api/v1/namespaces/{fresh_ns}x.nope/bundles/{key}", content=good, headers=server.admin)
     assert missing.status_code == 404
     _, reader = create_token(http, server, fresh_ns, "read")
     denied = http.put(
