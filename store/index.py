@@ -25,7 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from store.artifacts import distribution_key, parse_filename
 from store.catalog import Catalog
-from store.errors import InvalidInput, NotFound
+from store.errors import InvalidInput
 from store.generations import Generations
 from store.names import ancestors, validate_namespace
 from store.namespaces import Namespaces

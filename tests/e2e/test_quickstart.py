@@ -5,8 +5,9 @@ its data in ``./packyard-data`` — a relative path. Every path setting is made 
 the settings are read, so the build worker, bubblewrap and git (which all run in other
 folders) see the same folder: a repository synced with ``packyard sync run`` builds with
 ``packyard build ... --wait`` and installs with pip. (The package itself is installed
-already — ``python -m pip install .`` — and the port is a free one instead of 8000, so the
-test can run beside other servers; nothing else differs from the README.)
+already — ``python -m pip install .`` —, the port is a free one instead of 8000, so the test
+can run beside other servers, and ``PACKYARD_SYNC_LOCAL_ROOTS`` lets it sync a local
+repository; nothing else differs from the README.)
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     fresh = tmp_path_factory.mktemp("fresh")
     port = free_port()
     env = {**clean_env(), "PACKYARD_ADMIN_TOKEN": "change-me", "PACKYARD_PORT": str(port)}
+    # the operator's allow list for file:// syncs: the tests' temporary folders (the repository is one)
+    env["PACKYARD_SYNC_LOCAL_ROOTS"] = str(tmp_path_factory.getbasetemp())
     log = (fresh.parent / f"{fresh.name}-server.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "packyard", "serve"], cwd=fresh, env=env, stdout=log, stderr=subprocess.STDOUT
