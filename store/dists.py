@@ -242,7 +242,10 @@ class Dists:
             changed = differences(published, self._members(blob.sha256, artifact.filename))
             if changed:
                 shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
-                refused.append(f"{artifact.filename} already exists in {namespace} with other contents ({shown})")
+                also = "" if row["filename"] == artifact.filename else f" (as {row['filename']}: the same distribution)"
+                refused.append(
+                    f"{artifact.filename} already exists in {namespace}{also} with other contents: {shown} differ"
+                )
             else:
                 same.append(_dist(row))
         if refused:

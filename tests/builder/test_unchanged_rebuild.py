@@ -68,10 +68,10 @@ def test_a_commit_outside_the_package_is_a_no_op_and_a_real_change_names_its_fil
     failed = http.get("/api/v1/builds", params={"namespace": ns}).json()[0]
     assert failed["state"] == "failed", failed
     error = failed["error"]
-    assert f"rooted-0.1.0.tar.gz already exists in {target} with other contents (rooted-0.1.0/tiny.json)" in error
+    assert f"rooted-0.1.0.tar.gz already exists in {target} with other contents: rooted-0.1.0/tiny.json differ" in error
     assert (
-        f"rooted-0.1.0-py3-none-any.whl already exists in {target} with other contents "
-        "(rooted-0.1.0.dist-info/RECORD, rooted/__init__.py)"
+        f"rooted-0.1.0-py3-none-any.whl already exists in {target} with other contents: "
+        "rooted-0.1.0.dist-info/RECORD, rooted/__init__.py differ"
     ) in error, error
     assert "bump the version" in error, error
     assert f"see the log: packyard build logs {failed['id']}" in result.stdout, result.stdout
