@@ -76,7 +76,7 @@ def test_usage_errors(server: LiveServer, tree: Tree, cache: Path, tmp_path: Pat
     assert_error(proc, 2, "command not found: no-such-command-xyz")
     proc = cli(server, cache, "pull", f"{unique_ns('nope')}.sales", "--dest", tmp_path / "d", check=False)
     assert_error(proc, 3)
-    for bad in ("etl.py", "etl-0.1.0-py3-none-any.whl/../../x.whl"):
+    for bad in ("etl$.py", "etl-0.1.0-py3-none-any.whl/../../x.whl"):  # neither a filename nor a project name
         proc = cli(server, cache, "fetch", tree.sales, bad, "--dest", tmp_path / "d", check=False)
         assert_error(proc, 2)
     assert not (tmp_path / "x.whl").exists()
