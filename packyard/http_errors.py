@@ -87,6 +87,8 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 def install(app: FastAPI) -> None:
+    """Every error answer in one shape, whoever raised it: ours, Starlette's or FastAPI's."""
+
     async def handle(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, errors.PackyardError)
         return error_response(exc)

@@ -33,8 +33,16 @@ from store.errors import InvalidInput, MethodNotAllowed, PackyardError, TooLarge
 
 F = TypeVar("F", bound=Callable)
 
-FORM_OVERHEAD = 1024 * 1024
-"""Room for the multipart fields around an upload's file."""
+FORM_FIELDS_MAX = 4 * 1024 * 1024
+"""All text fields and part headers of one upload form together (``index/upload.py``).
+
+The form is bounded by bytes, not by a field count: twine and uv publish send one field per
+``Requires-Dist``/``Classifier``, and real wheels exceed any count a parser picks
+(transformers 4.57 has 457 dependencies; Starlette's default is 1000 fields, packyard's
+was 500). A byte budget bounds the memory a hostile form can take just as well.
+"""
+FORM_OVERHEAD = FORM_FIELDS_MAX + 64 * 1024
+"""Room for the multipart fields around an upload's file (their budget, plus boundaries)."""
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 WRITES = frozenset({"POST", "PUT", "PATCH"})
 """What a full disk refuses up front (a DELETE stays possible: it is how space comes back)."""

@@ -36,6 +36,28 @@ METADATA_MAX = 1024 * 1024
 TAR_RATIO_MAX = 200
 TAR_SLACK = 64 * 1024 * 1024
 
+SDIST_SUFFIXES = (
+    ".tar.gz",
+    ".tgz",
+    ".tar",
+    ".zip",
+    ".tar.bz2",
+    ".tbz",
+    ".tar.xz",
+    ".txz",
+    ".tlz",
+    ".tar.lz",
+    ".tar.lzma",
+    ".tar.zst",
+)
+"""Every archive pip (``pip._internal.utils.filetypes``) or uv (``SourceDistExtension``) installs
+as an sdist. Uploads take only ``.tar.gz`` and ``.zip`` (what PyPI takes); an upstream page
+may list older formats, and they are passed through."""
+
+STATIC_FIELDS = ("requires-dist", "requires-python", "provides-extra")
+"""What a resolver reads from PEP 658 metadata: an sdist may only advertise it when none of
+these is left to the build (PEP 643 ``Dynamic``)."""
+
 
 @dataclass(frozen=True)
 class ParsedFilename:
@@ -56,6 +78,8 @@ class Artifact:
     metadata: bytes
     requires_python: str | None
     summary: str | None
+    core_metadata: bool = True
+    """Whether the metadata may be served as the file's PEP 658 metadata (see :func:`reliable_metadata`)."""
 
 
 def parse_filename(filename: str) -> ParsedFilename:
@@ -94,6 +118,42 @@ def distribution_key(filename: str) -> str:
         return f"{name} {canonicalize_version(version, strip_trailing_zero=True)} {build_tag} {tag_set}"
     name, version = parse_sdist_filename(filename)
     return f"{name} {canonicalize_version(version, strip_trailing_zero=True)} sdist"
+
+
+def parse_installable(filename: str) -> ParsedFilename:
+    """A filename on an upstream page: a wheel or an sdist in any format pip or uv installs.
+
+    The name and version come from ``packaging`` (the stem is parsed as if it were the
+    ``.tar.gz`` of the same release); eggs, ``.exe``, ``.msi``, ``.rpm`` and the like are
+    refused, since neither installer uses them.
+    """
+    lowered = filename.lower()
+    suffix = next((s for s in SDIST_SUFFIXES if lowered.endswith(s)), None)
+    if suffix is None or suffix in (".tar.gz", ".zip"):
+        return parse_filename(filename)
+    parsed = parse_filename(filename[: -len(suffix)] + ".tar.gz")
+    return ParsedFilename(filename, parsed.project, parsed.version, parsed.filetype)
+
+
+def reliable_metadata(metadata: bytes, filetype: str) -> bool:
+    """Whether ``metadata`` keeps PEP 658's promise: it is what installing the file will use.
+
+    A wheel's METADATA is installed as is. An sdist's PKG-INFO only binds its build from
+    Metadata-Version 2.2 (PEP 643), and then only for fields not marked ``Dynamic``; before
+    that (most sdists on PyPI until 2023) PKG-INFO often lists no dependencies at all while
+    ``setup.py`` declares them, and a resolver trusting it installs the project without them.
+    The same test uv applies before it trusts an sdist's PKG-INFO.
+    """
+    if filetype == "bdist_wheel":
+        return True
+    raw, _ = parse_email(metadata)
+    try:
+        if Version(raw.get("metadata_version") or "0") < Version("2.2"):
+            return False
+    except InvalidVersion:
+        return False
+    dynamic = {field.strip().lower() for field in raw.get("dynamic") or ()}
+    return not dynamic.intersection(STATIC_FIELDS)
 
 
 def _safe_member(name: str, archive: str) -> None:
@@ -213,4 +273,5 @@ def inspect(stream: BinaryIO, filename: str, size: int) -> Artifact:
         metadata=metadata,
         requires_python=requires_python or None,
         summary=raw.get("summary"),
+        core_metadata=reliable_metadata(metadata, parsed.filetype),
     )

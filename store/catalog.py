@@ -273,7 +273,18 @@ def _v9(db: sqlite_utils.Database) -> None:
     db["webhook_deliveries"].create_index(["received"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
+def _v10(db: sqlite_utils.Database) -> None:
+    """Whether a file's core metadata is advertised (PEP 658): always for wheels; for an sdist
+    only when its PKG-INFO binds the build (``store.artifacts.reliable_metadata``).
+
+    Stored sdists are left NULL here (deciding needs their metadata blobs) and decided by
+    ``Dists.decide_core_metadata`` when the store opens; until then NULL is not advertised.
+    """
+    db["dists"].add_column("core_metadata", int)
+    db.execute("UPDATE dists SET core_metadata = 1 WHERE filetype = 'bdist_wheel'")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10]
 """Schema steps in order; ``PRAGMA user_version`` records how many have run."""
 
 

@@ -62,6 +62,7 @@ class Store:
             self.catalog, blobs, self.refs, max_upload_bytes, bundle_limits or BUNDLE_LIMITS, self.namespaces
         )
         self.resolutions = Resolutions(self.catalog)
+        self.dists.decide_core_metadata()
         self.boot_id = secrets.token_hex(8)
         """Changes with every process start: in-memory generations restart from zero."""
 

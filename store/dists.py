@@ -23,11 +23,11 @@ from typing import BinaryIO
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from store.artifacts import METADATA_MAX, Artifact, distribution_key, inspect, parse_filename
+from store.artifacts import METADATA_MAX, Artifact, distribution_key, inspect, parse_filename, reliable_metadata
 from store.blobs.base import BlobStore, StoredBlob
 from store.catalog import Catalog, now
 from store.contents import Members, differences, members
-from store.errors import Conflict, InvalidInput, NotFound
+from store.errors import Conflict, InvalidInput, NotFound, PackyardError
 from store.generations import Generations
 from store.names import normalize_project, validate_namespace, validate_project
 from store.namespaces import Namespaces
@@ -51,6 +51,9 @@ class Dist:
     summary: str | None
     upload_time: str
     uploader: str | None
+    core_metadata: bool = True
+    """Whether ``metadata_sha256`` is advertised as the file's PEP 658 metadata (wheels, and
+    sdists whose PKG-INFO binds their build)."""
     yanked: bool = False
     yanked_reason: str | None = None
     yanked_by: str | None = None
@@ -61,7 +64,7 @@ class Dist:
 
 
 def _dist(row: dict) -> Dist:
-    return Dist(**{**row, "yanked": bool(row["yanked"])})
+    return Dist(**{**row, "yanked": bool(row["yanked"]), "core_metadata": bool(row["core_metadata"])})
 
 
 class _DigestReader:
@@ -194,8 +197,9 @@ class Dists:
                     summary=artifact.summary,
                     upload_time=now(),
                     uploader=uploader,
+                    core_metadata=artifact.core_metadata,
                 )
-                db["dists"].insert({**dist.to_dict(), "yanked": 0})
+                db["dists"].insert({**dist.to_dict(), "yanked": 0, "core_metadata": int(dist.core_metadata)})
                 self.catalog.audit(
                     uploader or "-",
                     "dist.upload",
@@ -298,6 +302,32 @@ class Dists:
             raise NotFound(f"the metadata of {filename} no longer matches its recorded hash")
         self.blobs.put(io.BytesIO(data))  # a put rewrites a damaged blob in place
         return data
+
+    def decide_core_metadata(self) -> int:
+        """Decide, from their stored metadata, which sdists stored before the decision was
+        recorded (schema v10) may advertise it; returns how many were decided.
+
+        Runs when the store opens and touches only rows still undecided, so it is work once.
+        A file whose metadata cannot be read stays unadvertised and is tried again next time.
+        """
+        if "core_metadata" not in self.catalog.db["dists"].columns_dict:
+            return 0  # a catalog opened at an older schema (only tests of migrations do that)
+        rows = self.catalog.query(
+            "SELECT DISTINCT sha256, filename, filetype, metadata_sha256 FROM dists WHERE core_metadata IS NULL"
+        )
+        decided = 0
+        for row in rows:
+            try:
+                data = self.metadata_bytes(row["sha256"], row["filename"], row["metadata_sha256"])
+            except PackyardError:
+                continue
+            with self.catalog.write() as db:
+                db.execute(
+                    "UPDATE dists SET core_metadata = ? WHERE sha256 = ? AND filename = ? AND core_metadata IS NULL",
+                    (int(reliable_metadata(data, row["filetype"])), row["sha256"], row["filename"]),
+                )
+            decided += 1
+        return decided
 
     # -- yank, unyank, delete ------------------------------------------------------------
 

@@ -41,6 +41,8 @@ class IndexFile:
     size: int
     requires_python: str | None
     metadata_sha256: str | None
+    """The PEP 658 metadata's sha256 when it is advertised ("" for an upstream file whose
+    metadata has no hash), None when the file has none a resolver may trust."""
     yanked: str | None
     """None when not yanked; the reason (possibly empty) when yanked."""
     upload_time: str | None
@@ -93,7 +95,7 @@ def _file(row: dict) -> IndexFile:
         sha256=row["sha256"],
         size=row["size"],
         requires_python=row["requires_python"],
-        metadata_sha256=row["metadata_sha256"],
+        metadata_sha256=row["metadata_sha256"] if row["core_metadata"] else None,
         yanked=(row["yanked_reason"] or "") if row["yanked"] else None,
         upload_time=row["upload_time"],
         filetype=row["filetype"],

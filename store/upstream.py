@@ -33,7 +33,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import httpx
 from packaging.utils import canonicalize_name
 
-from store.artifacts import parse_filename
+from store.artifacts import parse_installable
 from store.blobs.base import BlobStore, StoredBlob
 from store.catalog import Catalog, now
 from store.credentials import allowed_env
@@ -416,11 +416,15 @@ class _Reader:
 
 def _index_file(link: dict, upstream: str) -> IndexFile | None:
     try:
-        parsed = parse_filename(link["filename"])
+        parsed = parse_installable(link["filename"])
     except InvalidInput:
-        return None  # eggs, installers and other files pip would not use
+        return None  # eggs, installers and other files neither pip nor uv would use
     if not link.get("sha256"):
         return None  # nothing to check the bytes against: never served
+    # An sdist's metadata is passed on only for wheels: whether an sdist's PKG-INFO binds its
+    # build (store.artifacts.reliable_metadata) cannot be known from the page, and an upstream
+    # that advertises it for an old sdist would make resolvers drop its dependencies.
+    metadata = link.get("metadata") if parsed.filetype == "bdist_wheel" else None
     return IndexFile(
         filename=link["filename"],
         namespace="",
@@ -428,7 +432,7 @@ def _index_file(link: dict, upstream: str) -> IndexFile | None:
         sha256=link["sha256"],
         size=link.get("size"),  # type: ignore[arg-type]
         requires_python=link.get("requires_python"),
-        metadata_sha256=link.get("metadata"),
+        metadata_sha256=metadata,
         yanked=link.get("yanked"),
         upload_time=link.get("upload_time"),
         filetype=parsed.filetype,
@@ -489,7 +493,7 @@ class UpstreamSource:
 
     def file(self, filename: str) -> IndexFile | None:
         try:
-            project = parse_filename(filename).project
+            project = parse_installable(filename).project
         except InvalidInput:
             return None
         page = self.project(project)
@@ -592,7 +596,7 @@ class InternalFirst:
         if found is not None:
             return found
         try:
-            project = canonicalize_name(parse_filename(filename).project)
+            project = canonicalize_name(parse_installable(filename).project)
         except InvalidInput:
             return None
         if (

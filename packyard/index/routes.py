@@ -82,16 +82,26 @@ def serve_dist(request: Request, ns: str, filename: str) -> Response:
     store = request.app.state.store
     if filename.endswith(METADATA_SUFFIX):
         found = cache.file(ns, filename[: -len(METADATA_SUFFIX)])
+        if found.metadata_sha256 is None:
+            # served exactly where the page advertises it (PEP 658): never for an sdist whose
+            # PKG-INFO does not bind its build, so no client can trust what the build changes
+            raise NotFound(
+                f"{found.filename} has no PEP 658 metadata file: "
+                + (
+                    "its PKG-INFO may not match what building it produces (Metadata-Version < 2.2, "
+                    "or dependencies marked Dynamic, or an upstream sdist); build or download it instead"
+                    if found.filetype == "sdist"
+                    else "its index offers none; download the file instead"
+                )
+            )
         if found.upstream_url is not None:
             metadata = _upstream(store, ns).ensure_metadata(found)
-        elif found.metadata_sha256:
+        else:
             etag = f'"{found.metadata_sha256}"'
             if request.headers.get("if-none-match") == etag:
                 return Response(status_code=304, headers={"ETag": etag})
             data = store.dists.metadata_bytes(found.sha256, found.filename, found.metadata_sha256)
             return Response(data, media_type="text/plain", headers={"ETag": etag, "Cache-Control": "no-cache"})
-        else:
-            raise NotFound(f"{filename} has no stored metadata")
         size = blobs.size(metadata)
         return blob_response(request, blobs, metadata, size, filename="METADATA", media_type="text/plain")
     found = cache.file(ns, filename)

@@ -22,7 +22,7 @@ from packaging.version import InvalidVersion, Version
 
 from packyard.client import Client, qns, qpath
 from packyard.runs.transfer import download, inside, sha256_of
-from store.artifacts import parse_filename
+from store.artifacts import SDIST_SUFFIXES, parse_installable
 from store.errors import InvalidInput, NotFound
 from store.names import ancestors, validate_namespace
 
@@ -85,7 +85,7 @@ def pull(
 
 def is_filename(name: str) -> bool:
     """A distribution filename (``etl-0.1.0.tar.gz``), as opposed to a project name (``etl``)."""
-    return name.endswith((".whl", ".tar.gz", ".zip"))
+    return name.lower().endswith((".whl", *SDIST_SUFFIXES))
 
 
 def _installable(entry: dict, kind: str | None, tags: dict[Tag, int]) -> tuple[Version, int] | None:
@@ -154,7 +154,7 @@ def fetch(
         by_filename = is_filename(name)
         if not by_filename and not PROJECT.fullmatch(name):
             raise InvalidInput(f"{name!r} is neither a distribution filename nor a project name")
-        project = canonicalize_name(parse_filename(name).project if by_filename else name)
+        project = canonicalize_name(parse_installable(name).project if by_filename else name)
         page = client.json("GET", f"/{qns(ns)}/simple/{project}/", headers={"Accept": JSON})
         if by_filename and (version is not None or kind is not None):
             raise InvalidInput(f"--version, --sdist and --wheel choose among a project's files, not {name!r}")
