@@ -165,11 +165,16 @@ def test_html_project_page_carries_hashes_requires_python_metadata_and_yank(tree
         assert 'data-requires-python="&gt;=3.8"' in link.raw
 
         metadata = http.get(url + ".metadata")
-        assert metadata.status_code == 200
-        assert link.attrs["data-core-metadata"] == f"sha256={sha256(metadata.content)}"
-        assert link.attrs["data-dist-info-metadata"] == link.attrs["data-core-metadata"]
-        version = "0.9" if "0.9" in filename else "1.0"
-        assert f"Name: My_Pkg\nVersion: {version}\n".encode() in metadata.content
+        if filename.endswith(".tar.gz"):
+            # PKG-INFO 2.1 does not bind the sdist's build (PEP 643): no PEP 658 metadata
+            assert metadata.status_code == 404
+            assert "data-core-metadata" not in link.attrs and "data-dist-info-metadata" not in link.attrs
+        else:
+            assert metadata.status_code == 200
+            assert link.attrs["data-core-metadata"] == f"sha256={sha256(metadata.content)}"
+            assert link.attrs["data-dist-info-metadata"] == link.attrs["data-core-metadata"]
+            version = "0.9" if "0.9" in filename else "1.0"
+            assert f"Name: My_Pkg\nVersion: {version}\n".encode() in metadata.content
 
         if "0.9" in filename:
             assert link.attrs["data-yanked"] == YANK_REASON
@@ -194,9 +199,13 @@ def test_json_project_page_pep_691_700(tree: Tree, http: httpx.Client) -> None:
         assert datetime.fromisoformat(entry["upload-time"].replace("Z", "+00:00")).tzinfo is not None
         assert entry["upload-time"].endswith("Z")
         assert entry["requires-python"] == ">=3.8"
-        metadata = http.get(urljoin(page_url, entry["url"]) + ".metadata").content
-        assert entry["core-metadata"] == {"sha256": sha256(metadata)}
-        assert entry["dist-info-metadata"] == entry["core-metadata"]
+        metadata = http.get(urljoin(page_url, entry["url"]) + ".metadata")
+        if filename.endswith(".tar.gz"):  # PKG-INFO 2.1: not advertised (PEP 643, 658)
+            assert metadata.status_code == 404
+            assert "core-metadata" not in entry and "dist-info-metadata" not in entry
+        else:
+            assert entry["core-metadata"] == {"sha256": sha256(metadata.content)}
+            assert entry["dist-info-metadata"] == entry["core-metadata"]
         assert entry["yanked"] == (YANK_REASON if "0.9" in filename else False)
 
 
@@ -344,7 +353,11 @@ def test_dist_download_head_range_etag(filename: str, content_type: str, tree: T
 
 
 def test_core_metadata_file_is_served(tree: Tree, http: httpx.Client) -> None:
-    for filename in ("my_pkg-1.0-py3-none-any.whl", "my_pkg-1.0.tar.gz"):
+    """A wheel's METADATA is served; an sdist's PKG-INFO 2.1 is not (it does not bind the build)."""
+    sdist = http.get(f"/{tree.c}/dists/my_pkg-1.0.tar.gz.metadata")
+    assert sdist.status_code == 404 and sdist.json()["error"] == "NotFound"
+    assert "PKG-INFO may not match" in sdist.json()["detail"]
+    for filename in ("my_pkg-1.0-py3-none-any.whl",):
         got = http.get(f"/{tree.c}/dists/{filename}.metadata")
         assert got.status_code == 200
         assert got.headers["content-type"].startswith("text/plain")

@@ -4,14 +4,17 @@ missing or damaged metadata blob is derived again from the durable distribution 
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import pytest
 
+from store import catalog as catalog_module
+from store.artifacts import inspect
 from store.blobs.base import BlobStore
 from store.core import Store
 from store.errors import NotFound
-from tests.support.dists import make_wheel
+from tests.support.dists import make_sdist, make_wheel
 
 
 @pytest.fixture
@@ -56,3 +59,45 @@ def test_a_damaged_file_is_not_papered_over(stored: tuple[Store, object]) -> Non
     store.blobs.delete(dist.metadata_sha256)
     with pytest.raises(NotFound):
         store.dists.metadata_bytes(dist.sha256, dist.filename, "0" * 64)
+
+
+def test_sdists_stored_before_v8_are_decided_when_the_store_opens(
+    tmp_path: Path, blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages are rendered from the catalog, so rows stored by an older packyard (which
+    advertised metadata for every file) get their decision when the store first opens."""
+    files = [
+        make_wheel(tmp_path / "d", "oldrow", "1.0"),
+        make_sdist(tmp_path / "d", "oldrow", "1.0"),  # Metadata-Version 2.1
+        make_sdist(tmp_path / "d", "newrow", "1.0", metadata_version="2.2"),
+        make_sdist(tmp_path / "d", "dynrow", "1.0", metadata_version="2.3", dynamic=["Provides-Extra"]),
+    ]
+    with monkeypatch.context() as patch:
+        patch.setattr(catalog_module, "MIGRATIONS", catalog_module.MIGRATIONS[:7])
+        old = Store(tmp_path / "data", blob_store)
+        for path in files:
+            with path.open("rb") as stream:
+                artifact = inspect(stream, path.name, path.stat().st_size)
+            blob = blob_store.put(io.BytesIO(path.read_bytes()))
+            meta = blob_store.put(io.BytesIO(artifact.metadata))
+            with old.catalog.write() as db:
+                old.namespaces.ensure("team", "test")
+                db["dists"].insert({"namespace": "team", "filename": path.name, "project": artifact.project,
+                                    "name": artifact.name, "version": artifact.version, "filetype": artifact.filetype,
+                                    "sha256": blob.sha256, "size": blob.size, "metadata_sha256": meta.sha256,
+                                    "upload_time": "2026-01-01T00:00:00Z", "yanked": 0})  # fmt: skip
+        old.catalog.close()
+    new = Store(tmp_path / "data", blob_store)
+    source = new.index.source("team", ["team"])
+    advertised = {
+        f.filename: f.metadata_sha256 is not None
+        for project in ("oldrow", "newrow", "dynrow")
+        for f in source.project(project).files  # type: ignore[union-attr]
+    }
+    assert advertised == {
+        "oldrow-1.0-py3-none-any.whl": True,
+        "oldrow-1.0.tar.gz": False,
+        "newrow-1.0.tar.gz": True,
+        "dynrow-1.0.tar.gz": False,
+    }
+    assert new.catalog.query("SELECT count(*) AS n FROM dists WHERE core_metadata IS NULL") == [{"n": 0}]

@@ -17,11 +17,20 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 
-def _metadata(name: str, version: str, requires: list[str], requires_python: str | None, summary: str) -> str:
-    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", f"Summary: {summary}"]
+def _metadata(
+    name: str,
+    version: str,
+    requires: list[str],
+    requires_python: str | None,
+    summary: str,
+    metadata_version: str = "2.1",
+    dynamic: list[str] | None = None,
+) -> str:
+    lines = [f"Metadata-Version: {metadata_version}", f"Name: {name}", f"Version: {version}", f"Summary: {summary}"]
     if requires_python:
         lines.append(f"Requires-Python: {requires_python}")
     lines += [f"Requires-Dist: {r}" for r in requires]
+    lines += [f"Dynamic: {d}" for d in dynamic or ()]
     return "\n".join(lines) + "\n\n"
 
 
@@ -82,6 +91,8 @@ def make_sdist(
     requires_python: str | None = None,
     members: dict[str, bytes] | None = None,
     pkg_info: bool = True,
+    metadata_version: str = "2.1",
+    dynamic: list[str] | None = None,
 ) -> Path:
     """A setuptools-style sdist: ``<name>-<version>/PKG-INFO``, pyproject.toml and the module."""
     module = canonicalize_name(name).replace("-", "_")
@@ -95,15 +106,115 @@ def make_sdist(
     }
     if pkg_info:
         content[f"{top}/PKG-INFO"] = _metadata(
-            name, version, requires or [], requires_python, f"{name} for tests"
+            name, version, requires or [], requires_python, f"{name} for tests", metadata_version, dynamic
         ).encode()
     content.update(members or {})
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{module}-{version}.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:
+    return pack_sdist(out / f"{module}-{version}.tar.gz", content)
+
+
+def pack_sdist(path: Path, content: dict[str, bytes]) -> Path:
+    """Write ``content`` (member name -> bytes) as a tar archive, compressed as ``path``'s suffix says
+    (``.tar.gz``, ``.tar.bz2``, ``.tar.xz``), or as a zip for ``.zip``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for member, data in content.items():
+                archive.writestr(zipfile.ZipInfo(member, (2023, 11, 14, 22, 13, 20)), data)
+        return path
+    mode = {".gz": "w:gz", ".bz2": "w:bz2", ".xz": "w:xz"}[path.suffix]
+    with tarfile.open(path, mode) as archive:  # type: ignore[call-overload]
         for member, data in content.items():
             info = tarfile.TarInfo(member)
             info.size = len(data)
             info.mtime = 1_700_000_000
             archive.addfile(info, io.BytesIO(data))
     return path
+
+
+LEGACY_BACKEND = r'''"""An in-tree PEP 517 backend that builds the way an old setuptools sdist does: the
+dependencies come from ``setup.py`` (its ``install_requires``), not from PKG-INFO."""
+
+import base64, hashlib, os, sys, types, zipfile
+
+
+def _setup_kwargs():
+    captured = {}
+    fake = types.ModuleType("setuptools")
+    fake.setup = lambda **kwargs: captured.update(kwargs)
+    fake.find_packages = lambda *a, **k: []
+    saved = sys.modules.get("setuptools")
+    sys.modules["setuptools"] = fake
+    try:
+        with open("setup.py") as source:
+            exec(compile(source.read(), "setup.py", "exec"), {"__name__": "__main__"})
+    finally:
+        if saved is None:
+            del sys.modules["setuptools"]
+        else:
+            sys.modules["setuptools"] = saved
+    return captured
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def get_requires_for_build_sdist(config_settings=None):
+    return []
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    kw = _setup_kwargs()
+    name, version = kw["name"], kw["version"]
+    module = name.lower().replace("-", "_")
+    dist_info = f"{module}-{version}.dist-info"
+    metadata = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    metadata += [f"Requires-Dist: {r}" for r in kw.get("install_requires", [])]
+    files = {f"{dist_info}/METADATA": ("\n".join(metadata) + "\n\n").encode(),
+             f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: legacy\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    for root, _, names in os.walk(module):
+        for n in names:
+            if n.endswith(".py"):
+                path = os.path.join(root, n)
+                with open(path, "rb") as f:
+                    files[path.replace(os.sep, "/")] = f.read()
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{dist_info}/RECORD,,")
+    files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    filename = f"{module}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, filename), "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+    return filename
+'''
+
+
+def make_legacy_sdist(
+    out: Path, name: str, version: str, *, install_requires: list[str], suffix: str = ".tar.gz"
+) -> Path:
+    """A look-alike of an sdist from before Metadata-Version 2.2 (most of PyPI until 2023).
+
+    Its PKG-INFO is Metadata-Version 2.1 and lists no Requires-Dist, while ``setup.py``
+    declares ``install_requires``: installing it must follow ``setup.py``. It builds with
+    an in-tree backend that reads ``setup.py`` as setuptools would, so pip and uv build it
+    without fetching setuptools from the index under test.
+    """
+    module = canonicalize_name(name).replace("-", "_")
+    top = f"{module}-{version}"
+    setup = (
+        "from setuptools import setup\n\n"
+        f"setup(name={name!r}, version={version!r}, install_requires={install_requires!r})\n"
+    )
+    content = {
+        f"{top}/PKG-INFO": _metadata(name, version, [], None, f"{name}, an old-style sdist").encode(),
+        f"{top}/setup.py": setup.encode(),
+        f"{top}/pyproject.toml": (
+            b'[build-system]\nrequires = []\nbuild-backend = "legacy_backend"\nbackend-path = ["."]\n'
+        ),
+        f"{top}/legacy_backend.py": LEGACY_BACKEND.encode(),
+        f"{top}/{module}/__init__.py": f"VERSION = {version!r}\n".encode(),
+    }
+    return pack_sdist(out / f"{top}{suffix}", content)
