@@ -34,6 +34,8 @@ from tests.support.clients import (
 )
 from tests.support.dists import make_sdist, make_wheel
 
+MANY_DEPS = [f"dep-{i:03d}>=1.{i}; extra == 'x{i % 7}'" for i in range(600)]
+
 
 @dataclass(frozen=True)
 class Files:
@@ -43,6 +45,9 @@ class Files:
     """Version 0.2.0, uploaded first by ``uv publish --check-url``."""
     other_bytes: Path
     """Same filename as ``wheel``, other contents."""
+    many_deps: list[Path]
+    """Two releases with 600 Requires-Dist each (transformers 4.57 has 457): one field per
+    dependency in the form twine and uv publish send."""
     bad: dict[str, Path]
 
 
@@ -61,6 +66,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
         sdist=make_sdist(root / "v1", "uploadme", "0.1.0"),
         wheel2=make_wheel(root / "v2", "uploadme", "0.2.0"),
         other_bytes=make_wheel(root / "other", "uploadme", "0.1.0", module_body="ANSWER = 43\n"),
+        many_deps=[make_wheel(root / "many", "manydeps", v, requires=MANY_DEPS) for v in ("1.0", "2.0")],
         bad={
             "not_zip": not_zip,
             "too_big": too_big,
@@ -164,6 +170,20 @@ def test_uv_publish_reruns_are_idempotent_with_and_without_check_url(
     assert server.temp_count() == 0
 
 
+def test_a_wheel_with_600_dependencies_uploads_with_twine_and_uv_publish(
+    server: LiveServer, http: httpx.Client, ns: str, files: Files, tmp_path: Path
+) -> None:
+    """Before: ``400 {"detail":"Too many fields. Maximum number of fields is 500."}``."""
+    first, second = files.many_deps
+    twine_upload(server, ns, server.admin_token, first)
+    uv_publish(server, ns, server.admin_token, tmp_path, second)
+    assert [r[0] for r in dist_rows(server, ns)] == [first.name, second.name]
+    for path in (first, second):
+        metadata = http.get(f"/{ns}/dists/{path.name}.metadata")
+        assert metadata.status_code == 200
+        assert metadata.text.count("Requires-Dist: ") == len(MANY_DEPS)
+
+
 def test_reupload_with_other_bytes_is_409_and_says_bump_the_version(
     server: LiveServer, http: httpx.Client, ns: str, files: Files, tmp_path: Path
 ) -> None:
@@ -251,6 +271,31 @@ def _urlencoded(a: Attempt) -> httpx.Response:
     return a.http.post(f"/{a.ns}/", data=form, auth=("__token__", a.server.admin_token))
 
 
+def _raw(a: Attempt, body: bytes, content_type: str) -> httpx.Response:
+    return a.http.post(
+        f"/{a.ns}/", content=body, headers={"Content-Type": content_type}, auth=("__token__", a.server.admin_token)
+    )
+
+
+def _fields_over_the_budget(a: Attempt) -> httpx.Response:
+    """Many fields of 512 KiB: each within the per-field limit, together over the form's bytes."""
+    form = upload_form(a.files.wheel, a.files.wheel.read_bytes())
+    fields = {key: (None, value) for key, value in form.items()}
+    fields |= {f"description_{i}": (None, "x" * 512 * 1024) for i in range(9)}
+    fields["content"] = (a.files.wheel.name, a.files.wheel.read_bytes())
+    return a.http.post(f"/{a.ns}/", files=fields, auth=("__token__", a.server.admin_token))
+
+
+def _two_files(a: Attempt) -> httpx.Response:
+    data = a.files.wheel.read_bytes()
+    return a.http.post(
+        f"/{a.ns}/",
+        data=upload_form(a.files.wheel, data),
+        files=[("content", (a.files.wheel.name, data)), ("content", (a.files.sdist.name, data))],
+        auth=("__token__", a.server.admin_token),
+    )
+
+
 def _renamed(a: Attempt, filename: str) -> httpx.Response:
     data = a.files.wheel.read_bytes()
     form = upload_form(a.files.wheel, data)
@@ -299,6 +344,25 @@ BAD: dict[str, tuple[int, str, Callable[[Attempt], httpx.Response]]] = {
     "content is not a file": (400, "no 'content' file field", _content_as_text_field),
     "body is not multipart": (400, "must be multipart/form-data", _not_multipart),
     "body is urlencoded": (400, "must be multipart/form-data", _urlencoded),
+    "multipart without a boundary": (
+        400,
+        "not valid multipart/form-data: Missing boundary",
+        lambda a: _raw(a, b"--x\r\n", "multipart/form-data"),
+    ),
+    "multipart that does not parse": (
+        400,
+        "not valid multipart/form-data: Invalid multipart data",
+        lambda a: _raw(a, b"--b\r\nnot a header line\r\n\r\n", "multipart/form-data; boundary=b"),
+    ),
+    "part without a name": (
+        400,
+        'not valid multipart/form-data: The Content-Disposition header field "name" must be provided',
+        lambda a: _raw(
+            a, b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--\r\n", "multipart/form-data; boundary=b"
+        ),
+    ),
+    "two files": (400, "Too many files", _two_files),
+    "form fields over their byte budget": (400, "fields and part headers exceed 4.0 MiB", _fields_over_the_budget),
     "unsupported action": (400, "unsupported :action", lambda a: a.send(a.files.wheel, **{":action": "submit"})),
     "no token": (401, "needs a token with the write role", lambda a: a.send(a.files.wheel, token=None)),
     "unknown token": (401, "unknown or revoked", lambda a: a.send(a.files.wheel, token="pky_nope_nope")),

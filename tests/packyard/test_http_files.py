@@ -328,3 +328,24 @@ def test_reads_need_a_token_when_anonymous_reads_are_off(tmp_path) -> None:  # n
             assert client.get(files_url("team.a", "f.txt"), headers=auth).content == b"x"
             assert client.get(files_url("other", "g.txt"), headers=auth).status_code == 403
             assert [n["name"] for n in client.get("/api/v1/namespaces", headers=auth).json()] == ["team", "team.a"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "error", "message"),
+    [
+        ("POST", "/api/v1/namespaces", {"content": b"{not json"}, 422, "InvalidInput", "JSON decode error"),
+        ("POST", "/api/v1/namespaces", {"json": {"nom": "x"}}, 422, "InvalidInput", "name: Field required"),
+        ("POST", "/api/v1/tokens", {"json": {"scope": "x", "role": 5}}, 422, "InvalidInput", "role"),
+        ("DELETE", "/healthz", {}, 405, "HTTPError", "Method Not Allowed"),
+        ("GET", "/api/v1/no/such/thing", {}, 404, "NotFound", "Not Found"),
+    ],
+)  # fmt: skip
+def test_framework_errors_have_packyard_shape(
+    http: httpx.Client, server: LiveServer, method: str, path: str, kwargs: dict, status: int, error: str, message: str
+) -> None:
+    """Errors FastAPI and Starlette raise (bad bodies, no route) answer like packyard's own."""
+    headers = {**server.admin, "content-type": "application/json"}
+    response = http.request(method, path, headers=headers, **kwargs)
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == error
+    assert isinstance(response.json()["detail"], str) and message in response.json()["detail"], response.text
