@@ -11,6 +11,7 @@ Two real upstreams, shared by both backends' downstream (the session server):
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +20,8 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from tests.conftest import LiveServer
-from tests.support.clients import JSON_V1, PIP_ACCEPT, create_ns, sha256, upload
-from tests.support.dists import make_sdist, make_wheel
+from tests.support.clients import JSON_V1, PIP_ACCEPT, create_ns, pip_env, run, sha256, upload
+from tests.support.dists import make_legacy_sdist, make_sdist, make_wheel
 from tests.upstream.conftest import (
     INSTALLERS,
     RecordingProxy,
@@ -220,3 +221,52 @@ def test_the_static_upstreams_html_page_is_re_served_as_json(mirror: Mirror, ups
     assert entry["hashes"] == {"sha256": sha256(wheel)}
     assert entry["core-metadata"] == {"sha256": sha256(b"Metadata-Version: 2.1\nName: stat\nVersion: 1.0\n\n")}
     assert json.dumps(entry).count("127.0.0.1") == 0
+
+
+def test_sdists_in_every_format_pip_and_uv_install_pass_through(
+    mirror: Mirror, upstream: Upstream, tmp_path: Path
+) -> None:
+    """``.tar.bz2``, ``.zip``, ``.tar.xz`` sdists on an upstream page are listed and install;
+    eggs and Windows installers (which neither pip nor uv uses) are left out. pip installs
+    every archive format; uv 0.13 itself refuses sdists not named as PEP 625 says
+    (``.tar.bz2``, ``.tar.xz``), so it is given the ``.zip``.
+
+    Before: only ``.tar.gz`` and ``.zip`` (what ``packaging`` parses) passed, and an sdist's
+    metadata passed through wherever the upstream advertised it.
+    """
+    project = f"arc{mirror.server.backend}"
+    out = upstream.wheels / project
+    bz2 = make_legacy_sdist(out, project, "1.0", install_requires=[], suffix=".tar.bz2")
+    xz = make_legacy_sdist(out, project, "0.9", install_requires=[], suffix=".tar.xz")
+    zipped = make_legacy_sdist(out, project, "0.8", install_requires=[], suffix=".zip")
+    old = make_legacy_sdist(out, project, "0.7", install_requires=["nothing-of-the-sort"])
+    for path in (bz2, xz, zipped):
+        upstream.static.publish(path)
+    # an old sdist the upstream advertises PEP 658 metadata for: not passed on (its PKG-INFO
+    # lists no dependency, its setup.py does)
+    upstream.static.publish(old, metadata=b"Metadata-Version: 2.1\nName: x\nVersion: 0.7\n\n")
+    for junk in (f"{project}-0.6-py3.11.egg", f"{project}-0.6.win32.exe", f"{project}-0.6.msi"):
+        (out / junk).write_bytes(b"not for pip\n")
+        upstream.static.publish(out / junk)
+
+    with httpx.Client(base_url=mirror.server.url, timeout=30) as http:
+        page = http.get(f"/{mirror.static_ns}/simple/{project}/", headers={"Accept": JSON_V1})
+        assert page.status_code == 200, page.text
+        files = {f["filename"]: f for f in page.json()["files"]}
+        assert sorted(files) == sorted(p.name for p in (bz2, xz, zipped, old))
+        assert page.json()["versions"] == ["0.7", "0.8", "0.9", "1.0"]
+        assert "core-metadata" not in files[old.name]
+        metadata = http.get(f"/{mirror.static_ns}/dists/{old.name}.metadata")
+        assert metadata.status_code == 404 and metadata.json()["error"] == "NotFound"
+        for path in (bz2, xz, zipped):
+            assert http.get(f"/{mirror.static_ns}/dists/{path.name}").content == path.read_bytes()
+
+    static = f"{mirror.server.url}/{mirror.static_ns}/simple/"
+    downloads = tmp_path / "downloads"
+    cmd = [sys.executable, "-m", "pip", "download", "--no-cache-dir", "--no-deps", "--index-url", static]
+    run([*cmd, "-d", downloads, f"{project}==1.0"], pip_env())
+    assert (downloads / bz2.name).read_bytes() == bz2.read_bytes()
+    INSTALLERS["pip"](static, tmp_path / "pip", f"{project}==0.9")
+    assert installed(tmp_path / "pip") == {project: "0.9"}
+    INSTALLERS["uv"](static, tmp_path / "uv", f"{project}==0.8")
+    assert installed(tmp_path / "uv") == {project: "0.8"}
