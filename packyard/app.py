@@ -19,6 +19,7 @@ from packyard.index.cache import IndexCache
 from packyard.index.hot import HotIndex
 from packyard.janitor import Janitor
 from packyard.limits import RequestLimits
+from packyard.request_log import ErrorLog
 from packyard.settings import Settings
 from packyard.wiring import open_store
 from packyard.worker import EmbeddedWorker
@@ -106,7 +107,8 @@ def create_asgi(settings: Settings) -> ASGIApp:
     In front, not inside as a middleware: a FastAPI/Starlette call costs several times what
     a cached page costs to send (routing, error middleware, per-request telemetry checks),
     and pip and uv hit these pages on every run. Everything the hot path does not answer —
-    misses, auth, writes, lifespan — goes to FastAPI unchanged.
+    misses, auth, writes, lifespan — goes to FastAPI unchanged. Around both, the error log
+    (``request_log.py``): one line for every 4xx and 5xx, whichever of them answered.
     """
     app = create_app(settings)
-    return HotIndex(app, app.state.index, enabled=settings.anonymous_read)
+    return ErrorLog(HotIndex(app, app.state.index, enabled=settings.anonymous_read))

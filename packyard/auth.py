@@ -12,6 +12,7 @@ import binascii
 
 from fastapi import Request
 
+from packyard.request_log import TOKEN_ID
 from store.errors import Forbidden, NotFound, Unauthenticated
 from store.tokens import Token
 
@@ -40,7 +41,10 @@ def caller(request: Request) -> Token | None:
     secret = credentials(request)
     if secret is None:
         return None
-    return request.app.state.store.tokens.authenticate(secret)
+    setattr(request.state, TOKEN_ID, "invalid")  # what the error log names (never the secret)
+    token = request.app.state.store.tokens.authenticate(secret)
+    setattr(request.state, TOKEN_ID, token.id)
+    return token
 
 
 def require(request: Request, namespace: str | None, role: str) -> Token | None:

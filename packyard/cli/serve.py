@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
+import sys
 from pathlib import Path
 
 import typer
@@ -23,6 +25,18 @@ def steady_malloc() -> None:
     """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1024 * 1024)
+
+
+def log_to_stderr() -> None:
+    """Send packyard's own log (``packyard.*``: failed requests, builds, the worker) to stderr,
+    one timestamped line per record, whatever ``PACKYARD_LOG_REQUESTS`` says (that setting
+    only adds uvicorn's line for every request)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("packyard")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def serve(
@@ -52,6 +66,7 @@ def serve(
     }
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     steady_malloc()
+    log_to_stderr()
     app = create_asgi(settings)
     print(
         f"packyard serving on http://{settings.host}:{settings.port} "
