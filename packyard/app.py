@@ -107,8 +107,10 @@ def create_asgi(settings: Settings) -> ASGIApp:
     In front, not inside as a middleware: a FastAPI/Starlette call costs several times what
     a cached page costs to send (routing, error middleware, per-request telemetry checks),
     and pip and uv hit these pages on every run. Everything the hot path does not answer —
-    misses, auth, writes, lifespan — goes to FastAPI unchanged. Around both, the error log
-    (``request_log.py``): one line for every 4xx and 5xx, whichever of them answered.
+    misses, auth, writes, lifespan — goes to FastAPI unchanged. The error log
+    (``request_log.py``, one line for every 4xx and 5xx) wraps FastAPI, behind the hot path:
+    the hot path only ever answers 200 and 304 (anything else falls through to FastAPI), so
+    a cached page costs not one call more than without the log.
     """
     app = create_app(settings)
-    return ErrorLog(HotIndex(app, app.state.index, enabled=settings.anonymous_read))
+    return HotIndex(ErrorLog(app), app.state.index, enabled=settings.anonymous_read)

@@ -3,8 +3,11 @@
 The full access log (uvicorn's, one line per request) stays behind ``PACKYARD_LOG_REQUESTS``:
 pip and uv make dozens of requests a run and the hot path must stay cheap. Failures are
 what an operator needs to see — a refused upload, a 5xx, a webhook that was turned away —
-so they are logged always, by this wrapper around the whole application (hot path, FastAPI
-and its error handlers alike), in one place.
+so they are logged always, by this wrapper around the FastAPI application (its routes, its
+error handlers and its guards alike), in one place. The hot path in front of it
+(``index/hot.py``) answers only 200 and 304 and hands everything else to FastAPI, so every
+error answer passes through here while a cached page does not pay for the log; should the
+hot path itself crash, uvicorn logs the traceback.
 
 A line holds the method, the path as sent (percent-encoded, without the query string, so a
 token passed as a parameter never reaches the log), the status, the namespace the path
