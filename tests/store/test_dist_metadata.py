@@ -61,7 +61,7 @@ def test_a_damaged_file_is_not_papered_over(stored: tuple[Store, object]) -> Non
         store.dists.metadata_bytes(dist.sha256, dist.filename, "0" * 64)
 
 
-def test_sdists_stored_before_v9_are_decided_when_the_store_opens(
+def test_sdists_stored_before_v10_are_decided_when_the_store_opens(
     tmp_path: Path, blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Pages are rendered from the catalog, so rows stored by an older packyard (which
@@ -73,7 +73,7 @@ def test_sdists_stored_before_v9_are_decided_when_the_store_opens(
         make_sdist(tmp_path / "d", "dynrow", "1.0", metadata_version="2.3", dynamic=["Provides-Extra"]),
     ]
     with monkeypatch.context() as patch:
-        patch.setattr(catalog_module, "MIGRATIONS", catalog_module.MIGRATIONS[:8])  # before v9
+        patch.setattr(catalog_module, "MIGRATIONS", catalog_module.MIGRATIONS[:9])  # before v10
         old = Store(tmp_path / "data", blob_store)
         for path in files:
             with path.open("rb") as stream:
