@@ -65,7 +65,9 @@ def validation_detail(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
         message = str(error.get("msg", "is invalid"))
-        parts.append(f"{_where(tuple(error.get('loc', ())))}: {message[0].lower() + message[1:]}")
+        if message[1:2].islower():  # "Field required" -> "field required", but "JSON ..." stays
+            message = message[0].lower() + message[1:]
+        parts.append(f"{_where(tuple(error.get('loc', ())))}: {message}")
     return "; ".join(parts) or "the request is invalid"
 
 
