@@ -336,8 +336,8 @@ def test_reads_need_a_token_when_anonymous_reads_are_off(tmp_path) -> None:  # n
         ("POST", "/api/v1/namespaces", {"content": b"{not json"}, 422, "InvalidInput", "JSON decode error"),
         ("POST", "/api/v1/namespaces", {"json": {"nom": "x"}}, 422, "InvalidInput", "name (body): field required"),
         ("POST", "/api/v1/tokens", {"json": {"scope": "x", "role": 5}}, 422, "InvalidInput", "role"),
-        ("DELETE", "/healthz", {}, 405, "MethodNotAllowed", "ethod"),
-        ("GET", "/api/v1/no/such/thing", {}, 404, "NotFound", "Not Found"),
+        ("DELETE", "/healthz", {}, 405, "MethodNotAllowed", "is not served at this path"),
+        ("GET", "/api/v1/no/such/thing", {}, 404, "NotFound", "nothing is served at"),
     ],
 )  # fmt: skip
 def test_framework_errors_have_packyard_shape(
