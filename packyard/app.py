@@ -68,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
         secrets_dir=settings.secrets_dir,
         credential_envs=settings.credential_env_names,
         local_roots=settings.sync_local_roots,
+        allow_hosts=settings.sync_allow_hosts,
     )
     app.state.syncs = SyncRegistry(app.state.store.catalog)
     for module in (namespaces, files, tokens, dists, syncs, builds, runs):

@@ -70,12 +70,16 @@ class Settings(BaseSettings):
     """Seconds an idle keep-alive connection is kept open."""
     credential_envs: str = ""
     """Comma-separated names of environment variables that namespaces may use as credentials
-    (upstream_auth_env, sync --token-env/--ssh-key-env, --webhook-secret-env)."""
+    (upstream_auth_env, sync --token-env/--ssh-key-env, --webhook-secret-env): ``NAME`` for
+    every namespace, ``NAME:namespace`` for that namespace and its descendants only."""
     secrets_dir: Path | None = None
     """Folder of secret files that syncs may name as credentials (``--token-file NAME``)."""
     sync_local_roots: str = ""
     """Comma-separated folders whose git repositories syncs and pushes may use (``file://``);
     empty: none. The data and secrets folders are refused even when inside one."""
+    sync_allow_hosts: str = ""
+    """Comma-separated git hosts syncs and pushes may reach besides public addresses (same
+    form as ``upstream_allow_hosts``). Default: public only."""
 
     # builds
     embedded_worker: bool = True

@@ -7,6 +7,7 @@ from store.archive import ArchiveLimits
 from store.blobs import LocalBlobStore, S3BlobStore
 from store.blobs.base import BlobStore
 from store.core import Store
+from store.credentials import check_entries
 from store.egress import HostPolicy
 from store.errors import InvalidInput
 from store.upstream import UpstreamLimits
@@ -37,6 +38,10 @@ def upstream_hosts(settings: Settings) -> HostPolicy:
 
 
 def open_store(settings: Settings) -> Store:
+    try:
+        check_entries(settings.credential_env_names)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
     return Store(
         settings.data,
         open_blobs(settings),

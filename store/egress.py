@@ -117,15 +117,17 @@ class HostPolicy:
     """Public addresses, plus what the operator allows."""
 
     allow: tuple[AllowEntry, ...] = ()
+    setting: str = SETTING
+    """The setting the allow list comes from (named in refusals): upstreams and git remotes have one each."""
 
     @classmethod
-    def parse(cls, text: str | None) -> HostPolicy:
-        """A comma-separated ``PACKYARD_UPSTREAM_ALLOW_HOSTS`` value."""
+    def parse(cls, text: str | None, setting: str = SETTING) -> HostPolicy:
+        """A comma-separated ``PACKYARD_UPSTREAM_ALLOW_HOSTS`` (or ``setting``) value."""
         entries = [part for part in (text or "").split(",") if part.strip()]
         try:
-            return cls(tuple(AllowEntry.parse(part) for part in entries))
+            return cls(tuple(AllowEntry.parse(part) for part in entries), setting)
         except ValueError as exc:
-            raise ValueError(f"{SETTING}: {exc}") from exc
+            raise ValueError(f"{setting}: {exc}") from exc
 
     def admits(self, host: str, address: IPAddress, port: int) -> bool:
         return is_public(address) or any(entry.admits(host, address, port) for entry in self.allow)
@@ -152,11 +154,11 @@ class HostPolicy:
                 host,
                 port,
                 ", ".join(map(str, refused)),
-                SETTING,
+                self.setting,
             )
             raise HostRefused(
                 "it leads to a host that is not a public address, which the operator does not allow "
-                f"({SETTING}); no connection was made"
+                f"({self.setting}); no connection was made"
             )
         return addresses
 

@@ -58,6 +58,9 @@ class UpstreamConfig:
     """The allow lists set from the namespace up to the one holding the upstream: each must match."""
     deny: tuple[str, ...] = ()
     """The deny globs set from the namespace up to the one holding the upstream: none may match."""
+    auth_namespace: str | None = None
+    """The namespace that sets the upstream and its ``upstream_auth_env``: the credential must be
+    listed for it (``PACKYARD_CREDENTIAL_ENVS``), whichever descendant's index is served."""
     namespaces: tuple[str, ...] = ()
     """The namespace and all its ancestors: a name any of them holds is never taken from upstream,
     even where the namespace does not inherit its ancestors' files (``inherit: false``)."""
@@ -99,7 +102,9 @@ class UpstreamConfig:
         if not self.auth_env:
             return None
         try:
-            allowed_env(self.auth_env, allowed, "upstream_auth_env")
+            allowed_env(
+                self.auth_env, allowed, "upstream_auth_env", namespace=self.auth_namespace or self.namespaces[0]
+            )
         except Forbidden as exc:
             raise RemoteFailed(exc.message) from exc
         value = os.environ.get(self.auth_env, "")
@@ -182,6 +187,7 @@ def upstream_walk(namespaces: Namespaces, namespace: str) -> tuple[UpstreamConfi
         config = UpstreamConfig(
             url=url,
             auth_env=settings.get("upstream_auth_env"),
+            auth_namespace=ns,
             allow=tuple(allow),
             deny=tuple(deny),
             namespaces=tuple(ancestors(namespace)),

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from store.credentials import allowed_env
+from store.credentials import allowed_env, secret_file
 from store.errors import InvalidInput
 
 NETWORK_PROTOCOLS = "http:https:ssh:git"
@@ -56,18 +56,19 @@ class CredentialRef:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def read(self, secrets_dir: Path | None, allowed_envs: tuple[str, ...] = ()) -> str:
+    def read(self, secrets_dir: Path | None, allowed_envs: tuple[str, ...], namespace: str) -> str:
+        """The secret, as the settings of ``namespace`` may see it (store/credentials.py)."""
         if self.env is not None:
-            allowed_env(self.env, allowed_envs, "a git credential")
+            allowed_env(self.env, allowed_envs, "a git credential", namespace=namespace)
             value = os.environ.get(self.env)
             if not value:
                 raise InvalidInput(f"the server has no environment variable {self.env} for this credential")
             return value
         if secrets_dir is None:
             raise InvalidInput("the server has no secrets folder configured (PACKYARD_SECRETS_DIR)")
-        path = Path(secrets_dir) / str(self.file)
-        if not path.is_file():
-            raise InvalidInput(f"the secrets folder has no file {self.file!r}")
+        path = secret_file(Path(secrets_dir), str(self.file), namespace)
+        if path is None:
+            raise InvalidInput(f"the secrets folder has no file {self.file!r} for {namespace!r}")
         return path.read_text().strip() if self.kind == "token" else path.read_text()
 
 
@@ -169,11 +170,15 @@ def git_auth(
     secrets_dir: Path | None,
     allowed_envs: tuple[str, ...] = (),
     protocols: str = NETWORK_PROTOCOLS,
+    config: dict[str, str] | None = None,
+    *,
+    namespace: str,
 ) -> Iterator[tuple[str, GitAuth]]:
     """Yield (URL without userinfo, GitAuth) for running git against ``url``.
 
     ``protocols`` becomes ``GIT_ALLOW_PROTOCOL``: git refuses every other transport, in this
-    command and in anything it starts (submodules, remote helpers).
+    command and in anything it starts (submodules, remote helpers). ``config`` is git
+    configuration for this run (``sync/remote.py``: the checked address, no redirects).
     """
     clean, user, password = split_userinfo(url)
     env = {
@@ -186,9 +191,10 @@ def git_auth(
     secrets: list[str] = [s for s in (password, *query_secrets(clean)) if s and len(s) >= 4]
     header_user, header_secret = (user or "x-access-token", password) if password else (None, None)
     key_file: str | None = None
+    settings = dict(config or {})
     try:
         if ref is not None:
-            secret = ref.read(secrets_dir, allowed_envs)
+            secret = ref.read(secrets_dir, allowed_envs, namespace)
             secrets.append(secret.strip())
             if ref.kind == "token":
                 header_user, header_secret = ref.username, secret
@@ -204,13 +210,11 @@ def git_auth(
         if header_secret:
             basic = base64.b64encode(f"{header_user}:{header_secret}".encode()).decode()
             secrets.append(basic)
-            env.update(
-                {
-                    "GIT_CONFIG_COUNT": "1",
-                    "GIT_CONFIG_KEY_0": "http.extraHeader",
-                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
-                }
-            )
+            settings["http.extraHeader"] = f"Authorization: Basic {basic}"
+        if settings:
+            env["GIT_CONFIG_COUNT"] = str(len(settings))
+            for i, (key, value) in enumerate(settings.items()):
+                env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
         yield clean, GitAuth(env, secrets)
     finally:
         if key_file is not None:

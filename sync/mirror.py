@@ -27,6 +27,7 @@ import git
 
 from store.errors import NotFound, RemoteFailed
 from sync.credentials import GitAuth, redact_url
+from sync.remote import public_detail
 
 GIT_TIMEOUT = 600
 _SHA = re.compile(r"[0-9a-f]{7,40}")
@@ -50,7 +51,7 @@ class Mirror:
                 kill_after_timeout=GIT_TIMEOUT,
             )
         except git.GitCommandError as exc:
-            detail = self.auth.redact(str(exc.stderr or exc).strip())
+            detail = public_detail(self.auth.redact(str(exc.stderr or exc).strip()), self.shown)
             raise RemoteFailed(f"git {args[0]} failed for {self.shown}: {detail}") from None
 
     def fetch(self) -> None:

@@ -21,7 +21,7 @@ from store.errors import InvalidInput, RemoteFailed
 from store.names import validate_path
 from sync.credentials import CredentialRef, GitAuth, git_auth, redact_url
 from sync.mirror import GIT_TIMEOUT
-from sync.remote import RemotePolicy
+from sync.remote import RemotePolicy, public_detail
 
 AUTHOR = {"GIT_AUTHOR_NAME": "packyard", "GIT_AUTHOR_EMAIL": "packyard@localhost"}
 
@@ -47,7 +47,8 @@ def _git(repo: git.Repo, auth: GitAuth, url: str, *args: str, env: dict | None =
         )
     except git.GitCommandError as exc:
         raise RemoteFailed(
-            f"git {args[0]} failed for {redact_url(url)}: {auth.redact(str(exc.stderr or exc).strip())}"
+            f"git {args[0]} failed for {redact_url(url)}: "
+            f"{public_detail(auth.redact(str(exc.stderr or exc).strip()), redact_url(url))}"
         ) from None
 
 
@@ -83,7 +84,7 @@ def push(
     actor: str = "packyard",
     policy: RemotePolicy | None = None,
 ) -> PushResult:
-    target, protocols = (policy or RemotePolicy()).check(url)
+    target, protocols, config = (policy or RemotePolicy()).check(url)
     path = path.strip("/")
     if path:
         validate_path(path)
@@ -96,7 +97,10 @@ def push(
     result = PushResult(namespace, redact_url(url), branch, dry_run)
     work = Path(tempfile.mkdtemp(prefix="packyard-push-"))
     try:
-        with git_auth(target, credential, secrets_dir, credential_envs, protocols) as (clean, auth):
+        with git_auth(target, credential, secrets_dir, credential_envs, protocols, config, namespace=namespace) as (
+            clean,
+            auth,
+        ):
             repo = git.Repo.init(work)
             remote_heads = _git(repo, auth, url, "ls-remote", "--heads", clean, f"refs/heads/{branch}")
             if remote_heads.strip():

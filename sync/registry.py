@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from store.catalog import Catalog, now
+from store.credentials import env_allowed
 from store.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from store.names import validate_namespace
 from sync.credentials import redact_url, split_userinfo
@@ -197,8 +198,8 @@ def verify_webhook(
     """
     if not registered.webhook_secret_env:
         raise Unauthenticated(f"sync {registered.name!r} has no webhook secret; register it with --webhook-secret-env")
-    if registered.webhook_secret_env not in allowed_envs:
-        raise Unauthenticated("the webhook secret's variable is not in PACKYARD_CREDENTIAL_ENVS")
+    if not env_allowed(registered.webhook_secret_env, allowed_envs, registered.namespace):
+        raise Unauthenticated("the webhook secret's variable is not in PACKYARD_CREDENTIAL_ENVS for this namespace")
     secret = os.environ.get(registered.webhook_secret_env, "")
     if not secret:
         raise Unauthenticated("the webhook secret is not set on the server")

@@ -63,10 +63,11 @@ class Syncer:
         secrets_dir: Path | None = None,
         credential_envs: tuple[str, ...] = (),
         local_roots: str = "",
+        allow_hosts: str = "",
     ) -> None:
         self.store = store
         self.mirrors = Mirrors(Path(data_dir) / "mirrors")
-        self.policy = RemotePolicy.of(local_roots, data_dir, secrets_dir)
+        self.policy = RemotePolicy.of(local_roots, data_dir, secrets_dir, allow_hosts=allow_hosts)
         """Which remotes syncs and pushes may reach (server-local folders only if listed)."""
         self.secrets_dir = secrets_dir
         self.credential_envs = credential_envs
@@ -122,9 +123,11 @@ class Syncer:
         )
 
     def _run(self, namespace: str, spec: SyncSpec, *, dry_run: bool, actor: str) -> SyncResult:
-        target, protocols = self.policy.check(spec.url)
+        target, protocols, config = self.policy.check(spec.url)
         with (
-            git_auth(target, spec.credential, self.secrets_dir, self.credential_envs, protocols) as (url, auth),
+            git_auth(
+                target, spec.credential, self.secrets_dir, self.credential_envs, protocols, config, namespace=namespace
+            ) as (url, auth),
             self.mirrors.open(url, auth) as mirror,
         ):
             ref, commit = mirror.resolve(spec.ref)

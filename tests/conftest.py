@@ -130,9 +130,11 @@ def live_server(root: Path, env: dict[str, str], weed: SeaweedFS | None = None, 
 
     Its :class:`LiveServer` reads the same blobs the server writes, so tests can check what it stored.
     Syncs may use git repositories anywhere under the session's temporary folder (``root``'s
-    parent), where the tests make them; the server's own data folder stays refused.
+    parent), where the tests make them; the server's own data folder stays refused. Git
+    remotes on loopback (the tests' smart-HTTP server, tests/sync/conftest.py) are allowed
+    the way an operator would allow an internal git host (``PACKYARD_SYNC_ALLOW_HOSTS``).
     """
-    env = {"PACKYARD_SYNC_LOCAL_ROOTS": str(root.parent), **env}
+    env = {"PACKYARD_SYNC_LOCAL_ROOTS": str(root.parent), "PACKYARD_SYNC_ALLOW_HOSTS": "127.0.0.1", **env}
     if weed is None:
         blobs: BlobStore = LocalBlobStore(root / "data" / "blobs")
     else:

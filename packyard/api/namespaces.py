@@ -100,7 +100,12 @@ def update_settings(ns: str, body: SettingsIn, request: Request) -> dict:
     if changes.get("upstream"):
         changes["upstream"] = check_upstream_url(changes["upstream"], store.upstream_fetcher.limits.hosts)
     if changes.get("upstream_auth_env"):
-        allowed_env(changes["upstream_auth_env"], request.app.state.settings.credential_env_names, "upstream_auth_env")
+        allowed_env(
+            changes["upstream_auth_env"],
+            request.app.state.settings.credential_env_names,
+            "upstream_auth_env",
+            namespace=ns,
+        )
     for key in ("upstream_allow", "upstream_deny"):
         if changes.get(key) is not None:
             changes[key] = [canonicalize_name(p) if "*" not in p and "?" not in p else p for p in changes[key]]

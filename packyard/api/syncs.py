@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 from packyard.api.builds import enqueue
 from packyard.auth import actor, may_read, require, reveal, viewer
 from packyard.limits import body as body_class
-from store.credentials import allowed_env
-from store.errors import Forbidden, NotFound, Unauthenticated
+from store.credentials import allowed_env, secret_file
+from store.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from store.names import validate_namespace
 from store.tokens import Token
 from sync.credentials import CredentialRef
@@ -38,12 +38,20 @@ class CredentialIn(BaseModel):
         return CredentialRef(self.kind, self.env, self.file, self.username)
 
 
-def check_envs(request: Request, *names: str | None) -> None:
-    """Refuse, up front, a setting that names a server variable the operator did not list."""
-    allowed = request.app.state.settings.credential_env_names
-    for name in names:
+def check_credentials(request: Request, namespace: str, credential: CredentialIn | None, *names: str | None) -> None:
+    """Refuse, up front, a credential ``namespace`` (the namespace the sync writes, whose
+    credential it is) may not name: a server variable the operator did not list for it, or
+    a secrets file neither its folder nor the shared one holds (store/credentials.py)."""
+    settings = request.app.state.settings
+    for name in (credential.env if credential else None, *names):
         if name:
-            allowed_env(name, allowed, "a credential or webhook secret")
+            allowed_env(name, settings.credential_env_names, "a credential or webhook secret", namespace=namespace)
+    if credential is not None and credential.file is not None:
+        ref = credential.ref()
+        if settings.secrets_dir is None:
+            raise InvalidInput("the server has no secrets folder configured (PACKYARD_SECRETS_DIR)")
+        if secret_file(settings.secrets_dir, str(ref.file), namespace) is None:
+            raise InvalidInput(f"the secrets folder has no file {ref.file!r} for {namespace!r}")
 
 
 class SpecIn(BaseModel):
@@ -105,7 +113,7 @@ def run_sync(ns: str, body: RunIn, request: Request) -> dict:
     validate_namespace(ns)
     spec = body.spec()
     token = require(request, ns, "write")
-    check_envs(request, body.credential.env if body.credential else None)
+    check_credentials(request, ns, body.credential)
     if body.build_publish_to:
         validate_namespace(body.build_publish_to)
         require(request, body.build_publish_to, "write")
@@ -139,7 +147,7 @@ def _with_builds(
 def push_back(ns: str, body: PushIn, request: Request) -> dict:
     validate_namespace(ns)
     token = require(request, ns, "write")
-    check_envs(request, body.credential.env if body.credential else None)
+    check_credentials(request, ns, body.credential)
     store = request.app.state.store
     store.namespaces.get(ns)
     result = push(
@@ -170,7 +178,10 @@ def register(body: RegisterIn, request: Request) -> JSONResponse:
         # the sync will publish there later, from a webhook, under this token's authority
         validate_namespace(body.build_publish_to)
         require(request, body.build_publish_to, "write")
-    check_envs(request, body.credential.env if body.credential else None, body.webhook_secret_env)
+    check_credentials(request, body.namespace, body.credential, body.webhook_secret_env)
+    # the same remote rule as a one-off sync (server-local folders, internal hosts), now as
+    # well as each time it runs: a sync that can never run is not registered
+    request.app.state.syncer.policy.check(spec.url)
     registered = request.app.state.syncs.add(
         body.name,
         body.namespace,
