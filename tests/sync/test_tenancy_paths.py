@@ -219,3 +219,25 @@ def test_an_upstream_never_carries_another_tenants_credential(tenants, outside: 
     assert sent not in outside.authorizations
     http.get(f"/{TA}/simple/third/", headers=headers[TA])
     assert outside.authorizations[-1] == sent  # the owner's own upstream gets it
+
+
+def test_scoped_admins_stay_in_their_subtree(tenants) -> None:
+    """Checked and holding: a child's or another tenant's admin gains nothing through tokens,
+    namespace creation or settings (listed in the issue's closing note)."""
+    _, http, headers = tenants
+    for scope in (TA, "*", TAX.split(".")[0], f"{TA}.other"):
+        made = http.post("/api/v1/tokens", json={"scope": scope, "role": "admin"}, headers=headers[TAX])
+        assert made.status_code == 403 or scope.startswith(TAX), (scope, made.text)
+    listed = http.get("/api/v1/tokens", headers=headers[TC]).json()
+    assert {t["scope"] for t in listed} <= {TC}, listed
+    assert all("secret" not in t and "secret_hash" not in t for t in listed)
+    # a child admin cannot change its parent's settings, nor a sibling's, nor create them
+    for ns in (TA, f"{TA}.sibling"):
+        assert (
+            http.patch(f"/api/v1/namespaces/{ns}/settings", json={"inherit": False}, headers=headers[TAX]).status_code
+            == 403
+        )
+        assert http.post("/api/v1/namespaces", json={"name": ns}, headers=headers[TAX]).status_code == 403
+    # a registered sync's build may not publish into an ancestor the registering token cannot write
+    build_up = _register(http, headers[TAX], TAX, "https://example.com/x.git", build=True, build_publish_to=TA)
+    assert build_up.status_code == 403, build_up.text
