@@ -88,6 +88,11 @@ def create_app(settings: Settings) -> FastAPI:
         token = caller(request)
         return token.to_dict() if token else {"id": None, "scope": None, "role": None}
 
+    if settings.ui:
+        from packyard import ui  # only a server with the UI loads Jinja2 and Pygments
+
+        ui.install(app)
+
     # the index routes match /{ns}/..., so they go after every fixed path
     app.include_router(upload.router)
     app.include_router(index_routes.router)

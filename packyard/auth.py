@@ -37,7 +37,15 @@ def credentials(request: Request) -> str | None:
 
 
 def caller(request: Request) -> Token | None:
-    """The authenticated token, or None for an anonymous request."""
+    """The authenticated token, or None for an anonymous request.
+
+    A web UI page sets ``request.state.session_token`` from its session cookie (after its
+    CSRF check for a form), and only UI routes do: the API never honours the cookie, so a
+    cross-site request cannot act through it.
+    """
+    session_token = getattr(request.state, "session_token", None)
+    if session_token is not None:
+        return session_token
     secret = credentials(request)
     if secret is None:
         return None

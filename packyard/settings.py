@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     """Comma-separated git hosts syncs and pushes may reach besides public addresses (same
     form as ``upstream_allow_hosts``). Default: public only."""
 
+    # web UI
+    ui: bool = True
+    """Serve the web UI under ``/ui/`` (and redirect browsers from ``/``)."""
+    ui_session_hours: float = 12.0
+    """How long a web UI sign-in lasts; revoking its token ends it sooner."""
+
     # builds
     embedded_worker: bool = True
     """Run one build worker inside ``packyard serve`` (``--no-worker`` turns it off)."""

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh machine, then run all of it.
-# System tools: git (sync tests, gitpython) and bubblewrap (the build sandbox tests).
+# System tools: git (sync tests, gitpython), bubblewrap (the build sandbox tests) and
+# chromium (the web UI's browser tests drive Debian's chromium through Playwright; no
+# browser is downloaded, so never `playwright install`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
 command -v git >/dev/null || missing+=(git)
 command -v bwrap >/dev/null || missing+=(bubblewrap)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -9,6 +9,7 @@ run beside the one writer.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -284,7 +285,40 @@ def _v10(db: sqlite_utils.Database) -> None:
     db.execute("UPDATE dists SET core_metadata = 1 WHERE filetype = 'bdist_wheel'")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10]
+_LOCKED_HASH = re.compile(r"--hash[= ]sha256:([0-9a-f]{64})")
+
+
+def locked_hashes(lock: str) -> set[str]:
+    """The sha256 of every file a hashed lock (``uv pip compile --generate-hashes``) pins."""
+    return set(_LOCKED_HASH.findall(lock))
+
+
+def _v11(db: sqlite_utils.Database) -> None:
+    """Web UI sessions, kept server-side: the browser holds only a random id (stored here
+    hashed, so reading the catalog does not hand out live sessions) and the row names the
+    token it signed in with, so revoking the token ends its sessions."""
+    db["ui_sessions"].create(
+        {"id_hash": str, "token_id": str, "csrf": str, "created": str, "expires": float},
+        pk="id_hash",
+        not_null={"token_id", "csrf", "created", "expires"},
+    )
+    db["ui_sessions"].create_index(["token_id"])
+    # provenance look-ups the UI makes on every page of a file or a commit: a build's files
+    # (uploader 'build:N') and what a sync of one commit wrote (origin 'sync:<sha>')
+    db["dists"].create_index(["uploader"])
+    db["file_revisions"].create_index(["namespace", "origin", "path", "revision", "deleted"])  # covering
+    # which shared resolutions pin which file ("used by"): the sha256 of each --hash in a lock
+    db["resolution_files"].create(
+        {"namespace": str, "key": str, "sha256": str}, pk=("namespace", "key", "sha256"), not_null={"sha256"}
+    )
+    db["resolution_files"].create_index(["sha256"])
+    for row in db.execute("SELECT namespace, key, lock FROM resolutions").fetchall():
+        db["resolution_files"].insert_all(
+            ({"namespace": row[0], "key": row[1], "sha256": sha} for sha in locked_hashes(row[2])), ignore=True
+        )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11]
 """Schema steps in order; ``PRAGMA user_version`` records how many have run."""
 
 

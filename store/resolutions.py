@@ -17,7 +17,7 @@ import json
 import time
 
 from store.bundles import check_key
-from store.catalog import Catalog
+from store.catalog import Catalog, locked_hashes
 from store.errors import Conflict, InvalidInput, NotFound
 from store.names import validate_namespace
 
@@ -52,4 +52,9 @@ class Resolutions:
         stored = {**row, "requirements": json.dumps(row["requirements"]), "created": time.time(), "created_by": actor}
         with self.catalog.write() as db:
             db["resolutions"].upsert(stored, pk=("namespace", "key"))
+            # the files it pins, so a file's page finds the locks that use it without reading them all
+            db.execute("DELETE FROM resolution_files WHERE namespace = ? AND key = ?", (row["namespace"], row["key"]))
+            db["resolution_files"].insert_all(
+                {"namespace": row["namespace"], "key": row["key"], "sha256": sha} for sha in locked_hashes(row["lock"])
+            )
         return {**stored, "requirements": row["requirements"]}
