@@ -7,7 +7,9 @@ anonymous caller make the server hold gigabytes. So this layer, in front of rout
 - finds the route the request will take and its body class (``body(...)`` on the
   endpoint): ``json`` (the default: ``PACKYARD_MAX_JSON_BYTES``), ``upload`` (file PUTs,
   imports, bundles, dists, build hand-ins: ``PACKYARD_MAX_UPLOAD_BYTES`` plus room for form
-  fields), ``webhook`` (``PACKYARD_MAX_WEBHOOK_BYTES``, what GitHub and GitLab send at most);
+  fields), ``webhook`` (``PACKYARD_MAX_WEBHOOK_BYTES``, what GitHub and GitLab send at most),
+  ``form`` and ``signin`` (web UI forms, JSON-sized: a form needs a live UI session, the
+  sign-in form nothing);
 - for a write (any method but GET/HEAD/OPTIONS) to a route that needs a token, checks that
   the request carries a live token, before reading anything (webhooks authenticate by their
   signature, which needs the body, so they are bounded by size alone);
@@ -50,7 +52,7 @@ WRITES = frozenset({"POST", "PUT", "PATCH"})
 
 def body(kind: str, limit: int | None = None) -> Callable[[F], F]:
     """Mark an endpoint's body class (``json``, ``upload``, ``webhook``) and optionally its own cap."""
-    if kind not in ("json", "upload", "webhook"):
+    if kind not in ("json", "upload", "webhook", "form", "signin"):
         raise ValueError(kind)
 
     def mark(endpoint: F) -> F:
@@ -92,6 +94,8 @@ class RequestLimits:
         self.disk = disk
         self.caps = {
             "json": (json_bytes, "PACKYARD_MAX_JSON_BYTES"),
+            "form": (json_bytes, "PACKYARD_MAX_JSON_BYTES"),
+            "signin": (json_bytes, "PACKYARD_MAX_JSON_BYTES"),
             "upload": (upload_bytes + FORM_OVERHEAD, "PACKYARD_MAX_UPLOAD_BYTES"),
             "webhook": (webhook_bytes, "PACKYARD_MAX_WEBHOOK_BYTES"),
         }
@@ -129,7 +133,13 @@ class RequestLimits:
             cap, setting = self.caps[kind]
             if own is not None:
                 cap, setting = own, "the endpoint's documentation"
-            if found and kind != "webhook" and scope["method"] not in SAFE:
+            if found and kind == "form" and scope["method"] not in SAFE:
+                # a web UI form: authenticated by its session cookie (its CSRF secret is in the
+                # body, checked by the page); the sign-in form ("signin") needs neither
+                request = Request(scope)
+                if request.app.state.sessions.get(request.cookies.get("packyard_session")) is None:
+                    raise Unauthenticated("sign in first: this form needs a web UI session")
+            elif found and kind not in ("webhook", "signin") and scope["method"] not in SAFE:
                 request = Request(scope)
                 secret = credentials(request)
                 if secret is None:

@@ -37,6 +37,7 @@ from packyard.api import syncs as syncs_api
 from packyard.api import tokens as tokens_api
 from packyard.auth import caller, may_read, require, viewer
 from packyard.http_errors import status_for
+from packyard.limits import body
 from packyard.streaming import blob_response
 from packyard.ui import session as sess
 from store.browse import PAGE, sort_versions
@@ -173,6 +174,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @router.post("/login")
+@body("signin")
 @page
 async def login(request: Request) -> Response:
     form = await request.form()
@@ -197,6 +199,7 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
+@body("form")
 @page
 async def logout(request: Request) -> Response:
     await form_of(request)
@@ -386,6 +389,7 @@ def diff_page(request: Request, ns: str, path: str) -> Response:
 
 
 @router.post("/ns/{ns}/restore/{path:path}")
+@body("form")
 @page
 async def restore(request: Request, ns: str, path: str) -> Response:
     form = await form_of(request)
@@ -495,6 +499,7 @@ def dist_page(request: Request, ns: str, filename: str) -> Response:
 
 
 @router.post("/ns/{ns}/project/{project}/yank")
+@body("form")
 @page
 async def yank(request: Request, ns: str, project: str) -> Response:
     form = await form_of(request)
@@ -505,6 +510,7 @@ async def yank(request: Request, ns: str, project: str) -> Response:
 
 
 @router.post("/ns/{ns}/project/{project}/unyank")
+@body("form")
 @page
 async def unyank(request: Request, ns: str, project: str) -> Response:
     form = await form_of(request)
@@ -596,6 +602,7 @@ def build_log(request: Request, build_id: int) -> Response:
 
 
 @router.post("/builds/{build_id}/cancel")
+@body("form")
 @page
 async def cancel_build(request: Request, build_id: int) -> Response:
     await form_of(request)
@@ -673,6 +680,7 @@ def sync_run_page(request: Request, name: str, run_id: int) -> Response:
 
 
 @router.post("/syncs/{name}/run")
+@body("form")
 @page
 async def run_sync(request: Request, name: str) -> Response:
     await form_of(request)
@@ -719,6 +727,7 @@ def tokens_page(request: Request, created: dict | None = None) -> Response:
 
 
 @router.post("/tokens")
+@body("form")
 @page
 async def create_token(request: Request) -> Response:
     form = await form_of(request)
@@ -733,6 +742,7 @@ async def create_token(request: Request) -> Response:
 
 
 @router.post("/tokens/{token_id}/revoke")
+@body("form")
 @page
 async def revoke_token(request: Request, token_id: str) -> Response:
     await form_of(request)
