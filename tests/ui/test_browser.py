@@ -137,6 +137,11 @@ def test_anonymous_visitor_sees_the_sign_in_page_and_nothing_else(browser, ui_se
     assert response.status == 303 and "/ui/login" in response.headers["location"]
     page.context.close()
 
+    # a form posted without a session is refused before its body is read, and changes nothing
+    forged = httpx.post(f"{ui_server.url}/ui/ns/{seed.ns}/project/uiyank/yank", data={"version": "1.0"})
+    assert forged.status_code == 401
+    assert not ui_server.rows("SELECT count(*) FROM dists WHERE namespace = ? AND yanked = 1", (seed.ns,))[0][0]
+
     # pip and uv at the root get no redirect (their Accept headers ask for the simple API first)
     for accept in (
         "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01",
