@@ -213,12 +213,21 @@ class Browse:
         """
         if not namespaces:
             return []
-        return self.catalog.query(
-            "SELECT r.namespace, r.key, r.requirements, r.python, r.platform, r.created, r.created_by "
-            "FROM resolution_files f JOIN resolutions r ON r.namespace = f.namespace AND r.key = f.key "
-            f"WHERE f.sha256 = ? AND f.namespace IN ({_in(namespaces)}) ORDER BY r.created DESC LIMIT ?",
+        # keys first, from the index alone: reading a resolution's later columns means reading
+        # through its lock, so only the page's rows are read
+        keys = self.catalog.query(
+            f"SELECT namespace, key FROM resolution_files WHERE sha256 = ? AND namespace IN ({_in(namespaces)}) "
+            "ORDER BY namespace, key LIMIT ?",
             (sha256, *namespaces, limit),
         )
+        return [
+            self.catalog.one(
+                "SELECT namespace, key, requirements, python, platform, created, created_by FROM resolutions "
+                "WHERE namespace = ? AND key = ?",
+                (k["namespace"], k["key"]),
+            )
+            for k in keys
+        ]
 
     # -- builds and syncs ------------------------------------------------------------------
 
