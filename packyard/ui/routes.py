@@ -33,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from packyard.api import builds as builds_api
 from packyard.api import dists as dists_api
 from packyard.api import files as files_api
+from packyard.api import namespaces as namespaces_api
 from packyard.api import syncs as syncs_api
 from packyard.api import tokens as tokens_api
 from packyard.auth import caller, may_read, require, viewer
@@ -42,7 +43,7 @@ from packyard.streaming import blob_response
 from packyard.ui import session as sess
 from store.browse import PAGE, sort_versions
 from store.errors import Forbidden, InvalidInput, NotFound, PackyardError, Unauthenticated
-from store.names import ancestors, validate_namespace, validate_path, validate_prefix, validate_project
+from store.names import validate_namespace, validate_path, validate_prefix, validate_project
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -694,23 +695,26 @@ async def run_sync(request: Request, name: str) -> Response:
 @router.get("/ns/{ns}/settings")
 @page
 def settings_page(request: Request, ns: str) -> Response:
+    """The API's answer for the namespace (its effective settings, with what a caller may not
+    read withheld), shown as a table."""
     namespace_page(request, ns)
-    store = request.app.state.store
-    effective: dict[str, dict] = {}
-    for i, name in enumerate(ancestors(ns)):
-        own = store.namespaces.settings_of(name) or {}
-        for key, value in own.items():
-            if key == "inherit" and i > 0:
-                continue  # whether a namespace inherits is its own setting alone
-            effective.setdefault(key, {"value": value, "from": name})
-    effective.setdefault("inherit", {"value": True, "from": "default"})
+    shown = namespaces_api.show_namespace(ns, request)
+    effective = shown["effective"]
+    rows = []
+    for key in ("inherit", "upstream", "upstream_auth_env"):
+        item = effective.get(key) or {"value": None, "from": None}
+        rows.append({"key": key, **item})
+    for key in ("upstream_allow", "upstream_deny"):
+        for item in effective.get(key) or []:
+            rows.append({"key": key, "value": item.get("patterns"), "from": item.get("from"), **item})
     return render(
         request,
         "settings.html",
         ns=ns,
         tab="settings",
-        settings=sorted(effective.items()),
-        chain=store.index.chain(ns),
+        rows=rows,
+        own=shown["settings"],
+        chain=effective.get("index_chain", []),
     )
 
 

@@ -218,6 +218,8 @@ def test_search_finds_paths_and_projects(browser, ui_server, seed: Seed) -> None
     page.press("header input[name=q]", "Enter")
     page.locator(".results a", has_text=": uiyank").click()
     expect(page.locator("main h2").first).to_contain_text("uiyank")
+    page.goto(f"/ui/ns/{seed.ns}/settings")  # the API's effective settings, each with where it comes from
+    expect(page.locator("#settings tr", has_text="inherit")).to_contain_text("default")
     page.context.close()
 
 
