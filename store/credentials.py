@@ -44,6 +44,9 @@ def parse_entries(allowed: Iterable[str]) -> dict[str, list[str | None]]:
 
 def check_entries(allowed: Iterable[str]) -> None:
     """Refuse a malformed ``PACKYARD_CREDENTIAL_ENVS`` at start-up (ValueError names the entry)."""
+    for entry in allowed:
+        if entry.strip().endswith(":"):
+            raise ValueError(f"PACKYARD_CREDENTIAL_ENVS: {entry.strip()!r} names no namespace after ':'")
     for name, scopes in parse_entries(allowed).items():
         if not _NAME.fullmatch(name):
             raise ValueError(f"PACKYARD_CREDENTIAL_ENVS: {name!r} is not an environment variable name")
