@@ -24,7 +24,12 @@ class Settings(BaseSettings):
 
     # server
     data: Path = Path("packyard-data")
-    """Catalog (SQLite) and, with the local backend, the blobs."""
+    """Catalog (SQLite, unless ``database_url`` is set) and, with the local backend, the blobs."""
+    database_url: SecretStr | None = None
+    """``postgresql://USER:PASSWORD@HOST:PORT/DB``: keep the catalog in PostgreSQL instead of
+    SQLite, so several servers can share it. Empty: SQLite in the data folder."""
+    database_timeout: float = 10.0
+    """Seconds a request waits for a PostgreSQL connection before it fails with 503."""
     host: str = "127.0.0.1"
     port: int = 8000
     admin_token: SecretStr | None = None

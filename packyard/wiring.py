@@ -46,6 +46,8 @@ def open_store(settings: Settings) -> Store:
         settings.data,
         open_blobs(settings),
         admin_secret=secret(settings.admin_token),
+        database_url=secret(settings.database_url),
+        database_timeout=settings.database_timeout,
         max_upload_bytes=settings.max_upload_bytes,
         upstream_limits=UpstreamLimits(
             timeout=settings.upstream_timeout,

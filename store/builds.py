@@ -174,8 +174,7 @@ class Builds:
                 "token_id": token_id,
                 "cancel_requested": 0,
             }
-            db["builds"].insert(row)
-            build_id = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+            build_id = db.insert("builds", row, returning="id")
             self.catalog.audit(actor, "build.enqueue", namespace, json.dumps({"id": build_id}))
         build = self.get(build_id)  # as queued: read before the wake-up, which a worker may answer at once
         self.wakeup.set()
@@ -194,8 +193,10 @@ class Builds:
             row = self.catalog.one("SELECT id FROM builds WHERE state = 'queued' ORDER BY id LIMIT 1")
             if row is None:
                 return None
-            db["builds"].update(
-                row["id"], {"state": "running", "worker": worker, "started": now(), "heartbeat": time.time()}
+            db.update(
+                "builds",
+                {"id": row["id"]},
+                {"state": "running", "worker": worker, "started": now(), "heartbeat": time.time()},
             )
         return self.get(row["id"])
 
@@ -203,7 +204,7 @@ class Builds:
         """Record that ``worker`` is alive; True when the build should be cancelled."""
         build = self._running(build_id, worker)
         with self.catalog.write() as db:
-            db["builds"].update(build_id, {"heartbeat": time.time()})
+            db.update("builds", {"id": build_id}, {"heartbeat": time.time()})
         return build["cancel_requested"]
 
     def _running(self, build_id: int, worker: str) -> dict:
@@ -235,11 +236,11 @@ class Builds:
         for field in ("artifacts",):
             if field in update and not isinstance(update[field], str):
                 update[field] = json.dumps(update[field])
-        db["builds"].update(build_id, update)
+        db.update("builds", {"id": build_id}, update)
 
     def set_log_blob(self, build_id: int, sha256: str) -> None:
         with self.catalog.write() as db:
-            db["builds"].update(build_id, {"log_sha256": sha256})
+            db.update("builds", {"id": build_id}, {"log_sha256": sha256})
 
     # -- users -----------------------------------------------------------------------------
 
@@ -249,7 +250,7 @@ class Builds:
             if build["state"] == "queued":
                 self._finish(db, build_id, "cancelled", f"cancelled by {actor} before it started")
             elif build["state"] == "running":
-                db["builds"].update(build_id, {"cancel_requested": 1})
+                db.update("builds", {"id": build_id}, {"cancel_requested": 1})
             else:
                 raise Conflict(f"build {build_id} already {build['state']}")
             self.catalog.audit(actor, "build.cancel", build["namespace"], json.dumps({"id": build_id}))

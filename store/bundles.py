@@ -140,6 +140,6 @@ class Bundles:
             }
             if self.namespaces is not None:
                 self.namespaces.ensure(namespace, actor)
-            db["bundles"].insert(row)
+            db.insert("bundles", row)
             self.catalog.audit(actor, "bundle.put", namespace, json.dumps({"key": key}))
             return row, True

@@ -1,28 +1,35 @@
-"""The catalog: SQLite through sqlite-utils, in WAL mode.
+"""The catalog: SQLite (the embedded default) or PostgreSQL, behind one small adapter.
 
 It records what the blobs mean (which namespace holds which path at which revision, who
-may do what) and never holds content. Every change is one ``write()`` transaction taken
-with ``BEGIN IMMEDIATE``, so writers queue instead of failing half-way and readers always
-see a whole change or none of it. Each thread gets its own connection: WAL lets readers
-run beside the one writer.
+may do what) and never holds content. Every change is one ``write()`` transaction, and
+writers queue instead of failing half-way: SQLite takes ``BEGIN IMMEDIATE``, PostgreSQL a
+transaction-scoped advisory lock, so a change reads and writes as if it were alone on both
+engines (and on PostgreSQL across every server that shares the database). Readers always
+see a whole change or none of it.
+
+All SQL is written once, in the dialect both engines share (``?`` placeholders, ``ON
+CONFLICT`` upserts, ``RETURNING``); what differs between them lives in ``store/dialects.py``.
+Store modules read with :meth:`Catalog.query`/:meth:`Catalog.one` and change rows through the
+:class:`Tx` that ``write()`` yields.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
-import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import sqlite_utils
-
-from store.errors import is_disk_full, storage_full
+from store.dialects import Dialect, open_dialect
 
 MAX_INT = 2**63 - 1
-"""SQLite's largest integer: ids, revisions and offsets beyond it are refused where they enter."""
+"""The largest integer both engines store (SQLite's INTEGER, PostgreSQL's BIGINT): ids,
+revisions and offsets beyond it are refused where they enter."""
 
 
 def now() -> str:
@@ -30,13 +37,131 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _v1(db: sqlite_utils.Database) -> None:
-    db["namespaces"].create(
+def _value(value: Any) -> Any:
+    """Rows may carry dicts and lists (stored as JSON text) and bools (stored as 0/1)."""
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, default=repr, ensure_ascii=False)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _where(key: dict[str, Any]) -> tuple[str, list]:
+    return " AND ".join(f'"{c}" = ?' for c in key), list(key.values())
+
+
+class Tx:
+    """One open change: raw SQL plus the few row operations the store modules need."""
+
+    def __init__(self, dialect: Dialect, conn: Any) -> None:
+        self.dialect = dialect
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence | dict = ()) -> list[dict]:
+        """Run one statement in this transaction; its rows (if it returns any) as dicts."""
+        return self.dialect.execute(self.conn, sql, params)
+
+    def insert(self, table: str, row: dict[str, Any], *, returning: str | None = None, ignore: bool = False) -> Any:
+        """Add a row; ``returning`` names a column (an autoincrement ``id``) whose new value is returned.
+
+        ``ignore`` leaves an existing row with the same key alone (and returns None).
+        """
+        columns = ", ".join(f'"{c}"' for c in row)
+        marks = ", ".join("?" for _ in row)
+        sql = f'INSERT INTO "{table}" ({columns}) VALUES ({marks})'
+        if ignore:
+            sql += " ON CONFLICT DO NOTHING"
+        if returning:
+            sql += f' RETURNING "{returning}"'
+        rows = self.execute(sql, [_value(v) for v in row.values()])
+        return rows[0][returning] if returning and rows else None
+
+    def insert_all(self, table: str, rows: Iterable[dict[str, Any]], *, ignore: bool = False) -> None:
+        for row in rows:
+            self.insert(table, row, ignore=ignore)
+
+    def update(self, table: str, key: dict[str, Any], values: dict[str, Any]) -> None:
+        """Set ``values`` on the row(s) whose columns equal ``key``."""
+        where, params = _where(key)
+        sets = ", ".join(f'"{c}" = ?' for c in values)
+        self.execute(f'UPDATE "{table}" SET {sets} WHERE {where}', [*map(_value, values.values()), *params])
+
+    def upsert(self, table: str, row: dict[str, Any], pk: Sequence[str]) -> None:
+        """Insert the row, or set its other columns on the row with the same primary key."""
+        columns = ", ".join(f'"{c}"' for c in row)
+        marks = ", ".join("?" for _ in row)
+        rest = [c for c in row if c not in pk]
+        action = "DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in rest) if rest else "DO NOTHING"
+        keys = ", ".join(f'"{c}"' for c in pk)
+        self.execute(
+            f'INSERT INTO "{table}" ({columns}) VALUES ({marks}) ON CONFLICT ({keys}) {action}',
+            [_value(v) for v in row.values()],
+        )
+
+    def delete(self, table: str, key: dict[str, Any]) -> None:
+        where, params = _where(key)
+        self.execute(f'DELETE FROM "{table}" WHERE {where}', params)
+
+
+class Schema:
+    """DDL for migrations, written once: column types are Python types, mapped per engine."""
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+        self.types = tx.dialect.types
+
+    def create_table(
+        self,
+        name: str,
+        columns: dict[str, type],
+        pk: str | tuple[str, ...],
+        not_null: Sequence[str] = (),
+        defaults: dict[str, Any] | None = None,
+        foreign_keys: Sequence[tuple[str, str, str]] = (),
+    ) -> None:
+        defaults = defaults or {}
+        references = {column: (table, other) for column, table, other in foreign_keys}
+        lines = []
+        for column, kind in columns.items():
+            if pk == column and kind is int:
+                lines.append(f'"{column}" {self.tx.dialect.serial_pk}')
+                continue
+            line = f'"{column}" {self.types[kind]}'
+            if pk == column:
+                line += " PRIMARY KEY"
+            if column in not_null:
+                line += " NOT NULL"
+            if column in defaults:
+                line += f" DEFAULT {defaults[column]!r}"
+            if column in references:
+                table, other = references[column]
+                line += f' REFERENCES "{table}"("{other}")'
+            lines.append(line)
+        if isinstance(pk, tuple):
+            lines.append("PRIMARY KEY (" + ", ".join(f'"{c}"' for c in pk) + ")")
+        self.tx.execute(f'CREATE TABLE "{name}" (\n   ' + ",\n   ".join(lines) + "\n)")
+
+    def create_index(self, table: str, columns: Sequence[str], *, unique: bool = False) -> None:
+        name = f"idx_{table}_{'_'.join(columns)}"
+        cols = ", ".join(f'"{c}"' for c in columns)
+        self.tx.execute(f'CREATE {"UNIQUE " if unique else ""}INDEX "{name}" ON "{table}" ({cols})')
+
+    def add_column(self, table: str, column: str, kind: type) -> None:
+        self.tx.execute(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {self.types[kind]}')
+
+    def drop_table(self, table: str) -> None:
+        self.tx.execute(f'DROP TABLE "{table}"')
+
+
+def _v1(db: Schema) -> None:
+    db.create_table(
+        "namespaces",
         {"name": str, "created": str, "created_by": str, "settings": str},
         pk="name",
         not_null={"created", "settings"},
     )
-    db["file_revisions"].create(
+    db.create_table(
+        "file_revisions",
         {
             "id": int,
             "namespace": str,
@@ -54,9 +179,10 @@ def _v1(db: sqlite_utils.Database) -> None:
         not_null={"namespace", "path", "revision", "deleted", "created"},
         foreign_keys=[("namespace", "namespaces", "name")],
     )
-    db["file_revisions"].create_index(["namespace", "path", "revision"], unique=True)
-    db["file_revisions"].create_index(["sha256"])
-    db["file_heads"].create(
+    db.create_index("file_revisions", ["namespace", "path", "revision"], unique=True)
+    db.create_index("file_revisions", ["sha256"])
+    db.create_table(
+        "file_heads",
         {
             "namespace": str,
             "path": str,
@@ -70,7 +196,8 @@ def _v1(db: sqlite_utils.Database) -> None:
         pk=("namespace", "path"),
         not_null={"revision", "deleted", "updated"},
     )
-    db["tokens"].create(
+    db.create_table(
+        "tokens",
         {
             "id": str,
             "name": str,
@@ -84,15 +211,17 @@ def _v1(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"secret_hash", "scope", "role", "created"},
     )
-    db["tokens"].create_index(["secret_hash"], unique=True)
-    db["audit"].create(
+    db.create_index("tokens", ["secret_hash"], unique=True)
+    db.create_table(
+        "audit",
         {"id": int, "at": str, "actor": str, "action": str, "namespace": str, "detail": str},
         pk="id",
     )
 
 
-def _v2(db: sqlite_utils.Database) -> None:
-    db["dists"].create(
+def _v2(db: Schema) -> None:
+    db.create_table(
+        "dists",
         {
             "namespace": str,
             "filename": str,
@@ -117,18 +246,20 @@ def _v2(db: sqlite_utils.Database) -> None:
         foreign_keys=[("namespace", "namespaces", "name")],
         defaults={"yanked": 0},
     )
-    db["dists"].create_index(["namespace", "project"])
-    db["dists"].create_index(["sha256"])
-    db["dists"].create_index(["metadata_sha256"])
+    db.create_index("dists", ["namespace", "project"])
+    db.create_index("dists", ["sha256"])
+    db.create_index("dists", ["metadata_sha256"])
 
 
-def _v3(db: sqlite_utils.Database) -> None:
-    db["syncs"].create(
+def _v3(db: Schema) -> None:
+    db.create_table(
+        "syncs",
         {"name": str, "namespace": str, "spec": str, "created": str, "created_by": str},
         pk="name",
         not_null={"namespace", "spec", "created"},
     )
-    db["sync_runs"].create(
+    db.create_table(
+        "sync_runs",
         {
             "id": int,
             "sync": str,
@@ -150,12 +281,13 @@ def _v3(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["sync_runs"].create_index(["sync"])
+    db.create_index("sync_runs", ["sync"])
 
 
-def _v4(db: sqlite_utils.Database) -> None:
-    db["sync_runs"].add_column("commit_time", int)
-    db["builds"].create(
+def _v4(db: Schema) -> None:
+    db.add_column("sync_runs", "commit_time", int)
+    db.create_table(
+        "builds",
         {
             "id": int,
             "namespace": str,
@@ -183,18 +315,20 @@ def _v4(db: sqlite_utils.Database) -> None:
         not_null={"namespace", "path", "publish_to", "key", "state", "snapshot", "settings", "created"},
         defaults={"cancel_requested": 0},
     )
-    db["builds"].create_index(["state"])
-    db["builds"].create_index(["key", "state"])
-    db["builds"].create_index(["namespace"])
+    db.create_index("builds", ["state"])
+    db.create_index("builds", ["key", "state"])
+    db.create_index("builds", ["namespace"])
 
 
-def _v5(db: sqlite_utils.Database) -> None:
-    db["upstream_pages"].create(
+def _v5(db: Schema) -> None:
+    db.create_table(
+        "upstream_pages",
         {"upstream": str, "project": str, "page": str, "fetched": float},
         pk=("upstream", "project"),
         not_null={"page", "fetched"},
     )
-    db["upstream_files"].create(
+    db.create_table(
+        "upstream_files",
         {
             "upstream": str,
             "filename": str,
@@ -206,31 +340,34 @@ def _v5(db: sqlite_utils.Database) -> None:
         },
         pk=("upstream", "filename"),
     )
-    db["upstream_files"].create_index(["sha256"])
+    db.create_index("upstream_files", ["sha256"])
 
 
-def _v6(db: sqlite_utils.Database) -> None:
-    db["bundles"].create(
+def _v6(db: Schema) -> None:
+    db.create_table(
+        "bundles",
         {"key": str, "sha256": str, "size": int, "namespace": str, "created": str, "created_by": str},
         pk="key",
         not_null={"sha256", "size", "created"},
     )
 
 
-def _v7(db: sqlite_utils.Database) -> None:
+def _v7(db: Schema) -> None:
     """Bundles become finished environments, trusted along the index chain of the namespace
     that stored them; resolutions are shared so a fresh worker skips the resolver.
 
     The v6 bundles were zips of wheels, which no client reads any more: their rows go, and
     their blobs become garbage for ``collect_garbage``.
     """
-    db["bundles"].drop()
-    db["bundles"].create(
+    db.drop_table("bundles")
+    db.create_table(
+        "bundles",
         {"key": str, "namespace": str, "sha256": str, "size": int, "created": str, "created_by": str},
         pk=("key", "namespace"),
         not_null={"sha256", "size", "created"},
     )
-    db["resolutions"].create(
+    db.create_table(
+        "resolutions",
         {
             "namespace": str,
             "key": str,
@@ -248,7 +385,7 @@ def _v7(db: sqlite_utils.Database) -> None:
     )
 
 
-def _v8(db: sqlite_utils.Database) -> None:
+def _v8(db: Schema) -> None:
     """Registered syncs and builds record the token whose authority they run under, so the
     write right is checked again when the work runs (a webhook, a worker publishing).
 
@@ -256,33 +393,35 @@ def _v8(db: sqlite_utils.Database) -> None:
     any other row keeps none, and refuses to run until it is registered again.
     """
     for table in ("syncs", "builds"):
-        db[table].add_column("token_id", str)
-        db.execute(
-            f"UPDATE {table} SET token_id = substr(created_by, 7, "
-            "CASE WHEN instr(created_by, ' ') > 0 THEN instr(created_by, ' ') - 7 ELSE length(created_by) END) "
-            "WHERE created_by LIKE 'token:%'"
-        )
+        db.add_column(table, "token_id", str)
+        key = "name" if table == "syncs" else "id"
+        for row in db.tx.execute(
+            f"SELECT {key} AS key, created_by FROM {table} WHERE substr(created_by, 1, 6) = 'token:'"
+        ):
+            token_id = row["created_by"][len("token:") :].split(" ", 1)[0]
+            db.tx.update(table, {key: row["key"]}, {"token_id": token_id})
 
 
-def _v9(db: sqlite_utils.Database) -> None:
+def _v9(db: Schema) -> None:
     """Webhook deliveries already taken, so a replayed delivery id does not run its sync again."""
-    db["webhook_deliveries"].create(
+    db.create_table(
+        "webhook_deliveries",
         {"sync": str, "delivery": str, "received": str, "state": str},
         pk=("sync", "delivery"),
         not_null={"received", "state"},
     )
-    db["webhook_deliveries"].create_index(["received"])
+    db.create_index("webhook_deliveries", ["received"])
 
 
-def _v10(db: sqlite_utils.Database) -> None:
+def _v10(db: Schema) -> None:
     """Whether a file's core metadata is advertised (PEP 658): always for wheels; for an sdist
     only when its PKG-INFO binds the build (``store.artifacts.reliable_metadata``).
 
     Stored sdists are left NULL here (deciding needs their metadata blobs) and decided by
     ``Dists.decide_core_metadata`` when the store opens; until then NULL is not advertised.
     """
-    db["dists"].add_column("core_metadata", int)
-    db.execute("UPDATE dists SET core_metadata = 1 WHERE filetype = 'bdist_wheel'")
+    db.add_column("dists", "core_metadata", int)
+    db.tx.execute("UPDATE dists SET core_metadata = 1 WHERE filetype = 'bdist_wheel'")
 
 
 _LOCKED_HASH = re.compile(r"--hash[= ]sha256:([0-9a-f]{64})")
@@ -293,95 +432,102 @@ def locked_hashes(lock: str) -> set[str]:
     return set(_LOCKED_HASH.findall(lock))
 
 
-def _v11(db: sqlite_utils.Database) -> None:
+def _v11(db: Schema) -> None:
     """Web UI sessions, kept server-side: the browser holds only a random id (stored here
     hashed, so reading the catalog does not hand out live sessions) and the row names the
     token it signed in with, so revoking the token ends its sessions."""
-    db["ui_sessions"].create(
+    db.create_table(
+        "ui_sessions",
         {"id_hash": str, "token_id": str, "csrf": str, "created": str, "expires": float},
         pk="id_hash",
         not_null={"token_id", "csrf", "created", "expires"},
     )
-    db["ui_sessions"].create_index(["token_id"])
+    db.create_index("ui_sessions", ["token_id"])
     # provenance look-ups the UI makes on every page of a file or a commit: a build's files
     # (uploader 'build:N') and what a sync of one commit wrote (origin 'sync:<sha>')
-    db["dists"].create_index(["uploader"])
-    db["file_revisions"].create_index(["namespace", "origin", "path", "revision", "deleted"])  # covering
+    db.create_index("dists", ["uploader"])
+    db.create_index("file_revisions", ["namespace", "origin", "path", "revision", "deleted"])  # covering
     # which shared resolutions pin which file ("used by"): the sha256 of each --hash in a lock
-    db["resolution_files"].create(
-        {"namespace": str, "key": str, "sha256": str}, pk=("namespace", "key", "sha256"), not_null={"sha256"}
+    db.create_table(
+        "resolution_files",
+        {"namespace": str, "key": str, "sha256": str},
+        pk=("namespace", "key", "sha256"),
+        not_null={"sha256"},
     )
-    db["resolution_files"].create_index(["sha256"])
-    for row in db.execute("SELECT namespace, key, lock FROM resolutions").fetchall():
-        db["resolution_files"].insert_all(
-            ({"namespace": row[0], "key": row[1], "sha256": sha} for sha in locked_hashes(row[2])), ignore=True
+    db.create_index("resolution_files", ["sha256"])
+    for row in db.tx.execute("SELECT namespace, key, lock FROM resolutions"):
+        db.tx.insert_all(
+            "resolution_files",
+            ({"namespace": row["namespace"], "key": row["key"], "sha256": sha} for sha in locked_hashes(row["lock"])),
+            ignore=True,
         )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11]
-"""Schema steps in order; ``PRAGMA user_version`` records how many have run."""
+MIGRATIONS: list[Callable[[Schema], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11]
+"""Schema steps in order; the dialect records how many have run (``PRAGMA user_version`` on
+SQLite, the ``packyard_schema`` table on PostgreSQL)."""
 
 
 class Catalog:
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    """The catalog at ``path`` (SQLite), or in the PostgreSQL database ``url`` names.
+
+    ``timeout`` bounds how long a request waits for a PostgreSQL connection before it fails
+    with :class:`~store.errors.BackendUnavailable` (503) instead of hanging.
+    """
+
+    def __init__(self, path: Path | None = None, *, url: str | None = None, timeout: float = 10.0) -> None:
+        self.path = Path(path) if path is not None else None
+        self.dialect: Dialect = open_dialect(self.path, url, timeout)
         self._local = threading.local()
         self._migrate()
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.row_factory = sqlite3.Row
-        return conn
-
     @property
-    def db(self) -> sqlite_utils.Database:
-        """This thread's connection, opened on first use."""
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite_utils.Database(self._connect())
-            self._local.db = db
-        return db
+    def engine(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.dialect.name
 
     def _migrate(self) -> None:
-        with self.write() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
+        with self.write() as tx:
+            version = self.dialect.schema_version(tx.conn)
             for step in MIGRATIONS[version:]:
-                step(db)
+                step(Schema(tx))
             if version < len(MIGRATIONS):
-                db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+                self.dialect.set_schema_version(tx.conn, len(MIGRATIONS))
 
     @property
     def schema_version(self) -> int:
-        return self.db.execute("PRAGMA user_version").fetchone()[0]
+        with self.dialect.reading() as conn:
+            return self.dialect.schema_version(conn)
 
     @contextmanager
-    def write(self) -> Iterator[sqlite_utils.Database]:
-        """One atomic change. Nested calls join the outer transaction (as savepoints)."""
-        db = self.db
-        if db.conn.in_transaction:
-            with db.atomic():
-                yield db
+    def write(self) -> Iterator[Tx]:
+        """One atomic change. Nested calls join the outer transaction (as savepoints).
+
+        Reads through :meth:`query`/:meth:`one` inside the block see the change so far.
+        """
+        tx: Tx | None = getattr(self._local, "tx", None)
+        if tx is not None:
+            depth = self._local.depth = self._local.depth + 1
+            tx.execute(f"SAVEPOINT sp{depth}")
+            try:
+                yield tx
+            except BaseException:
+                with contextlib.suppress(Exception):  # a broken connection fails the whole change anyway
+                    tx.execute(f"ROLLBACK TO SAVEPOINT sp{depth}")
+                    tx.execute(f"RELEASE SAVEPOINT sp{depth}")
+                raise
+            finally:
+                self._local.depth = depth - 1
+            tx.execute(f"RELEASE SAVEPOINT sp{depth}")
             return
         self._local.after = []
         try:
-            db.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                if db.conn.in_transaction:
-                    db.conn.execute("ROLLBACK")
-                raise
-            db.conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if is_disk_full(exc):
-                if db.conn.in_transaction:
-                    db.conn.execute("ROLLBACK")
-                raise storage_full("the catalog") from exc
-            raise
+            with self.dialect.transaction() as conn:
+                self._local.tx, self._local.depth = Tx(self.dialect, conn), 0
+                try:
+                    yield self._local.tx
+                finally:
+                    self._local.tx = None
         finally:
             callbacks, self._local.after = self._local.after, None
         for callback in callbacks:
@@ -394,26 +540,31 @@ class Catalog:
         reader could take the new counter, read the old rows and keep them as current.
         """
         pending = getattr(self._local, "after", None)
-        if pending is not None and self.db.conn.in_transaction:
+        if pending is not None and getattr(self._local, "tx", None) is not None:
             pending.append(callback)
         else:
             callback()
 
-    def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
-        return [dict(row) for row in self.db.execute(sql, params).fetchall()]
+    def query(self, sql: str, params: Sequence | dict = ()) -> list[dict]:
+        tx: Tx | None = getattr(self._local, "tx", None)
+        if tx is not None:
+            return tx.execute(sql, params)
+        with self.dialect.reading() as conn:
+            return self.dialect.execute(conn, sql, params)
 
-    def one(self, sql: str, params: tuple | dict = ()) -> dict | None:
-        row = self.db.execute(sql, params).fetchone()
-        return dict(row) if row is not None else None
+    def one(self, sql: str, params: Sequence | dict = ()) -> dict | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
 
     def audit(self, actor: str, action: str, namespace: str | None, detail: str = "{}") -> None:
         """Record who did what; called inside the change's own transaction."""
-        self.db["audit"].insert(
-            {"at": now(), "actor": actor, "action": action, "namespace": namespace, "detail": detail}
-        )
+        row = {"at": now(), "actor": actor, "action": action, "namespace": namespace, "detail": detail}
+        tx: Tx | None = getattr(self._local, "tx", None)
+        if tx is not None:
+            tx.insert("audit", row)
+            return
+        with self.write() as tx:
+            tx.insert("audit", row)
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self.dialect.close()

@@ -33,9 +33,11 @@ class Store:
         archive_limits: ArchiveLimits | None = None,
         upstream_limits: UpstreamLimits | None = None,
         bundle_limits: ArchiveLimits | None = None,
+        database_url: str | None = None,
+        database_timeout: float = 10.0,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.catalog = Catalog(self.data_dir / "catalog.db")
+        self.catalog = Catalog(self.data_dir / "catalog.db", url=database_url, timeout=database_timeout)
         self.blobs = blobs
         self.generations = Generations()
         self.refs = BlobRefs(self.catalog)

@@ -199,7 +199,7 @@ class Dists:
                     uploader=uploader,
                     core_metadata=artifact.core_metadata,
                 )
-                db["dists"].insert({**dist.to_dict(), "yanked": 0, "core_metadata": int(dist.core_metadata)})
+                db.insert("dists", {**dist.to_dict(), "yanked": 0, "core_metadata": int(dist.core_metadata)})
                 self.catalog.audit(
                     uploader or "-",
                     "dist.upload",
@@ -310,7 +310,7 @@ class Dists:
         Runs when the store opens and touches only rows still undecided, so it is work once.
         A file whose metadata cannot be read stays unadvertised and is tried again next time.
         """
-        if "core_metadata" not in self.catalog.db["dists"].columns_dict:
+        if self.catalog.schema_version < 10:
             return 0  # a catalog opened at an older schema (only tests of migrations do that)
         rows = self.catalog.query(
             "SELECT DISTINCT sha256, filename, filetype, metadata_sha256 FROM dists WHERE core_metadata IS NULL"
@@ -383,8 +383,9 @@ class Dists:
             dists = self._select(namespace, project, version, filename)
             stamp = now()
             for dist in dists:
-                db["dists"].update(
-                    (namespace, dist.filename),
+                db.update(
+                    "dists",
+                    {"namespace": namespace, "filename": dist.filename},
                     {
                         "yanked": int(yanked),
                         "yanked_reason": reason if yanked else None,
@@ -408,7 +409,7 @@ class Dists:
         with self.catalog.write() as db:
             dists = self._select(namespace, project, version, filename)
             for dist in dists:
-                db["dists"].delete((namespace, dist.filename))
+                db.delete("dists", {"namespace": namespace, "filename": dist.filename})
                 self.catalog.audit(
                     actor, "dist.delete", namespace, json.dumps({"filename": dist.filename, "sha256": dist.sha256})
                 )

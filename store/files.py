@@ -124,7 +124,9 @@ class NamespaceFiles:
                     or (not deleting and head["sha256"] == change.sha256 and not head["deleted"])
                 ):
                     if change.git_blob and head["git_blob"] != change.git_blob:
-                        db["file_heads"].update((namespace, change.path), {"git_blob": change.git_blob})
+                        db.update(
+                            "file_heads", {"namespace": namespace, "path": change.path}, {"git_blob": change.git_blob}
+                        )
                     results.append(Applied(_from_head(namespace, head), changed=False))
                     continue
                 if head is None and deleting:
@@ -143,8 +145,9 @@ class NamespaceFiles:
                     "origin": origin,
                     "git_blob": change.git_blob,
                 }
-                db["file_revisions"].insert(row)
-                db["file_heads"].upsert(
+                db.insert("file_revisions", row)
+                db.upsert(
+                    "file_heads",
                     {
                         "namespace": namespace,
                         "path": change.path,

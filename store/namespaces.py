@@ -43,7 +43,7 @@ class Namespaces:
         with self.catalog.write() as db:
             for ns in reversed(ancestors(name)):
                 if self.catalog.one("SELECT 1 FROM namespaces WHERE name = ?", (ns,)) is None:
-                    db["namespaces"].insert({"name": ns, "created": now(), "created_by": author, "settings": "{}"})
+                    db.insert("namespaces", {"name": ns, "created": now(), "created_by": author, "settings": "{}"})
                     missing.append(ns)
             if missing:  # cached chains of namespaces read through their ancestors are stale now
                 self.catalog.after_commit(self.generations.bump_created)
@@ -87,7 +87,7 @@ class Namespaces:
         if row is None:
             raise NotFound(f"namespace {name!r} does not exist; create it with 'packyard ns create {name}'")
         stats = self.catalog.one(
-            "SELECT count(*) AS files, coalesce(sum(size), 0) AS bytes FROM file_heads "
+            "SELECT count(*) AS files, CAST(coalesce(sum(size), 0) AS BIGINT) AS bytes FROM file_heads "
             "WHERE namespace = ? AND deleted = 0",
             (name,),
         ) or {"files": 0, "bytes": 0}
@@ -121,7 +121,7 @@ class Namespaces:
                     current.pop(key, None)
                 else:
                     current[key] = value
-            db["namespaces"].update(name, {"settings": json.dumps(current, sort_keys=True)})
+            db.update("namespaces", {"name": name}, {"settings": json.dumps(current, sort_keys=True)})
             self.catalog.audit(author or "-", "namespace.settings", name, json.dumps(changes))
         self.generations.bump_settings()
         return self.get(name)

@@ -38,15 +38,17 @@ class BlobRefs:
         )
 
     def all_referenced(self) -> set[str]:
-        sql = " UNION ".join(f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL" for table, column, _ in COLUMNS)
-        return {row[0] for row in self.catalog.db.execute(sql)}
+        sql = " UNION ".join(
+            f"SELECT {column} AS sha256 FROM {table} WHERE {column} IS NOT NULL" for table, column, _ in COLUMNS
+        )
+        return {row["sha256"] for row in self.catalog.query(sql)}
 
     def rows_referencing(self, hashes: set[str]) -> Iterator[dict]:
         """Each catalog row that references one of ``hashes``: table, column, its key, sha256."""
         if not hashes:
             return
         for table, column, key in COLUMNS:
-            for row in self.catalog.db.execute(f"SELECT {', '.join(key)}, {column} FROM {table}"):
-                if row[-1] in hashes:
-                    named = dict(zip(key, row[:-1], strict=True))
-                    yield {"table": table, "column": column, "row": named, "sha256": row[-1]}
+            for row in self.catalog.query(f"SELECT {', '.join(key)}, {column} AS referenced FROM {table}"):
+                sha256 = row.pop("referenced")
+                if sha256 in hashes:
+                    yield {"table": table, "column": column, "row": row, "sha256": sha256}

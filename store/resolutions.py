@@ -51,10 +51,14 @@ class Resolutions:
             raise InvalidInput("the lock is empty")
         stored = {**row, "requirements": json.dumps(row["requirements"]), "created": time.time(), "created_by": actor}
         with self.catalog.write() as db:
-            db["resolutions"].upsert(stored, pk=("namespace", "key"))
+            db.upsert("resolutions", stored, pk=("namespace", "key"))
             # the files it pins, so a file's page finds the locks that use it without reading them all
             db.execute("DELETE FROM resolution_files WHERE namespace = ? AND key = ?", (row["namespace"], row["key"]))
-            db["resolution_files"].insert_all(
-                {"namespace": row["namespace"], "key": row["key"], "sha256": sha} for sha in locked_hashes(row["lock"])
+            db.insert_all(
+                "resolution_files",
+                (
+                    {"namespace": row["namespace"], "key": row["key"], "sha256": sha}
+                    for sha in locked_hashes(row["lock"])
+                ),
             )
         return {**stored, "requirements": row["requirements"]}

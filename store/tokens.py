@@ -94,7 +94,7 @@ class Tokens:
         secret = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
         token = Token(token_id, name, scope, role, now(), creator.actor if creator else "local")
         with self.catalog.write() as db:
-            db["tokens"].insert({**token.to_dict(), "secret_hash": hash_secret(secret)})
+            db.insert("tokens", {**token.to_dict(), "secret_hash": hash_secret(secret)})
             self.catalog.audit(token.created_by or "-", "token.create", None, json.dumps({"id": token_id}))
         return token, secret
 
@@ -177,10 +177,10 @@ class Tokens:
         stamp = token.revoked or now()
         who = revoker.actor if revoker else "local"
         with self.catalog.write() as db:
-            db["tokens"].update(token_id, {"revoked": stamp})
+            db.update("tokens", {"id": token_id}, {"revoked": stamp})
             self.catalog.audit(who, "token.revoke", None, json.dumps({"id": token_id}))
             for child in self._minted_by(token_id):
-                db["tokens"].update(child, {"revoked": stamp})
+                db.update("tokens", {"id": child}, {"revoked": stamp})
                 self.catalog.audit(who, "token.revoke", None, json.dumps({"id": child, "minted_by": token_id}))
         return Token(**{**token.to_dict(), "revoked": stamp})
 
@@ -191,8 +191,8 @@ class Tokens:
         while parents:
             parent = parents.pop()
             for row in self.catalog.query(
-                "SELECT id FROM tokens WHERE revoked IS NULL AND (created_by = ? OR created_by LIKE ?)",
-                (f"token:{parent}", f"token:{parent} (%"),
+                "SELECT id FROM tokens WHERE revoked IS NULL AND (created_by = ? OR substr(created_by, 1, ?) = ?)",
+                (f"token:{parent}", len(f"token:{parent} ("), f"token:{parent} ("),
             ):
                 if row["id"] not in found:
                     found.append(row["id"])

@@ -483,7 +483,8 @@ class UpstreamSource:
         if links is None:
             return None, None
         with self.catalog.write() as db:
-            db["upstream_pages"].upsert(
+            db.upsert(
+                "upstream_pages",
                 {"upstream": self.config.key, "project": project, "page": json.dumps(links), "fetched": time.time()},
                 pk=("upstream", "project"),
             )
@@ -559,7 +560,8 @@ class UpstreamSource:
     def _record(self, file: IndexFile, **fields: Any) -> None:
         with self.catalog.write() as db:
             existing = self._mirrored(file.filename) or {}
-            db["upstream_files"].upsert(
+            db.upsert(
+                "upstream_files",
                 {
                     "upstream": self.config.key,
                     "filename": file.filename,

@@ -96,7 +96,8 @@ class SyncRegistry:
                 "build": build,
                 "build_publish_to": build_publish_to,
             }
-            db["syncs"].insert(
+            db.insert(
+                "syncs",
                 {
                     "name": name,
                     "namespace": namespace,
@@ -104,7 +105,7 @@ class SyncRegistry:
                     "created": registered.created,
                     "created_by": actor,
                     "token_id": token_id,
-                }
+                },
             )
             self.catalog.audit(actor, "sync.add", namespace, json.dumps({"name": name}))
         return registered
@@ -132,7 +133,7 @@ class SyncRegistry:
     def remove(self, name: str, *, actor: str) -> RegisteredSync:
         registered = self.get(name)
         with self.catalog.write() as db:
-            db["syncs"].delete(name)
+            db.delete("syncs", {"name": name})
             self.catalog.audit(actor, "sync.remove", registered.namespace, json.dumps({"name": name}))
         return registered
 
@@ -172,7 +173,7 @@ class Deliveries:
             )
             if earlier is not None:
                 return earlier
-            db["webhook_deliveries"].insert({"sync": sync, "delivery": delivery, "received": now(), "state": "running"})
+            db.insert("webhook_deliveries", {"sync": sync, "delivery": delivery, "received": now(), "state": "running"})
         return None
 
     def finish(self, sync: str, delivery: str, ok: bool) -> None:

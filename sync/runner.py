@@ -217,5 +217,4 @@ class Syncer:
             "actor": actor,
         }
         with self.store.catalog.write() as db:
-            db["sync_runs"].insert(row)
-            return db.execute("SELECT last_insert_rowid()").fetchone()[0]
+            return db.insert("sync_runs", row, returning="id")

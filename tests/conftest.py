@@ -19,7 +19,9 @@ import pytest
 
 from store.blobs import LocalBlobStore, S3BlobStore
 from store.blobs.base import BlobStore
+from store.dialects import PostgresDialect
 from tests.support.clients import unique_ns
+from tests.support.postgres import Postgres
 from tests.support.procs import S3_ACCESS_KEY, S3_SECRET_KEY, SeaweedFS, Server, running, s3_env
 
 BUCKET = "packyard-tests"
@@ -41,6 +43,60 @@ def s3_blobs(weed: SeaweedFS, prefix: str) -> S3BlobStore:
 @pytest.fixture(params=["local", "s3"])
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One throwaway PostgreSQL cluster for the session; tests and servers each get a fresh schema or database."""
+    cluster = Postgres().start()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+CATALOGS = ("sqlite", "postgres")
+ALL_SERVERS = ("local", "s3", "s3-postgres")
+"""What a module sets as ``SERVERS`` to run its server tests on the PostgreSQL catalog too."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before the fixture params of ``backend`` are applied
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests that take ``catalog_url`` run on both catalogs; with blobs too, on SQLite with
+    each blob backend and on PostgreSQL with local blobs (the catalog and the blob store do
+    not meet below the store, so S3 with PostgreSQL adds nothing here but time)."""
+    if "catalog_engine" not in metafunc.fixturenames:
+        return
+    if "backend" in metafunc.fixturenames:
+        pairs = [("local", "sqlite"), ("s3", "sqlite"), ("local", "postgres")]
+        metafunc.parametrize(("backend", "catalog_engine"), pairs, ids=["-".join(p) for p in pairs])
+    else:
+        metafunc.parametrize("catalog_engine", CATALOGS)
+
+
+@pytest.fixture
+def catalog_url(
+    catalog_engine: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str | None]:
+    """None for SQLite (in the test's data folder), else a fresh PostgreSQL schema's URL.
+
+    The connection pools the test opens on it are closed after the test (tests rarely close
+    their stores), so a session does not pile up idle connections and pool threads.
+    """
+    if catalog_engine == "sqlite":
+        yield None
+        return
+    opened: list[PostgresDialect] = []
+    init = PostgresDialect.__init__
+
+    def tracked(self: PostgresDialect, *args: object, **kwargs: object) -> None:
+        init(self, *args, **kwargs)  # type: ignore[arg-type]
+        opened.append(self)
+
+    monkeypatch.setattr(PostgresDialect, "__init__", tracked)
+    yield request.getfixturevalue("postgres").create_schema()
+    for dialect in opened:
+        dialect.close()
 
 
 @pytest.fixture
@@ -80,6 +136,11 @@ class LiveServer:
 
     def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
         """Read the server's catalog directly (read-only) to check what a request left."""
+        if self.server.database_url:
+            import psycopg
+
+            with psycopg.connect(self.server.database_url) as pg:
+                return pg.execute(sql.replace("?", "%s"), params).fetchall()
         conn = sqlite3.connect(f"file:{self.server.data / 'catalog.db'}?mode=ro", uri=True)
         try:
             return conn.execute(sql, params).fetchall()
@@ -143,9 +204,23 @@ def live_server(root: Path, env: dict[str, str], weed: SeaweedFS | None = None, 
     return LiveServer(Server(root / "data", env), blobs)
 
 
-@pytest.fixture(scope="session", params=["local", "s3"])
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The ``s3-postgres`` server runs only the modules that list it in ``SERVERS``."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        param = callspec.params.get("server") if callspec else None
+        wanted = getattr(getattr(item, "module", None), "SERVERS", ("local", "s3"))
+        (drop if param is not None and param not in wanted else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session", params=ALL_SERVERS)
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One real server per backend for the whole session."""
+    """One real server per backend for the whole session (and one with a PostgreSQL catalog
+    and S3 blobs, ``s3-postgres``, for the modules that list it in ``SERVERS``)."""
     root = tmp_path_factory.mktemp(f"server-{request.param}")
     env = {
         "PACKYARD_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
@@ -155,7 +230,9 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         # the tests' upstreams run on loopback, which only an operator can allow (store/egress.py)
         "PACKYARD_UPSTREAM_ALLOW_HOSTS": "127.0.0.1",
     }
-    weed = request.getfixturevalue("weed") if request.param == "s3" else None
+    if request.param == "s3-postgres":
+        env["PACKYARD_DATABASE_URL"] = request.getfixturevalue("postgres").create_database("server")
+    weed = request.getfixturevalue("weed") if request.param.startswith("s3") else None
     live = live_server(root, env, weed, "server")
     with running(live.server):
         yield live

@@ -25,7 +25,7 @@ GRACE = typer.Option(
 JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
-def _collector():  # noqa: ANN202 - imported only when used (sqlite-utils, minio are slow to import)
+def _collector():  # noqa: ANN202 - imported only when used (minio is slow to import)
     from packyard.wiring import open_store
 
     return open_store(get_settings()).collector

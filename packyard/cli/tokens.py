@@ -1,6 +1,6 @@
 """``packyard token``: create, list, revoke API tokens.
 
-With ``--local`` the command opens the catalog in ``PACKYARD_DATA`` directly instead of
+With ``--local`` the command opens the catalog (``PACKYARD_DATA`` or ``PACKYARD_DATABASE_URL``) directly instead of
 calling the server: that is how the first admin token is made on a fresh install.
 """
 
@@ -9,17 +9,20 @@ from __future__ import annotations
 import typer
 
 from packyard.cli.output import client, console, emit_json, table
-from packyard.settings import get_settings
+from packyard.settings import get_settings, secret
 
 app = typer.Typer(help="API tokens: create (secret shown once), list, revoke.", no_args_is_help=True)
 LOCAL = typer.Option(False, "--local", help="Write the catalog in PACKYARD_DATA directly (bootstrap).")
 
 
-def _local():  # noqa: ANN202 - store.tokens.Tokens, imported only when used (sqlite-utils is slow to import)
+def _local():  # noqa: ANN202 - store.tokens.Tokens, imported only when used (keeps the client CLI fast)
     from store.catalog import Catalog
     from store.tokens import Tokens
 
-    return Tokens(Catalog(get_settings().data / "catalog.db"))
+    settings = get_settings()
+    return Tokens(
+        Catalog(settings.data / "catalog.db", url=secret(settings.database_url), timeout=settings.database_timeout)
+    )
 
 
 @app.command("create")

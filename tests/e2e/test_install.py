@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import ALL_SERVERS, LiveServer
 from tests.e2e.conftest import assert_metadata_only, fetched, installed
 from tests.support.clients import (
     PACKYARD,
@@ -40,6 +40,8 @@ from tests.support.clients import (
     uv_env,
 )
 from tests.support.dists import make_sdist, make_wheel
+
+SERVERS = ALL_SERVERS  # these run on the PostgreSQL catalog too (tests/conftest.py)
 
 ETL_BODY = '''
 def standardize_date_format(value):

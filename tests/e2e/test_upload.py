@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import ALL_SERVERS, LiveServer
 from tests.e2e.conftest import links
 from tests.support.clients import (
     TWINE,
@@ -33,6 +33,8 @@ from tests.support.clients import (
     uv_env,
 )
 from tests.support.dists import make_sdist, make_wheel
+
+SERVERS = ALL_SERVERS  # these run on the PostgreSQL catalog too (tests/conftest.py)
 
 MANY_DEPS = [f"dep-{i:03d}>=1.{i}; extra == 'x{i % 7}'" for i in range(600)]
 

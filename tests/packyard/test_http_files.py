@@ -11,7 +11,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import ALL_SERVERS, LiveServer
+
+SERVERS = ALL_SERVERS  # these run on the PostgreSQL catalog too (tests/conftest.py)
 
 
 def raw(server: LiveServer, method: str, path: str, body: bytes = b"", headers: dict | None = None):

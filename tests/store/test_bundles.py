@@ -32,8 +32,13 @@ def bundle(files: dict[str, bytes]) -> bytes:
 
 
 @pytest.fixture
-def store(tmp_path: Path, blob_store: BlobStore) -> Store:
-    store = Store(tmp_path / "data", blob_store, bundle_limits=ArchiveLimits(max_members=5, max_total_bytes=4 << 20))
+def store(tmp_path: Path, blob_store: BlobStore, catalog_url: str | None) -> Store:
+    store = Store(
+        tmp_path / "data",
+        blob_store,
+        database_url=catalog_url,
+        bundle_limits=ArchiveLimits(max_members=5, max_total_bytes=4 << 20),
+    )
     for ns in ("company", "company.sales", "company.sales.emea", "other"):
         store.namespaces.create(ns, ME)
     return store
@@ -114,18 +119,18 @@ def test_resolutions_answer_only_for_the_current_state_and_ttl(store: Store) -> 
 
 
 def test_migration_from_v6_drops_wheel_bundles(
-    tmp_path: Path, blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, blob_store: BlobStore, catalog_url: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as patch:
         patch.setattr(catalog_module, "MIGRATIONS", catalog_module.MIGRATIONS[:6])
-        old = Store(tmp_path / "data", blob_store)
+        old = Store(tmp_path / "data", blob_store, database_url=catalog_url)
         blob = blob_store.put(io.BytesIO(b"a zip of wheels"))
         with old.catalog.write() as db:
-            db["bundles"].insert({"key": KEY, "sha256": blob.sha256, "size": blob.size, "namespace": "x",
+            db.insert("bundles", {"key": KEY, "sha256": blob.sha256, "size": blob.size, "namespace": "x",
                                   "created": "2026-01-01T00:00:00Z", "created_by": ME})  # fmt: skip
         assert old.catalog.schema_version == 6
         old.catalog.close()
-    new = Store(tmp_path / "data", blob_store)
+    new = Store(tmp_path / "data", blob_store, database_url=catalog_url)
     assert new.catalog.schema_version == len(catalog_module.MIGRATIONS)
     assert new.catalog.one("SELECT count(*) AS n FROM bundles")["n"] == 0
     assert new.garbage() == [blob.sha256]  # collected by the next garbage collection

@@ -18,8 +18,8 @@ from tests.support.dists import make_sdist, make_wheel
 
 
 @pytest.fixture
-def stored(tmp_path: Path, blob_store: BlobStore) -> tuple[Store, object]:
-    store = Store(tmp_path / "catalog", blob_store)
+def stored(tmp_path: Path, blob_store: BlobStore, catalog_url: str | None) -> tuple[Store, object]:
+    store = Store(tmp_path / "catalog", blob_store, database_url=catalog_url)
     wheel = make_wheel(tmp_path / "dist", "metapkg", "1.0", requires_python=">=3.8")
     with wheel.open("rb") as stream:
         dist, created = store.dists.add("team", stream, wheel.name, uploader="test")

@@ -23,8 +23,8 @@ ME = "tester"
 
 
 @pytest.fixture
-def store(tmp_path: Path, blob_store: BlobStore) -> Store:
-    return Store(tmp_path / "data", blob_store)
+def store(tmp_path: Path, blob_store: BlobStore, catalog_url: str | None) -> Store:
+    return Store(tmp_path / "data", blob_store, database_url=catalog_url)
 
 
 def put(store: Store, path: str, data: bytes, ns: str = NS):  # noqa: ANN201 - Applied
@@ -110,8 +110,8 @@ def test_bad_put_stores_nothing(store: Store) -> None:
     assert store.namespaces.list() == []
 
 
-def test_put_over_limit_stores_nothing(tmp_path: Path, blob_store: BlobStore) -> None:
-    store = Store(tmp_path / "data", blob_store, max_upload_bytes=100)
+def test_put_over_limit_stores_nothing(tmp_path: Path, blob_store: BlobStore, catalog_url: str | None) -> None:
+    store = Store(tmp_path / "data", blob_store, database_url=catalog_url, max_upload_bytes=100)
     with pytest.raises(TooLarge):
         put(store, "big.bin", b"x" * 101)
     assert list(store.blobs.hashes()) == []
@@ -337,8 +337,10 @@ def test_unsafe_archives_change_nothing(store: Store, case: str) -> None:
     ],
     ids=["too-many-members", "total-too-big", "member-ratio"],
 )
-def test_archive_limits(tmp_path: Path, blob_store: BlobStore, limits: ArchiveLimits, members: list) -> None:
-    store = Store(tmp_path / "data", blob_store, archive_limits=limits)
+def test_archive_limits(
+    tmp_path: Path, blob_store: BlobStore, catalog_url: str | None, limits: ArchiveLimits, members: list
+) -> None:
+    store = Store(tmp_path / "data", blob_store, database_url=catalog_url, archive_limits=limits)
     with pytest.raises(UnsafeArchive):
         store.files.import_zip(NS, io.BytesIO(zip_bytes(members)), author=ME)
     assert file_rows(store, NS) == 0
@@ -346,16 +348,18 @@ def test_archive_limits(tmp_path: Path, blob_store: BlobStore, limits: ArchiveLi
     assert store.blobs.temp_count() == 0  # type: ignore[attr-defined]
 
 
-def test_archive_within_limits_is_accepted(tmp_path: Path, blob_store: BlobStore) -> None:
+def test_archive_within_limits_is_accepted(tmp_path: Path, blob_store: BlobStore, catalog_url: str | None) -> None:
     limits = ArchiveLimits(max_members=3, max_total_bytes=1200)
-    store = Store(tmp_path / "data", blob_store, archive_limits=limits)
+    store = Store(tmp_path / "data", blob_store, database_url=catalog_url, archive_limits=limits)
     members = [("a.bin", os.urandom(600)), ("b.bin", os.urandom(600)), ("dir/", b"")]
     applied = store.files.import_zip(NS, io.BytesIO(zip_bytes(members)), author=ME)
     assert sorted(a.revision.path for a in applied) == ["a.bin", "b.bin"]
 
 
-def test_import_over_upload_limit_changes_nothing(tmp_path: Path, blob_store: BlobStore) -> None:
-    store = Store(tmp_path / "data", blob_store, max_upload_bytes=1000)
+def test_import_over_upload_limit_changes_nothing(
+    tmp_path: Path, blob_store: BlobStore, catalog_url: str | None
+) -> None:
+    store = Store(tmp_path / "data", blob_store, database_url=catalog_url, max_upload_bytes=1000)
     body = zip_bytes([("a.bin", os.urandom(2000))], compression=zipfile.ZIP_STORED)
     with pytest.raises(TooLarge):
         store.files.import_zip(NS, io.BytesIO(body), author=ME)

@@ -15,8 +15,8 @@ ADMIN_SECRET = "env-admin-secret"
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    return Catalog(tmp_path / "catalog.db")
+def catalog(tmp_path: Path, catalog_url: str | None) -> Catalog:
+    return Catalog(tmp_path / "catalog.db", url=catalog_url)
 
 
 @pytest.fixture

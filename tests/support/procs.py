@@ -221,6 +221,11 @@ class Server:
         return "s3" if "PACKYARD_S3_ENDPOINT" in self.env else "local"
 
     @property
+    def database_url(self) -> str | None:
+        """The PostgreSQL catalog it uses, or None for SQLite in its data folder."""
+        return self.env.get("PACKYARD_DATABASE_URL")
+
+    @property
     def log_path(self) -> Path:
         """Where the server's stdout and stderr go: next to its data folder, not inside it."""
         return self.data.parent / f"{self.data.name}-server.log"

@@ -16,14 +16,13 @@
 from __future__ import annotations
 
 import base64
-import sqlite3
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-import sqlite_utils
 
+from store import catalog as catalog_module
 from store.catalog import MIGRATIONS, Catalog
 from tests.builder.conftest import build_log, tiny_project, wait_build
 from tests.conftest import LiveServer
@@ -169,16 +168,23 @@ def test_a_build_neither_starts_nor_publishes_once_its_token_is_revoked(
     assert "tiny_backend" not in build_log(http, builds[waiting_ns][0])  # no code of it ever ran
 
 
-def test_rows_from_before_the_authority_column_get_the_token_their_creator_names(tmp_path: Path) -> None:
-    db = sqlite3.connect(tmp_path / "catalog.db")
-    old = sqlite_utils.Database(db)
-    for step in MIGRATIONS[:7]:
-        step(old)
-    old.execute("PRAGMA user_version = 7")
-    for name, creator in (("tok", "token:abc123 (ci)"), ("env", "token:env-admin (PACKYARD_ADMIN_TOKEN)"), ("x", "x")):
-        old["syncs"].insert({"name": name, "namespace": "a", "spec": "{}", "created": "now", "created_by": creator})
-    db.commit()
-    db.close()
+def test_rows_from_before_the_authority_column_get_the_token_their_creator_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(catalog_module, "MIGRATIONS", MIGRATIONS[:7])
+        old = Catalog(tmp_path / "catalog.db")
+        assert old.schema_version == 7
+        with old.write() as tx:
+            for name, creator in (
+                ("tok", "token:abc123 (ci)"),
+                ("env", "token:env-admin (PACKYARD_ADMIN_TOKEN)"),
+                ("x", "x"),
+            ):
+                tx.insert(
+                    "syncs", {"name": name, "namespace": "a", "spec": "{}", "created": "now", "created_by": creator}
+                )
+        old.close()
     catalog = Catalog(tmp_path / "catalog.db")
     assert catalog.query("SELECT name, token_id FROM syncs ORDER BY name") == [
         {"name": "env", "token_id": "env-admin"},
