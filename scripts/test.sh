@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh machine, then run all of it.
-# System tools: git (sync tests, gitpython), bubblewrap (the build sandbox tests) and
+# System tools: git (sync tests, gitpython), bubblewrap (the build sandbox tests),
 # chromium (the web UI's browser tests drive Debian's chromium through Playwright; no
-# browser is downloaded, so never `playwright install`).
+# browser is downloaded, so never `playwright install`) and PostgreSQL (a throwaway cluster
+# per test session; see tests/support/postgres.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
 command -v git >/dev/null || missing+=(git)
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 command -v chromium >/dev/null || missing+=(chromium)
+# PostgreSQL: Debian keeps initdb in /usr/lib/postgresql/*/bin, off PATH
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -121,17 +121,6 @@ def _pg_sql(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-def _describe(url: str) -> str:
-    """Where the URL points, without its password: ``host:port/dbname``."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        info = conninfo_to_dict(url)
-    except Exception:  # noqa: BLE001 - any parse failure is reported as a bad URL
-        return "(unparsable URL)"
-    return f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
-
-
 def _reason(exc: BaseException) -> str:
     """psycopg's messages span lines (a hint on the second); the CLI prints one."""
     return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
@@ -144,12 +133,18 @@ class PostgresDialect:
 
     def __init__(self, url: str, timeout: float, max_size: int = 10) -> None:
         import psycopg
+        from psycopg.conninfo import conninfo_to_dict
         from psycopg.rows import dict_row
         from psycopg_pool import ConnectionPool
 
+        usage = "PACKYARD_DATABASE_URL must be a postgresql://USER:PASSWORD@HOST:PORT/DATABASE URL"
         if not url.startswith(("postgresql://", "postgres://")):
-            raise InvalidInput("PACKYARD_DATABASE_URL must be a postgresql://USER:PASSWORD@HOST:PORT/DATABASE URL")
-        self.where = _describe(url)
+            raise InvalidInput(usage)
+        try:
+            info = conninfo_to_dict(url)
+        except psycopg.ProgrammingError:  # its message quotes the URL, password and all
+            raise InvalidInput(f"{usage}; this one does not parse") from None
+        self.where = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
         self.timeout = timeout
         self._errors: tuple[type[BaseException], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
         self._disk_full = psycopg.errors.DiskFull

@@ -204,13 +204,20 @@ def live_server(root: Path, env: dict[str, str], weed: SeaweedFS | None = None, 
     return LiveServer(Server(root / "data", env), blobs)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "servers(*names): the ``server`` fixture params this test runs on")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The ``s3-postgres`` server runs only the modules that list it in ``SERVERS``."""
+    """The ``s3-postgres`` server runs only the modules that list it in ``SERVERS`` and the
+    tests marked ``@pytest.mark.servers(*ALL_SERVERS)``: a representative part of the suite
+    (the catalog adapter itself is covered on both engines by the store tests)."""
     keep, drop = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         param = callspec.params.get("server") if callspec else None
-        wanted = getattr(getattr(item, "module", None), "SERVERS", ("local", "s3"))
+        marker = item.get_closest_marker("servers")
+        wanted = marker.args if marker else getattr(getattr(item, "module", None), "SERVERS", ("local", "s3"))
         (drop if param is not None and param not in wanted else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)

@@ -41,8 +41,6 @@ from tests.support.clients import (
 )
 from tests.support.dists import make_sdist, make_wheel
 
-SERVERS = ALL_SERVERS  # these run on the PostgreSQL catalog too (tests/conftest.py)
-
 ETL_BODY = '''
 def standardize_date_format(value):
     """'12/24/2024' (month/day/year) -> '2024-12-24'."""
@@ -164,6 +162,7 @@ def test_seed_etl_from_the_parent_installs_through_the_childs_index(tree: Tree, 
     assert f"/{tree.child}/dists/corelib-1.0.0-py3-none-any.whl" in paths
 
 
+@pytest.mark.servers(*ALL_SERVERS)  # also on the PostgreSQL catalog
 def test_uv_installs_internal_dependencies_across_parent_and_child(tree: Tree, tmp_path: Path) -> None:
     cache = tmp_path / "uv-cache"
     python = make_venv(tmp_path / "venv", cache)
@@ -234,6 +233,7 @@ def test_requires_python_is_honoured(tree: Tree, pip: list[str], tmp_path: Path)
     assert refused.returncode != 0 and "3.99" in output(refused), output(refused)
 
 
+@pytest.mark.servers(*ALL_SERVERS)  # also on the PostgreSQL catalog
 def test_pip_and_uv_skip_a_yanked_release_unless_pinned(tree: Tree, pip: list[str], tmp_path: Path) -> None:
     cache = tmp_path / "uv-cache"
     python = make_venv(tmp_path / "venv", cache)
