@@ -55,7 +55,7 @@ def open_dialect(path: Path | None, url: str | None, timeout: float) -> Dialect:
 
 class SQLiteDialect:
     name = "sqlite"
-    types = {str: "TEXT", int: "INTEGER", float: "FLOAT"}
+    types = {str: "TEXT", int: "INTEGER", float: "REAL"}
     serial_pk = "INTEGER PRIMARY KEY"
 
     def __init__(self, path: Path) -> None:
