@@ -18,13 +18,18 @@ MIRRORS = {("file_heads", "sha256")}
 """Columns that only repeat another referencing column's hash (a head is always a revision)."""
 
 
+def table_info(store: Store, table: str) -> list[dict]:
+    """SQLite's description of a table's columns (these tests run on the SQLite catalog)."""
+    return store.catalog.query(f"PRAGMA table_info({table})")
+
+
 def hash_columns(store: Store) -> set[tuple[str, str]]:
     """Every catalog column that holds a blob digest, found in the schema (not in refs.py)."""
     found = set()
-    for (table,) in store.catalog.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
-        for column in store.catalog.db.execute(f"PRAGMA table_info({table})"):
+    for row in store.catalog.query("SELECT name FROM sqlite_master WHERE type = 'table'"):
+        for column in table_info(store, row["name"]):
             if "sha256" in column["name"]:
-                found.add((table, column["name"]))
+                found.add((row["name"], column["name"]))
     return found
 
 
@@ -36,7 +41,7 @@ def test_every_blob_column_is_known_to_the_collector(tmp_path: Path) -> None:
 def _row_for(store: Store, table: str, column: str, sha256: str, n: int) -> dict:
     """A row of ``table`` with every NOT NULL column filled and ``column`` = ``sha256``."""
     row: dict = {}
-    for info in store.catalog.db.execute(f"PRAGMA table_info({table})"):
+    for info in table_info(store, table):
         name, kind = info["name"], info["type"].upper()
         if name == column or ("sha256" in name and info["notnull"]):
             row[name] = sha256
@@ -54,7 +59,7 @@ def test_gc_keeps_every_referenced_blob_and_takes_the_rest(tmp_path: Path, blob_
     with store.catalog.write() as db:
         for n, (table, column, _) in enumerate(COLUMNS):
             blob = blob_store.put(io.BytesIO(f"{table}.{column}".encode()))
-            db[table].insert(_row_for(store, table, column, blob.sha256, n))
+            db.insert(table, _row_for(store, table, column, blob.sha256, n))
             kept[(table, column)] = blob.sha256
     stray = blob_store.put(io.BytesIO(b"nothing references me")).sha256
     temp = store.scratch / "export-crashed.zip"
