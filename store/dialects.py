@@ -144,6 +144,8 @@ class PostgresDialect:
             info = conninfo_to_dict(url)
         except psycopg.ProgrammingError:  # its message quotes the URL, password and all
             raise InvalidInput(f"{usage}; this one does not parse") from None
+        self.url = url
+        """For connections outside the pool (a ``LISTEN``er, a test reading the catalog)."""
         self.where = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
         self.timeout = timeout
         self._errors: tuple[type[BaseException], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
