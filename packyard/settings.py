@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from packyard import defaults
@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     SQLite, so several servers can share it. Empty: SQLite in the data folder."""
     database_timeout: float = 10.0
     """Seconds a request waits for a PostgreSQL connection before it fails with 503."""
+    database_pool_size: int = Field(10, ge=1)
+    """PostgreSQL connections each server process opens at most (writers queue on one lock,
+    so more mostly serves more concurrent readers)."""
     host: str = "127.0.0.1"
     port: int = 8000
     admin_token: SecretStr | None = None

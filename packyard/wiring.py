@@ -48,6 +48,7 @@ def open_store(settings: Settings) -> Store:
         admin_secret=secret(settings.admin_token),
         database_url=secret(settings.database_url),
         database_timeout=settings.database_timeout,
+        database_pool_size=settings.database_pool_size,
         max_upload_bytes=settings.max_upload_bytes,
         upstream_limits=UpstreamLimits(
             timeout=settings.upstream_timeout,

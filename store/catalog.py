@@ -472,12 +472,15 @@ class Catalog:
     """The catalog at ``path`` (SQLite), or in the PostgreSQL database ``url`` names.
 
     ``timeout`` bounds how long a request waits for a PostgreSQL connection before it fails
-    with :class:`~store.errors.BackendUnavailable` (503) instead of hanging.
+    with :class:`~store.errors.BackendUnavailable` (503) instead of hanging; ``pool_size`` is
+    how many connections this process opens at most.
     """
 
-    def __init__(self, path: Path | None = None, *, url: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: Path | None = None, *, url: str | None = None, timeout: float = 10.0, pool_size: int = 10
+    ) -> None:
         self.path = Path(path) if path is not None else None
-        self.dialect: Dialect = open_dialect(self.path, url, timeout)
+        self.dialect: Dialect = open_dialect(self.path, url, timeout, pool_size)
         self._local = threading.local()
         self._migrate()
 

@@ -35,9 +35,12 @@ class Store:
         bundle_limits: ArchiveLimits | None = None,
         database_url: str | None = None,
         database_timeout: float = 10.0,
+        database_pool_size: int = 10,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.catalog = Catalog(self.data_dir / "catalog.db", url=database_url, timeout=database_timeout)
+        self.catalog = Catalog(
+            self.data_dir / "catalog.db", url=database_url, timeout=database_timeout, pool_size=database_pool_size
+        )
         self.blobs = blobs
         self.generations = Generations()
         self.refs = BlobRefs(self.catalog)

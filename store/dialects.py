@@ -45,9 +45,9 @@ class Dialect(Protocol):
     def close(self) -> None: ...
 
 
-def open_dialect(path: Path | None, url: str | None, timeout: float) -> Dialect:
+def open_dialect(path: Path | None, url: str | None, timeout: float, pool_size: int = 10) -> Dialect:
     if url:
-        return PostgresDialect(url, timeout)
+        return PostgresDialect(url, timeout, pool_size)
     if path is None:
         raise InvalidInput("the catalog needs a SQLite file or a PostgreSQL URL")
     return SQLiteDialect(path)

@@ -21,7 +21,12 @@ def _local():  # noqa: ANN202 - store.tokens.Tokens, imported only when used (ke
 
     settings = get_settings()
     return Tokens(
-        Catalog(settings.data / "catalog.db", url=secret(settings.database_url), timeout=settings.database_timeout)
+        Catalog(
+            settings.data / "catalog.db",
+            url=secret(settings.database_url),
+            timeout=settings.database_timeout,
+            pool_size=2,
+        )
     )
 
 
