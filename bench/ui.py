@@ -66,7 +66,7 @@ def seed(data: Path, dists: int, files: int, projects: int) -> dict:
                 }
             )
     with store.catalog.write() as db:
-        db["dists"].insert_all(rows, batch_size=5000)
+        db.insert_all("dists", rows)
     body = store.blobs.put(io.BytesIO(b"def run():\n    return 1\n"))
     body2 = store.blobs.put(io.BytesIO(b"def run():\n    return 2\n"))
     changes = [Change(f"flows/flow_{i:05d}.py", body.sha256, body.size) for i in range(files // 2)]
@@ -105,13 +105,15 @@ def seed(data: Path, dists: int, files: int, projects: int) -> dict:
         for i in range(1000)
     ]  # fmt: skip
     with store.catalog.write() as db:
-        db["builds"].insert_all(builds, batch_size=1000)
-        db["sync_runs"].insert_all(runs)
-        db["resolutions"].insert_all(resolutions)
-        db["resolution_files"].insert_all(
-            {"namespace": NS, "key": r["key"], "sha256": sha} for r in resolutions for sha in locked_hashes(lock)
+        db.insert_all("builds", builds)
+        db.insert_all("sync_runs", runs)
+        db.insert_all("resolutions", resolutions)
+        db.insert_all(
+            "resolution_files",
+            ({"namespace": NS, "key": r["key"], "sha256": sha} for r in resolutions for sha in locked_hashes(lock)),
         )
-        db["syncs"].insert(
+        db.insert(
+            "syncs",
             {"name": "bench", "namespace": NS, "spec": json.dumps({"spec": {"url": "https://example.com/repo.git"}}),
              "created": now(), "created_by": "bench"}
         )  # fmt: skip

@@ -59,10 +59,10 @@ class _RowCatalog:
         self.catalog = catalog
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[Row]:
-        return [Row(row) for row in self.catalog.db.execute(sql, params).fetchall()]
+        return [Row(row) for row in self.catalog.query(sql, params)]
 
     def one(self, sql: str, params: tuple | dict = ()) -> Row | None:
-        row = self.catalog.db.execute(sql, params).fetchone()
+        row = self.catalog.one(sql, params)
         return Row(row) if row is not None else None
 
 
@@ -115,10 +115,11 @@ class Browse:
             return found
         found["namespaces"] = [{"namespace": n} for n in namespaces if needle in n][:limit]
         marks = _in(namespaces)
+        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         found["paths"] = self.catalog.query(
             f"SELECT namespace, path FROM file_heads WHERE deleted = 0 AND namespace IN ({marks}) "
-            "AND instr(lower(path), ?) > 0 ORDER BY namespace, path LIMIT ?",
-            (*namespaces, needle, limit),
+            "AND lower(path) LIKE ? ESCAPE '\\' ORDER BY namespace, path LIMIT ?",
+            (*namespaces, pattern, limit),
         )
         wanted = needle.replace("_", "-").replace(".", "-")
         for ns in namespaces:
@@ -287,7 +288,6 @@ class Browse:
         ``scan`` oldest. Each snapshot file is looked up by its unique (path, revision) key,
         so a commit of ten thousand files costs what its builds' sources cost."""
         origin = f"sync:{sha[:12]}"
-        db = self.catalog.catalog.db
         found = []
         for row in self.catalog.query(
             "SELECT id, path, publish_to, state, created, snapshot FROM builds WHERE namespace = ? AND created >= ? "
@@ -296,10 +296,11 @@ class Browse:
         ):
             prefix = f"{row['path']}/" if row["path"] else ""
             for f in json.loads(row.pop("snapshot")):
-                hit = db.execute(
-                    "SELECT 1 FROM file_revisions WHERE namespace = ? AND path = ? AND revision = ? AND origin = ?",
+                hit = self.catalog.one(
+                    "SELECT 1 AS hit FROM file_revisions "
+                    "WHERE namespace = ? AND path = ? AND revision = ? AND origin = ?",
                     (namespace, prefix + f["path"], f["revision"], origin),
-                ).fetchone()
+                )
                 if hit:
                     found.append(row)
                     break

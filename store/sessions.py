@@ -40,8 +40,15 @@ class Sessions:
         expires = time.time() + ttl_seconds
         with self.catalog.write() as db:
             db.execute("DELETE FROM ui_sessions WHERE expires < ?", (time.time(),))
-            db["ui_sessions"].insert(
-                {"id_hash": _hash(session_id), "token_id": token.id, "csrf": csrf, "created": now(), "expires": expires}
+            db.insert(
+                "ui_sessions",
+                {
+                    "id_hash": _hash(session_id),
+                    "token_id": token.id,
+                    "csrf": csrf,
+                    "created": now(),
+                    "expires": expires,
+                },
             )
         return session_id, Session(token, csrf, expires)
 

@@ -19,8 +19,8 @@ from store.catalog import MIGRATIONS, Catalog
 from store.core import Store
 from store.errors import Conflict
 
-OLD_SCHEMA = Path(__file__).parent / "data" / "catalog-v9-sqlite.sql"
-"""``sqlite_master`` of a catalog at version 9 as sqlite-utils made it (before the adapter)."""
+OLD_SCHEMA = Path(__file__).parent / "data" / "catalog-v11-sqlite.sql"
+"""``sqlite_master`` of a catalog at version 11 as sqlite-utils made it (before the adapter)."""
 
 
 def statements(sql: str) -> list[str]:
@@ -31,7 +31,7 @@ def test_sqlite_schema_is_the_one_existing_catalogs_have(tmp_path: Path) -> None
     Catalog(tmp_path / "catalog.db").close()
     with sqlite3.connect(tmp_path / "catalog.db") as conn:
         made = conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid").fetchall()
-    assert len(MIGRATIONS) == 9  # a new step extends this test's file with the step's DDL
+    assert len(MIGRATIONS) == 11  # a new step extends this test's file with the step's DDL
     assert [re.sub(r"\s+", " ", sql).strip() for (sql,) in made] == statements(OLD_SCHEMA.read_text())
 
 
@@ -40,7 +40,7 @@ def test_an_existing_sqlite_catalog_opens_unchanged_and_works(tmp_path: Path) ->
     data.mkdir()
     with sqlite3.connect(data / "catalog.db") as conn:
         conn.executescript(OLD_SCHEMA.read_text())
-        conn.execute("PRAGMA user_version = 9")
+        conn.execute("PRAGMA user_version = 11")
         conn.execute("INSERT INTO namespaces VALUES ('team', '2026-01-01T00:00:00Z', 'old', '{}')")
         conn.execute(
             "INSERT INTO file_revisions (namespace, path, revision, sha256, size, deleted, created) "
@@ -52,7 +52,7 @@ def test_an_existing_sqlite_catalog_opens_unchanged_and_works(tmp_path: Path) ->
         )
         before = conn.execute("SELECT sql FROM sqlite_master ORDER BY rowid").fetchall()
     store = Store(data, LocalBlobStore(tmp_path / "blobs"))
-    assert store.catalog.schema_version == 9
+    assert store.catalog.schema_version == 11
     assert store.namespaces.get("team").files == 1
     applied = store.files.put("team", "a.txt", io.BytesIO(b"new"), author="me")
     assert applied.revision.revision == 2

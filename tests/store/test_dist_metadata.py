@@ -62,7 +62,7 @@ def test_a_damaged_file_is_not_papered_over(stored: tuple[Store, object]) -> Non
 
 
 def test_sdists_stored_before_v10_are_decided_when_the_store_opens(
-    tmp_path: Path, blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, blob_store: BlobStore, catalog_url: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Pages are rendered from the catalog, so rows stored by an older packyard (which
     advertised metadata for every file) get their decision when the store first opens."""
@@ -74,7 +74,7 @@ def test_sdists_stored_before_v10_are_decided_when_the_store_opens(
     ]
     with monkeypatch.context() as patch:
         patch.setattr(catalog_module, "MIGRATIONS", catalog_module.MIGRATIONS[:9])  # before v10
-        old = Store(tmp_path / "data", blob_store)
+        old = Store(tmp_path / "data", blob_store, database_url=catalog_url)
         for path in files:
             with path.open("rb") as stream:
                 artifact = inspect(stream, path.name, path.stat().st_size)
@@ -82,12 +82,13 @@ def test_sdists_stored_before_v10_are_decided_when_the_store_opens(
             meta = blob_store.put(io.BytesIO(artifact.metadata))
             with old.catalog.write() as db:
                 old.namespaces.ensure("team", "test")
-                db["dists"].insert({"namespace": "team", "filename": path.name, "project": artifact.project,
-                                    "name": artifact.name, "version": artifact.version, "filetype": artifact.filetype,
-                                    "sha256": blob.sha256, "size": blob.size, "metadata_sha256": meta.sha256,
-                                    "upload_time": "2026-01-01T00:00:00Z", "yanked": 0})  # fmt: skip
+                row = {"namespace": "team", "filename": path.name, "project": artifact.project,
+                       "name": artifact.name, "version": artifact.version, "filetype": artifact.filetype,
+                       "sha256": blob.sha256, "size": blob.size, "metadata_sha256": meta.sha256,
+                       "upload_time": "2026-01-01T00:00:00Z", "yanked": 0}  # fmt: skip
+                db.insert("dists", row)
         old.catalog.close()
-    new = Store(tmp_path / "data", blob_store)
+    new = Store(tmp_path / "data", blob_store, database_url=catalog_url)
     source = new.index.source("team", ["team"])
     advertised = {
         f.filename: f.metadata_sha256 is not None

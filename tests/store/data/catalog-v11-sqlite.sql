@@ -69,7 +69,7 @@ CREATE TABLE "dists" (
    "yanked" INTEGER NOT NULL DEFAULT 0,
    "yanked_reason" TEXT,
    "yanked_by" TEXT,
-   "yanked_at" TEXT,
+   "yanked_at" TEXT, "core_metadata" INTEGER,
    PRIMARY KEY ("namespace", "filename")
 );
 CREATE INDEX "idx_dists_namespace_project"
@@ -185,3 +185,24 @@ CREATE TABLE "webhook_deliveries" (
 );
 CREATE INDEX "idx_webhook_deliveries_received"
     ON "webhook_deliveries" ("received");
+CREATE TABLE "ui_sessions" (
+   "id_hash" TEXT PRIMARY KEY,
+   "token_id" TEXT NOT NULL,
+   "csrf" TEXT NOT NULL,
+   "created" TEXT NOT NULL,
+   "expires" REAL NOT NULL
+);
+CREATE INDEX "idx_ui_sessions_token_id"
+    ON "ui_sessions" ("token_id");
+CREATE INDEX "idx_dists_uploader"
+    ON "dists" ("uploader");
+CREATE INDEX "idx_file_revisions_namespace_origin_path_revision_deleted"
+    ON "file_revisions" ("namespace", "origin", "path", "revision", "deleted");
+CREATE TABLE "resolution_files" (
+   "namespace" TEXT,
+   "key" TEXT,
+   "sha256" TEXT NOT NULL,
+   PRIMARY KEY ("namespace", "key", "sha256")
+);
+CREATE INDEX "idx_resolution_files_sha256"
+    ON "resolution_files" ("sha256");
