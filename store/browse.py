@@ -138,14 +138,16 @@ class Browse:
         page costs the same in a folder of ten files or of a hundred thousand.
         """
         entries: list[dict] = []
-        # the least path past ``after``: a folder is skipped whole ('0' sorts right after '/')
-        cursor = prefix + (after[:-1] + "0" if after.endswith("/") else after + "\0") if after else prefix
+        # the least path past ``after``: a folder is skipped whole ('0' sorts right after '/');
+        # past a file is ``> path`` (PostgreSQL text cannot hold the NUL of ``>= path + "\0"``)
+        cursor, past = prefix, ">="
+        if after:
+            cursor, past = (prefix + after[:-1] + "0", ">=") if after.endswith("/") else (prefix + after, ">")
         while len(entries) <= limit:  # one more than a page: is there a next one?
             row = self.catalog.one(
                 "SELECT h.path, h.revision, h.size, h.updated, h.sha256, r.author, r.origin FROM file_heads h "
                 "LEFT JOIN file_revisions r ON r.namespace = h.namespace AND r.path = h.path "
-                "AND r.revision = h.revision "
-                "WHERE h.namespace = ? AND h.path >= ? AND h.deleted = 0 "
+                f"AND r.revision = h.revision WHERE h.namespace = ? AND h.path {past} ? AND h.deleted = 0 "
                 "ORDER BY h.path LIMIT 1",
                 (namespace, cursor),
             )
@@ -155,10 +157,10 @@ class Browse:
             if "/" in rest:
                 name = rest.split("/", 1)[0] + "/"
                 entries.append(Row(folder=name))
-                cursor = prefix + name[:-1] + "0"
+                cursor, past = prefix + name[:-1] + "0", ">="
             else:
                 entries.append(Row(file=row, name=rest, folder=None))
-                cursor = row["path"] + "\0"
+                cursor, past = row["path"], ">"
         entries.pop()
         last = entries[-1]
         return {"entries": entries, "next": last.get("folder") or last["name"]}

@@ -152,6 +152,7 @@ class PostgresDialect:
         self.timeout = timeout
         self._errors: tuple[type[BaseException], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
         self._disk_full = psycopg.errors.DiskFull
+        self._bad_value = psycopg.DataError
         kwargs = {"autocommit": True, "row_factory": dict_row, "connect_timeout": max(1, round(timeout))}
         try:  # one plain connection first: its error says what is wrong (refused, password, no database)
             psycopg.connect(url, **kwargs).close()
@@ -174,6 +175,8 @@ class PostgresDialect:
             yield
         except self._disk_full as exc:
             raise storage_full("the catalog database") from exc
+        except self._bad_value as exc:  # a NUL in text, a number past BIGINT: SQLite stores either
+            raise InvalidInput(f"a value the catalog cannot store: {_reason(exc)}") from None
         except self._errors as exc:
             raise BackendUnavailable(f"the catalog database at {self.where} is unavailable: {_reason(exc)}") from None
 

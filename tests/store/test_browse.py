@@ -10,13 +10,16 @@ import pytest
 from store.blobs import LocalBlobStore
 from store.browse import Browse
 from store.core import Store
+from store.errors import InvalidInput
 from store.files import Change
 from store.sessions import Sessions
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "data", LocalBlobStore(tmp_path / "data" / "blobs"), admin_secret="admin")
+def store(tmp_path: Path, catalog_url: str | None) -> Store:
+    return Store(
+        tmp_path / "data", LocalBlobStore(tmp_path / "data" / "blobs"), admin_secret="admin", database_url=catalog_url
+    )
 
 
 def test_folder_pages_mix_folders_and_files_in_name_order_and_skip_each_folder_whole(store: Store) -> None:
@@ -80,3 +83,41 @@ def test_used_by_finds_the_shared_locks_that_pin_a_file(store: Store) -> None:
     relock = {**row, "lock": f"beta==2.0 \\\n    --hash=sha256:{other}\n"}
     store.resolutions.put({**relock, "python": "3.11", "platform": "linux", "requirements": ["alpha"]}, "s1", "t")
     assert browse.used_by(pinned, ["ns.team"]) == []  # replaced: it no longer pins the file
+
+
+PATHS = ["A.txt", "a.txt", "a/b.txt", "a/c/d.txt", "a-b.txt", "a0.txt", "b%_x.txt", "bQx.txt"]
+
+
+def put_paths(store: Store) -> Browse:
+    blob = store.blobs.put(io.BytesIO(b"x"))
+    store.files.apply("ns", [Change(p, blob.sha256, blob.size) for p in PATHS], author="t", origin="put")
+    return Browse(store.catalog, store.generations)
+
+
+def test_folder_pages_walk_paths_in_byte_order_on_both_catalogs(store: Store) -> None:
+    browse = put_paths(store)
+    names, after = [], ""
+    while True:
+        page = browse.folder("ns", "", after, limit=2)
+        names += [e.folder or e.name for e in page["entries"]]
+        if page["next"] is None:
+            break
+        after = page["next"]
+    assert names == ["A.txt", "a-b.txt", "a.txt", "a/", "a0.txt", "b%_x.txt", "bQx.txt"]
+
+
+def test_search_is_case_insensitive_and_takes_sql_wildcards_literally(store: Store) -> None:
+    browse = put_paths(store)
+    assert [r["path"] for r in browse.search("A.T", ["ns"])["paths"]] == ["A.txt", "a.txt"]
+    assert [r["path"] for r in browse.search("%_", ["ns"])["paths"]] == ["b%_x.txt"]
+    assert browse.search("b_x", ["ns"])["paths"] == []
+
+
+def test_a_nul_in_a_search_is_bad_input_or_finds_nothing(store: Store) -> None:
+    browse = put_paths(store)
+    try:
+        found = browse.search("a\0b", ["ns"])
+    except InvalidInput:  # PostgreSQL text cannot hold NUL: refused as bad input, not a 500
+        assert store.catalog.engine == "postgresql"
+    else:
+        assert found["paths"] == []
