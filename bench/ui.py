@@ -63,6 +63,7 @@ def seed(data: Path, dists: int, files: int, projects: int) -> dict:
                     "upload_time": now(),
                     "uploader": f"build:{(p % 2000) + 1}",
                     "yanked": 0,
+                    "core_metadata": 1,  # a wheel's metadata is always advertised (PEP 658)
                 }
             )
     with store.catalog.write() as db:
