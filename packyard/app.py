@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 from packyard import __version__, http_errors, openapi
 from packyard.api import builds, dists, files, namespaces, runs, syncs, tokens
 from packyard.auth import caller
+from packyard.blob_send import BlobCache
 from packyard.disk import DiskSpace
 from packyard.guards import ControlCharacterGuard
 from packyard.index import routes as index_routes
@@ -115,8 +116,9 @@ def create_asgi(settings: Settings) -> ASGIApp:
     and pip and uv hit these pages on every run. Everything the hot path does not answer —
     misses, auth, writes, lifespan — goes to FastAPI unchanged. The error log
     (``request_log.py``, one line for every 4xx and 5xx) wraps FastAPI, behind the hot path:
-    the hot path only ever answers 200 and 304 (anything else falls through to FastAPI), so
+    the hot path only ever answers 200, 206 and 304 (anything else falls through to FastAPI), so
     a cached page costs not one call more than without the log.
     """
     app = create_app(settings)
-    return HotIndex(ErrorLog(app), app.state.index, enabled=settings.anonymous_read)
+    blobs = BlobCache(settings.blob_cache_bytes, settings.blob_cache_item_bytes)
+    return HotIndex(ErrorLog(app), app.state.index, blobs, enabled=settings.anonymous_read)

@@ -23,6 +23,7 @@ STATUS: dict[type[errors.PackyardError], int] = {
     errors.InvalidInput: 400,
     errors.NotAcceptable: 406,
     errors.MethodNotAllowed: 405,
+    errors.RangeNotSatisfiable: 416,
     errors.Unauthenticated: 401,
     errors.Forbidden: 403,
     errors.NotFound: 404,
@@ -48,6 +49,8 @@ def error_response(exc: errors.PackyardError) -> JSONResponse:
         headers["WWW-Authenticate"] = 'Basic realm="packyard"'
     elif status == 405 and isinstance(exc, errors.MethodNotAllowed):
         headers["Allow"] = ", ".join(exc.allow)
+    elif status == 416 and isinstance(exc, errors.RangeNotSatisfiable):
+        headers["Content-Range"] = f"bytes */{exc.size}"
     elif status == 413:
         headers["Connection"] = "close"  # the rest of the body is not worth reading to keep the connection
     return JSONResponse({"error": type(exc).__name__, "detail": exc.message}, status_code=status, headers=headers)

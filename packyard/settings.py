@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     the time a change may take between storing its blobs and committing (an upload, a sync)."""
     gc_interval_seconds: float = 3600.0
     """``packyard serve`` collects garbage at start and then this often; 0 turns it off."""
+    blob_cache_bytes: int = 64 * MiB
+    """Memory for small downloads kept by sha256 (an LRU bounded in bytes; 0 keeps none)."""
+    blob_cache_item_bytes: int = MiB
+    """Downloads up to this size are answered in one piece (from that memory, else one read);
+    bigger ones are streamed in 1 MiB reads, or handed to the server where it can send a file."""
     # the connection itself (for a server facing clients without a proxy)
     max_header_bytes: int = 64 * 1024
     """Request line and headers together; a bigger head is answered 431 and closed."""

@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from packyard.http_errors import error_response
 from store.blobs.base import BlobStore, too_large
-from store.errors import InvalidInput, PackyardError
+from store.errors import InvalidInput, PackyardError, RangeNotSatisfiable
 
 T = TypeVar("T")
 CHUNK = 1024 * 1024
@@ -136,21 +136,30 @@ def content_type(path: str) -> str:
     return guessed or "application/octet-stream"
 
 
-def _range(header: str | None, size: int) -> tuple[int, int] | None:
-    """A single ``bytes=a-b`` range as (offset, length); None for none or unsupported forms."""
-    if not header or not header.startswith("bytes=") or "," in header:
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """A single ``bytes=a-b``, ``bytes=a-`` or ``bytes=-n`` range as (offset, length).
+
+    None for a form served whole instead (malformed, several ranges: RFC 9110 lets a server
+    ignore those); :class:`RangeNotSatisfiable` (416) for one that starts past the end.
+    """
+    if not header.startswith("bytes=") or "," in header:
         return None
     start, _, end = header[6:].strip().partition("-")
     try:
         if start:
             first = int(start)
             last = min(int(end), size - 1) if end else size - 1
+            if int(end or first) < first or first < 0:
+                return None
         else:
-            first, last = max(size - int(end), 0), size - 1
+            suffix = int(end)
+            if suffix <= 0:
+                raise RangeNotSatisfiable(f"the range {header!r} asks for no bytes", size)
+            first, last = max(size - suffix, 0), size - 1
     except ValueError:
         return None
-    if first > last or first >= size:
-        return None
+    if first >= size:
+        raise RangeNotSatisfiable(f"the range {header!r} starts past the end of the file ({size} bytes)", size)
     return first, last - first + 1
 
 
@@ -170,13 +179,14 @@ def blob_response(
     if request.headers.get("if-none-match") in (etag, sha256, "*"):
         return Response(status_code=304, headers=all_headers)
     media = media_type or content_type(filename)
+    requested = request.headers.get("range")
+    wanted = None if requested is None or request.method == "HEAD" else parse_range(requested, size)
     local = blobs.local_path(sha256)
     if local is not None:
         response = FileResponse(local, media_type=media, headers=all_headers)
         response.headers["etag"] = etag
         return response
     head = request.method == "HEAD"
-    wanted = None if head else _range(request.headers.get("range"), size)
     if wanted is not None:
         offset, length = wanted
         return BlobStreamResponse(

@@ -43,6 +43,14 @@ class MethodNotAllowed(InvalidInput):
         self.allow = allow or []
 
 
+class RangeNotSatisfiable(InvalidInput):
+    """A ``Range`` that starts at or past the end of the file; ``size`` is the file's size."""
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
 class NotFound(PackyardError):
     """The namespace, file, revision, token or object does not exist."""
 

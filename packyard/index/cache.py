@@ -32,6 +32,7 @@ class IndexCache:
         self._chains: dict[str, tuple[int, int | None, list[str]]] = {}
         self._pages: dict[tuple[str, str | None, str], tuple[tuple[int, ...], Page, float]] = {}
         self._files: dict[tuple[str, str], tuple[tuple[int, ...], IndexFile, float]] = {}
+        self._mirrored: dict[tuple[str, str], tuple[tuple[int, ...], str, int]] = {}
         self.upstream_ttl = store.upstream_fetcher.limits.ttl
 
     def _remember(self, table: dict, key: object, value: object) -> None:
@@ -65,6 +66,18 @@ class IndexCache:
         entry = self._files.get((chain[0], filename))
         if entry is not None and entry[0] == self.store.generations.stamp(chain) and entry[2] > time.monotonic():
             return entry[1]
+        return None
+
+    def lookup_mirrored(self, namespace: str, filename: str) -> tuple[str, int] | None:
+        """(sha256, size) of an upstream file already stored here, as the routes last found it
+        under the current stamp: the hot path serves it without asking for the upstream's
+        settings again (a settings change moves the stamp, so the routes look again)."""
+        chain = self.cached_chain(namespace)
+        if chain is None:
+            return None
+        entry = self._mirrored.get((namespace, filename))
+        if entry is not None and entry[0] == self.store.generations.stamp(chain):
+            return entry[1], entry[2]
         return None
 
     # -- slow paths (fill the cache) ----------------------------------------------------
@@ -115,3 +128,10 @@ class IndexCache:
             raise NotFound(f"{filename} is not in the index of {namespace}")
         self._remember(self._files, (chain[0], filename), (stamp, found, self._expiry(found.upstream is not None)))
         return found
+
+    def remember_mirrored(self, namespace: str, filename: str, stamp: tuple[int, ...], sha256: str, size: int) -> None:
+        """Record that an upstream file is stored, under the ``stamp`` taken before it was looked up."""
+        self._remember(self._mirrored, (namespace, filename), (stamp, sha256, size))
+
+    def stamp(self, namespace: str) -> tuple[int, ...]:
+        return self.store.generations.stamp(self.chain(namespace))

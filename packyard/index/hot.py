@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from packyard.auth import credentials
+from packyard.blob_send import BlobCache, send_blob
 from packyard.index.cache import IndexCache
 from packyard.index.negotiate import negotiate
-from packyard.streaming import blob_response
 from store.errors import PackyardError
 
 
@@ -34,9 +34,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class HotIndex:
-    def __init__(self, app: ASGIApp, cache: IndexCache, *, enabled: bool) -> None:
+    def __init__(self, app: ASGIApp, cache: IndexCache, blobs: BlobCache, *, enabled: bool) -> None:
         self.app = app
         self.cache = cache
+        self.blobs = blobs
         self.enabled = enabled
 
     def _may_read(self, scope: Scope, namespace: str) -> bool:
@@ -94,8 +95,12 @@ class HotIndex:
         if filename.endswith(".metadata"):
             return False
         found = self.cache.lookup_file(namespace, filename)
-        if found is None or found.upstream_url is not None:
+        if found is None:
             return False
-        response = blob_response(Request(scope), self.cache.store.blobs, found.sha256, found.size, filename=filename)
-        await response(scope, receive, send)
-        return True
+        sha256, size = found.sha256, found.size
+        if found.upstream_url is not None:
+            stored = self.cache.lookup_mirrored(namespace, filename)
+            if stored is None:
+                return False  # not fetched yet (or not since the settings changed): the routes
+            sha256, size = stored
+        return await send_blob(scope, receive, send, self.cache.store.blobs, self.blobs, sha256, size, filename)

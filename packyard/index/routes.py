@@ -104,9 +104,11 @@ def serve_dist(request: Request, ns: str, filename: str) -> Response:
             return Response(data, media_type="text/plain", headers={"ETag": etag, "Cache-Control": "no-cache"})
         size = blobs.size(metadata)
         return blob_response(request, blobs, metadata, size, filename="METADATA", media_type="text/plain")
+    stamp = cache.stamp(ns)
     found = cache.file(ns, filename)
     if found.upstream_url is not None:
         sha256, size = _upstream(store, ns).ensure_file(found)
+        cache.remember_mirrored(ns, filename, stamp, sha256, size)
         return blob_response(request, blobs, sha256, size, filename=filename)
     return blob_response(request, blobs, found.sha256, found.size, filename=filename)
 

@@ -270,3 +270,25 @@ def test_sdists_in_every_format_pip_and_uv_install_pass_through(
     assert installed(tmp_path / "pip") == {project: "0.9"}
     INSTALLERS["uv"](static, tmp_path / "uv", f"{project}==0.8")
     assert installed(tmp_path / "uv") == {project: "0.8"}
+
+
+def test_a_stored_upstream_file_is_served_by_the_hot_path(mirror: Mirror, upstream: Upstream) -> None:
+    """Once stored, a mirrored file is answered in front of the routes, as an internal one is:
+    with its blob gone from the store, the hot path still has the bytes in memory, where the
+    routes would have fetched the file from the upstream again."""
+    wheel = make_wheel(upstream.wheels / f"hot-{mirror.server.backend}", f"hot-{mirror.server.backend}", "1.0")
+    upstream.static.publish(wheel)
+    data = wheel.read_bytes()
+    url = f"{mirror.server.url}/{mirror.static_ns}/dists/{wheel.name}"
+    with httpx.Client(timeout=30) as http:
+        page = http.get(
+            f"{mirror.server.url}/{mirror.static_ns}/simple/{project_of(wheel)}/", headers={"Accept": PIP_ACCEPT}
+        )
+        assert page.status_code == 200, page.text
+        assert [http.get(url).content for _ in range(2)] == [data, data]  # fetched and stored; then the hot path
+        mirror.server.blobs.delete(sha256(data))
+        again = http.get(url)
+        head = http.head(url)
+    assert (again.status_code, again.content) == (200, data)
+    assert head.headers["content-length"] == str(len(data))
+    assert upstream.static.gets(f"/files/{wheel.name}") == 1
