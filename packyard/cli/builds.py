@@ -13,7 +13,6 @@ from typer.core import TyperGroup
 
 from packyard.cli.output import client, console, emit_json, table
 from packyard.defaults import absolute
-from packyard.settings import get_settings
 
 DONE = ("succeeded", "failed", "cancelled")
 
@@ -159,7 +158,7 @@ def worker(
     from packyard.client import Client
     from packyard.worker import HttpWorkerAPI
 
-    settings = get_settings()
+    settings = _settings()
     api = HttpWorkerAPI(Client.from_settings(settings), name)
     runner = Worker(
         api,
@@ -178,3 +177,9 @@ def worker(
         runner.run_forever(stop)
     except KeyboardInterrupt:
         stop.set()
+
+
+def _settings():  # noqa: ANN202 - packyard.settings.Settings, imported when a command runs (pydantic-settings is slow to import)
+    from packyard.settings import get_settings
+
+    return get_settings()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from packyard.cli.output import client, console, emit_json, table
-from packyard.settings import get_settings
 
 app = typer.Typer(help="Distribution files in a namespace's package index.", no_args_is_help=True)
 FILE = typer.Option(None, "--file", "-f", help="Only this file, not the whole release.")
@@ -53,7 +52,7 @@ def unyank(ns: str, project: str, version: str, filename: str = FILE) -> None:
 
 def index_config(ns: str) -> None:
     """Print ready-to-paste pip, uv, twine and uv publish settings for NS."""
-    base = get_settings().url.rstrip("/")
+    base = _settings().url.rstrip("/")
     simple, upload = f"{base}/{ns}/simple/", f"{base}/{ns}/"
     name = ns.replace(".", "-")
     print(
@@ -81,3 +80,9 @@ password = <a packyard token with the write role on {ns}>
 UV_PUBLISH_URL={upload} UV_PUBLISH_USERNAME=__token__ UV_PUBLISH_PASSWORD=<token> uv publish
 # or, with the [[tool.uv.index]] above: uv publish --index {name}"""
     )
+
+
+def _settings():  # noqa: ANN202 - packyard.settings.Settings, imported when a command runs (pydantic-settings is slow to import)
+    from packyard.settings import get_settings
+
+    return get_settings()

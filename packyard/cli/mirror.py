@@ -15,10 +15,8 @@ import tempfile
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from packyard.cli.output import console, err
-from packyard.settings import get_settings
 from store.errors import InvalidInput, RemoteFailed
 from store.names import validate_namespace
 
@@ -37,7 +35,7 @@ def _pip(index: str, requirements: Path, python: str | None, platform: str | Non
         command += ["--only-binary=:all:"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PACKYARD_"))}
     env["PIP_CONFIG_FILE"] = os.devnull
-    token = get_settings().token
+    token = _settings().token
     secret = token.get_secret_value() if token else None
     if secret:  # the namespace may need a read token; pip sends it as Basic auth
         scheme, _, rest = index.partition("://")
@@ -63,10 +61,12 @@ def warm(
     ),
 ) -> None:
     """Fetch a requirement set's files into NS's mirror (resolved per Python version and platform)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     validate_namespace(ns)
     if not requirements.is_file():
         raise InvalidInput(f"{requirements} is not a readable file")
-    index = f"{get_settings().url.rstrip('/')}/{ns}/simple/"
+    index = f"{_settings().url.rstrip('/')}/{ns}/simple/"
     targets = [(p, t) for p in (python or [None]) for t in (platform or [None])]
     fetched: set[str] = set()
     with (
@@ -88,3 +88,9 @@ def warm(
     for name in sorted(fetched):
         console.print(f"cached {name}")
     console.print(f"{len(fetched)} files in the {ns} mirror for {len(targets)} target(s)")
+
+
+def _settings():  # noqa: ANN202 - packyard.settings.Settings, imported when a command runs (pydantic-settings is slow to import)
+    from packyard.settings import get_settings
+
+    return get_settings()

@@ -6,21 +6,12 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
-from packyard.client import Client
-from packyard.settings import get_settings
+if TYPE_CHECKING:
+    from packyard.client import Client
 
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -28,6 +19,11 @@ CHUNK = 1024 * 1024
 
 
 def client() -> Client:
+    # imported here, not at the top: httpx and pydantic-settings are most of what a command
+    # costs to start, and ``--help`` (or a local command) never needs them
+    from packyard.client import Client
+    from packyard.settings import get_settings
+
     return Client.from_settings(get_settings())
 
 
@@ -42,6 +38,8 @@ columns and cut every cell to fit, so a table is laid out as wide as its longest
 
 def table(rows: Iterable[dict], columns: list[str], title: str | None = None) -> None:
     """Rows as a table, fitted to a terminal; off a terminal, whole lines (for scripts: ``--json``)."""
+    from rich.table import Table
+
     t = Table(title=title)
     for column in columns:
         t.add_column(column)
@@ -56,6 +54,8 @@ def table(rows: Iterable[dict], columns: list[str], title: str | None = None) ->
 @contextmanager
 def transfer(description: str, total: int | None) -> Iterator[Any]:
     """A progress bar on stderr when it is a terminal; a no-op advance() otherwise."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -15,7 +15,6 @@ import typer
 
 from packyard.cli.output import client, console, emit_json, err, transfer
 from packyard.runs.keys import activated, describe, exit_status, read_requirements
-from packyard.settings import get_settings, secret
 from store.errors import InvalidInput
 
 PREFIX = typer.Option("", "--prefix", "-p", help="Only files under this folder.")
@@ -93,6 +92,7 @@ def _env(  # noqa: ANN202
     cwd: Path | None = None,
 ):
     from packyard.runs.envs import EnvCache
+    from packyard.settings import get_settings, secret
 
     settings = get_settings()
     cache = EnvCache(client(), settings.url, settings.cache_dir, secret(settings.token))

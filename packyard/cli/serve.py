@@ -11,7 +11,6 @@ from pathlib import Path
 import typer
 
 from packyard.defaults import absolute
-from packyard.settings import get_settings
 
 M_MMAP_THRESHOLD = -3
 
@@ -56,7 +55,7 @@ def serve(
     from packyard.app import create_asgi
     from packyard.protocol import guarded_protocol
 
-    settings = get_settings()
+    settings = _settings()
     overrides = {
         "host": host,
         "port": port,
@@ -88,3 +87,9 @@ def serve(
         ),
         timeout_keep_alive=settings.keep_alive_timeout,
     )
+
+
+def _settings():  # noqa: ANN202 - packyard.settings.Settings, imported when a command runs (pydantic-settings is slow to import)
+    from packyard.settings import get_settings
+
+    return get_settings()

@@ -9,17 +9,17 @@ from __future__ import annotations
 import typer
 
 from packyard.cli.output import client, console, emit_json, table
-from packyard.settings import get_settings, secret
 
 app = typer.Typer(help="API tokens: create (secret shown once), list, revoke.", no_args_is_help=True)
 LOCAL = typer.Option(False, "--local", help="Write the catalog in PACKYARD_DATA directly (bootstrap).")
 
 
 def _local():  # noqa: ANN202 - store.tokens.Tokens, imported only when used (keeps the client CLI fast)
+    from packyard.settings import secret
     from store.catalog import Catalog
     from store.tokens import Tokens
 
-    settings = get_settings()
+    settings = _settings()
     return Tokens(
         Catalog(
             settings.data / "catalog.db",
@@ -67,3 +67,9 @@ def revoke(token_id: str, local: bool = LOCAL) -> None:
     """Revoke a token by id; it stops working at once."""
     token = _local().revoke(token_id).to_dict() if local else client().revoke_token(token_id)
     console.print(f"revoked token {token['id']}")
+
+
+def _settings():  # noqa: ANN202 - packyard.settings.Settings, imported when a command runs (pydantic-settings is slow to import)
+    from packyard.settings import get_settings
+
+    return get_settings()
