@@ -122,3 +122,12 @@ def create_asgi(settings: Settings) -> ASGIApp:
     app = create_app(settings)
     blobs = BlobCache(settings.blob_cache_bytes, settings.blob_cache_item_bytes)
     return HotIndex(ErrorLog(app), app.state.index, blobs, enabled=settings.anonymous_read)
+
+
+def from_environment() -> ASGIApp:
+    """The app from ``PACKYARD_*`` alone: for ASGI servers other than ``packyard serve``'s
+    uvicorn (``granian --interface asgi --factory packyard.app:from_environment``), which
+    ``bench/downloads.py`` measures against it."""
+    from packyard.settings import get_settings
+
+    return create_asgi(get_settings())

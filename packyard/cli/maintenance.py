@@ -14,7 +14,6 @@ import sys
 import typer
 
 from packyard.cli.output import console, emit_json
-from packyard.settings import get_settings
 
 GRACE = typer.Option(
     None,
@@ -28,7 +27,7 @@ JSON = typer.Option(False, "--json", help="Print JSON.")
 def _collector():  # noqa: ANN202 - imported only when used (minio is slow to import)
     from packyard.wiring import open_store
 
-    return open_store(get_settings()).collector
+    return open_store(_settings()).collector
 
 
 def _size(n: int) -> str:
@@ -39,7 +38,7 @@ def _size(n: int) -> str:
 
 def fsck(grace: float | None = GRACE, as_json: bool = JSON) -> None:
     """Check the store: rows whose blob is missing (exit 1), unreferenced blobs, temporary files."""
-    settings = get_settings()
+    settings = _settings()
     report = _collector().scan(settings.gc_grace_seconds if grace is None else grace)
     if as_json:
         emit_json(report.to_dict())
@@ -70,7 +69,7 @@ def gc(
     as_json: bool = JSON,
 ) -> None:
     """Remove unreferenced blobs and temporary files older than the grace (dry run by default)."""
-    settings = get_settings()
+    settings = _settings()
     report = _collector().collect(settings.gc_grace_seconds if grace is None else grace, apply=apply)
     if as_json:
         emit_json(report.to_dict())
@@ -82,3 +81,9 @@ def gc(
     else:
         total = sum(item["size"] for item in report.collectable)
         console.print(f"dry run: would remove {len(report.collectable)} objects, {total} bytes (--apply to delete)")
+
+
+def _settings():  # noqa: ANN202 - packyard.settings.Settings, imported when a command runs (pydantic-settings is slow to import)
+    from packyard.settings import get_settings
+
+    return get_settings()
