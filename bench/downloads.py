@@ -155,6 +155,8 @@ class Nginx:
             raise CheckFailed("nginx is missing: apt-get install -y nginx-light")
         self.port = free_port()
         (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        for folder in (self.site.parent, self.site):  # nginx's workers run as another user (0700 scratch)
+            folder.chmod(0o755)
         conf = self.root / "nginx.conf"
         conf.write_text(NGINX_CONF.format(root=self.root, port=self.port, site=self.site))
         self.process = Process([nginx, "-c", str(conf), "-p", str(self.root)], self.root / "nginx.log")
@@ -178,6 +180,7 @@ class Packyard:
     code: Path | None = None
     """Run this checkout's code (PYTHONPATH) instead of this one's."""
     granian: bool = False
+    workers: int = 1
     extra: dict[str, str] = field(default_factory=dict)
     server: Server = field(init=False)
     process: Process | None = None
@@ -220,7 +223,8 @@ class Packyard:
             }
         )
         cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--no-ws", "--http", "1"]
-        cmd += ["--host", "127.0.0.1", "--port", str(self.server.port), "--workers", "1", "--no-access-log"]
+        cmd += ["--host", "127.0.0.1", "--port", str(self.server.port), "--workers", str(self.workers)]
+        cmd += ["--no-access-log"]
         self.process = Process([*cmd, "packyard.app:from_environment"], self.root / "granian.log", env=env)
         self.process.start(f"{self.url}/healthz", "packyard under granian")
 
@@ -322,7 +326,9 @@ def parse_args(argv: list[str] | None):  # noqa: ANN201 - argparse.Namespace
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="uv installs per server (median)")
     parser.add_argument("--baseline", type=Path, help="a checkout of packyard to measure as 'before'")
-    parser.add_argument("--granian", action="store_true", help="also measure packyard under granian")
+    parser.add_argument(
+        "--granian", action="store_true", help="also measure packyard under granian, one and two worker processes"
+    )
     parser.add_argument("--no-devpi", action="store_true", help="skip devpi-server (no peers venv)")
     parser.add_argument("--quick", action="store_true", help="3 s wrk runs, one install round")
     args = parser.parse_args(argv)
@@ -352,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one run
             servers["packyard before"] = Packyard(root, "packyard before", code=args.baseline.resolve())
         if args.granian:
             servers["packyard granian"] = Packyard(root, "packyard granian", granian=True)
+            servers["packyard granian ×2"] = Packyard(root, "packyard granian 2", granian=True, workers=2)
         for server in servers.values():
             server.start()
             stack.callback(server.stop)
@@ -380,11 +387,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one run
             if devpi is not None:
                 urls["devpi-server"] = (devpi_file_url(devpi, project, path.name), devpi.pid())
             figures: dict[str, float | None] = {}
+            cpu: dict[str, float | None] = {}
             for name, (url, pid) in urls.items():
                 try:
                     fetch(url, data)
-                    rps = load.measure(url, pid).rps
-                    figures[name] = rps if size < 1_000_000 else rps * size / 1e6
+                    figure = load.measure(url, pid)
+                    figures[name] = figure.rps if size < 1_000_000 else figure.rps * size / 1e6
+                    cpu[name] = None if "granian" in name else figure.cpu_us  # its workers are child processes
                 except CheckFailed as exc:
                     errors.append(f"{label} from {name}: {exc}")
                     figures[name] = None
@@ -393,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one run
             target = SMALL_VS_NGINX if size < 1_000_000 else LARGE_VS_NGINX
             ok = None if not ours or not theirs else ours >= target * theirs
             rows.append(Row(f"{label} wheel", unit, figures, f"≥ {target}× nginx", ok))
+            rows.append(Row(f"{label}: server CPU", "µs/req", cpu))
             mirrored = figures.get("packyard mirrored")
             ok = None if not ours or not mirrored else mirrored >= MIRRORED_VS_INTERNAL * ours
             rows.append(
@@ -407,21 +417,28 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one run
             out.print(f"[dim]{label}: done; load average {load_average()}[/]")
 
         # a project page, as pip asks for it: must not be slower than before
-        figures = {}
+        figures, cpu = {}, {}
         for name, server in servers.items():
             url = f"{server.url}/{NS}/simple/inst-00/"
             try:
                 fetch(url, b"", accept=PAGE_ACCEPT)
-                figures[name] = load.measure(url, server.pid(), accept=PAGE_ACCEPT).rps
+                figure = load.measure(url, server.pid(), accept=PAGE_ACCEPT)
+                figures[name], cpu[name] = figure.rps, None if "granian" in name else figure.cpu_us
             except CheckFailed as exc:
                 errors.append(f"page from {name}: {exc}")
-        figures["nginx"] = load.measure(f"{nginx.url}/simple/inst-00/", nginx.pid()).rps
+        figure = load.measure(f"{nginx.url}/simple/inst-00/", nginx.pid())
+        figures["nginx"], cpu["nginx"] = figure.rps, figure.cpu_us
         before, after = figures.get("packyard before"), figures.get("packyard")
         ok = None if not before or not after else after >= 0.9 * before  # ±10 %: wrk's run-to-run noise here
         rows.append(Row("project page", "req/s", figures, "≥ before (±10 %)", ok))
+        rows.append(Row("project page: server CPU", "µs/req", cpu))
 
         # 50 packages with uv: internal, mirrored, and the static index on nginx
         names = [p.name.split("-")[0].replace("_", "-") for p in installs]
+        indexes = {name: server.url for name, server in servers.items()}
+        for url in indexes.values():  # warm: the mirror stores its 50 files, every page is cached
+            for ns in (NS, MIRROR_NS):
+                uv_install(f"{url}/{ns}/simple/", names, root)
         times: dict[str, list[float]] = {}
         for _ in range(args.rounds):
             for name, server in servers.items():
@@ -462,11 +479,9 @@ def storm_rss(root: Path, out: Console) -> Row:
     try:
         wheels = [wheel(root / "storm", f"storm-{i:03d}", STORM_SIZE) for i in range(STORM_FILES)]
         server.upload(wheels)
+        settled = server.rss_peak_mb()  # up, and every file uploaded: nothing downloaded yet
         with httpx.Client(base_url=server.url, timeout=60) as http:
-            for path in wheels:  # the routes see each once, then the hot path keeps it
-                http.get(f"/{NS}/dists/{path.name}")
-            settled = server.rss_peak_mb()
-            for _ in range(2):
+            for _ in range(3):  # the routes see each file first, then the hot path keeps what fits
                 for path in wheels:
                     got = http.get(f"/{NS}/dists/{path.name}")
                     if got.status_code != 200 or len(got.content) != path.stat().st_size:
@@ -481,8 +496,8 @@ def storm_rss(root: Path, out: Console) -> Row:
         f"storm: {STORM_FILES} × {STORM_SIZE // 1000} kB distinct, cache {bound:.0f} MB",
         "peak RSS MB",
         {"packyard": peak},
-        f"≤ {settled:.0f} (after one pass) + {bound:.0f} + 20",
-        peak <= settled + bound + 20,
+        f"≤ {settled:.0f} (before) + {bound:.0f} + 30",
+        peak <= settled + bound + 30,
     )
 
 
