@@ -5,7 +5,7 @@ pip and uv make dozens of requests a run and the hot path must stay cheap. Failu
 what an operator needs to see — a refused upload, a 5xx, a webhook that was turned away —
 so they are logged always, by this wrapper around the FastAPI application (its routes, its
 error handlers and its guards alike), in one place. The hot path in front of it
-(``index/hot.py``) answers only 200 and 304 and hands everything else to FastAPI, so every
+(``index/hot.py``) answers only 200, 206 and 304 and hands everything else to FastAPI, so every
 error answer passes through here while a cached page does not pay for the log; should the
 hot path itself crash, uvicorn logs the traceback.
 
