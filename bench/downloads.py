@@ -350,8 +350,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one run
         static_index(site, [*wheels.values(), *installs])
 
         nginx = Nginx(root / "nginx", site)
+        stack.callback(nginx.stop)  # before start: a start that fails leaves a process to stop
         nginx.start()
-        stack.callback(nginx.stop)
 
         servers: dict[str, Packyard] = {"packyard": Packyard(root, "packyard")}
         if args.baseline:
@@ -360,8 +360,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one run
             servers["packyard granian"] = Packyard(root, "packyard granian", granian=True)
             servers["packyard granian ×2"] = Packyard(root, "packyard granian 2", granian=True, workers=2)
         for server in servers.values():
-            server.start()
             stack.callback(server.stop)
+            server.start()
             server.upload([*wheels.values(), *installs])
             server.mirror(f"{nginx.url}/simple/")
 
@@ -369,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one run
         if not args.no_devpi:
             devpi = Devpi(root / "devpi", ensure_peers(PEERS_VENV, out))
             (root / "devpi").mkdir()
-            devpi.start()
             stack.callback(devpi.stop)
+            devpi.start()
             devpi.upload(list(wheels.values()))
 
         out.print(f"[dim]servers up; load average {load_average()}[/]")
@@ -476,8 +476,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one run
 def storm_rss(root: Path, out: Console) -> Row:
     """Many distinct files downloaded once each: the cache's bound must hold the RSS down."""
     server = Packyard(root, "packyard storm", extra={"PACKYARD_BLOB_CACHE_BYTES": str(STORM_CACHE)})
-    server.start()
     try:
+        server.start()
         wheels = [wheel(root / "storm", f"storm-{i:03d}", STORM_SIZE) for i in range(STORM_FILES)]
         server.upload(wheels)
         settled = server.rss_peak_mb()  # up, and every file uploaded: nothing downloaded yet
