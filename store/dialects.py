@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from store.errors import BackendUnavailable, InvalidInput, is_disk_full, storage_full
+
+log = logging.getLogger("packyard.catalog")
 
 WRITE_LOCK = 0x7061636B79617264
 """The advisory lock key every PostgreSQL change takes (``packyard`` in ASCII)."""
@@ -178,7 +181,9 @@ class PostgresDialect:
         except self._bad_value as exc:  # a NUL in text, a number past BIGINT: SQLite stores either
             raise InvalidInput(f"a value the catalog cannot store: {_reason(exc)}") from None
         except self._errors as exc:
-            raise BackendUnavailable(f"the catalog database at {self.where} is unavailable: {_reason(exc)}") from None
+            # the caller may be anyone: where the database is and why it failed go to the log
+            log.warning("the catalog database at %s is unavailable: %s", self.where, _reason(exc))
+            raise BackendUnavailable("the catalog database is unavailable; retry once it is back") from None
 
     def execute(self, conn: Any, sql: str, params: Sequence | dict = ()) -> list[dict]:
         if not isinstance(params, dict):
