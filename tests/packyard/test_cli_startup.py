@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-HEAVY = ("fastapi", "starlette", "uvicorn", "minio", "git", "httpx", "pydantic_settings", "sqlite_utils")
+HEAVY = ("fastapi", "starlette", "uvicorn", "minio", "git", "httpx", "pydantic_settings", "psycopg", "psycopg_pool")
 
 PROBE = """
 import json, sys
