@@ -14,8 +14,10 @@ from store.blobs.base import BlobStore
 from store.core import Store
 from store.refs import COLUMNS
 
-MIRRORS = {("file_heads", "sha256")}
-"""Columns that only repeat another referencing column's hash (a head is always a revision)."""
+MIRRORS = {("file_heads", "sha256"), ("resolution_files", "sha256")}
+"""Columns that only repeat another referencing column's hash: a head is always a revision, and
+a shared lock's pinned files are distributions' blobs (a lock naming a deleted file keeps nothing
+alive: nothing would serve it)."""
 
 
 def table_info(store: Store, table: str) -> list[dict]:
