@@ -121,7 +121,23 @@ def create_asgi(settings: Settings) -> ASGIApp:
     """
     app = create_app(settings)
     blobs = BlobCache(settings.blob_cache_bytes, settings.blob_cache_item_bytes)
-    return HotIndex(ErrorLog(app), app.state.index, blobs, enabled=settings.anonymous_read)
+    return HotIndex(
+        ErrorLog(app),
+        app.state.index,
+        blobs,
+        enabled=settings.anonymous_read,
+        redirect_seconds=settings.redirect_seconds,
+    )
+
+
+def create_asgi_from_env() -> ASGIApp:
+    """The app factory each process of ``packyard serve --workers N`` calls (settings from
+    the environment, where ``serve`` put its command-line options), set up as ``serve`` is."""
+    from packyard.cli.serve import log_to_stderr, steady_malloc
+
+    steady_malloc()
+    log_to_stderr()
+    return from_environment()
 
 
 def from_environment() -> ASGIApp:

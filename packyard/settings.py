@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     so more mostly serves more concurrent readers)."""
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = 1
+    """Server processes sharing the port (``serve --workers``). Raise it to the number of
+    cores when one process is busy; every process sees every change (store/generations.py)."""
     admin_token: SecretStr | None = None
     """An admin token for every namespace, for bootstrapping and automation."""
     anonymous_read: bool = True
@@ -132,6 +135,11 @@ class Settings(BaseSettings):
     s3_secure: bool | None = None
     s3_region: str | None = None
     s3_prefix: str = ""
+    s3_redirect: bool = False
+    """Answer file downloads with a redirect to a presigned S3 URL (the bucket serves the
+    bytes; clients must reach the S3 endpoint). Access is checked before the redirect."""
+    s3_redirect_seconds: int = 300
+    """How long such a presigned URL stays valid."""
 
     # client side (CLI, task runs)
     url: str = defaults.URL
@@ -157,6 +165,11 @@ class Settings(BaseSettings):
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def redirect_seconds(self) -> int:
+        """Lifetime of download redirects; 0 when files are served by packyard itself."""
+        return self.s3_redirect_seconds if self.s3_redirect and self.backend == "s3" else 0
 
     @property
     def backend(self) -> str:

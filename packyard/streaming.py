@@ -16,7 +16,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 from fastapi import Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
@@ -206,3 +206,17 @@ def blob_response(
     return BlobStreamResponse(
         blobs, sha256, 0, None, head=head, media_type=media, headers={**all_headers, "Content-Length": str(size)}
     )
+
+
+def dist_response(
+    request: Request, blobs: BlobStore, sha256: str, size: int, *, filename: str, redirect_seconds: int = 0
+) -> Response:
+    """A distribution file: from here, or — with ``PACKYARD_S3_REDIRECT`` — a redirect to a
+    presigned URL valid for ``redirect_seconds``, so the bytes flow from the bucket and API
+    servers serve pages. The caller has checked access already; the URL names only this
+    blob and expires."""
+    if redirect_seconds > 0 and request.headers.get("if-none-match") not in (f'"{sha256}"', sha256, "*"):
+        url = blobs.presigned_url(sha256, redirect_seconds, filename)
+        if url is not None:
+            return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+    return blob_response(request, blobs, sha256, size, filename=filename)

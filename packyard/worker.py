@@ -62,7 +62,8 @@ class EmbeddedWorker:
         token = Token(id="embedded-worker", name="embedded worker", scope=ALL, role="admin", created="")
         secret = app_state.store.tokens.add_internal(token)
         self.worker = Worker(
-            HttpWorkerAPI(Client(url, secret), name="embedded"),
+            # named for its process: the embedded workers of several servers share one queue
+            HttpWorkerAPI(Client(url, secret), name=f"embedded-{socket.gethostname()}-{os.getpid()}"),
             cache=cache,
             sandbox=sandbox,
             wake=app_state.store.builds.wakeup,

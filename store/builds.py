@@ -3,23 +3,27 @@
 A build is enqueued with a snapshot — the exact file revisions of the project folder at
 that moment — and a key: the hash of the snapshot (paths and blob hashes), the settings
 and the Python version. A key that already succeeded is the answer to a new request (the
-earlier artifacts are the result) unless forced. Workers claim jobs with one
-``BEGIN IMMEDIATE`` update, so two workers never run one job; a job whose worker stops
-sending heartbeats is failed, never left running.
+earlier artifacts are the result) unless forced. Workers claim jobs with one conditional
+update (``WHERE state = 'queued'``), so two workers — of any servers — never run one job; a
+job whose worker stops sending heartbeats is failed, never left running. A running build's
+log is appended to the catalog (any server can serve and follow it) and moved into a blob
+when the build ends.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
+from store.blobs.base import BlobStore
 from store.catalog import Catalog, now
 from store.errors import Conflict, InvalidInput, NotFound
 from store.files import NamespaceFiles
@@ -52,11 +56,9 @@ def _row(row: dict) -> dict:
 
 
 class Builds:
-    def __init__(self, catalog: Catalog, files: NamespaceFiles, logs_dir: Path) -> None:
+    def __init__(self, catalog: Catalog, files: NamespaceFiles) -> None:
         self.catalog = catalog
         self.files = files
-        self.logs_dir = Path(logs_dir)
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.wakeup = threading.Event()
         """Set when a build is queued, so the embedded worker starts it at once instead of at
         its next poll (the poll stays as the fallback for workers in other processes)."""
@@ -193,11 +195,15 @@ class Builds:
             row = self.catalog.one("SELECT id FROM builds WHERE state = 'queued' ORDER BY id LIMIT 1")
             if row is None:
                 return None
-            db.update(
-                "builds",
-                {"id": row["id"]},
-                {"state": "running", "worker": worker, "started": now(), "heartbeat": time.time()},
+            # conditional on the state, so exactly one claim wins even where two writers
+            # could read the same queued row (every worker of every server claims here)
+            taken = self.catalog.query(
+                "UPDATE builds SET state = 'running', worker = ?, started = ?, heartbeat = ? "
+                "WHERE id = ? AND state = 'queued' RETURNING id",
+                (worker, now(), time.time(), row["id"]),
             )
+            if not taken:
+                return None
         return self.get(row["id"])
 
     def heartbeat(self, build_id: int, worker: str) -> bool:
@@ -213,13 +219,45 @@ class Builds:
             raise Conflict(f"build {build_id} is {build['state']} and not held by worker {worker!r}")
         return build
 
-    def log_path(self, build_id: int) -> Path:
-        return self.logs_dir / f"{int(build_id)}.log"
-
     def append_log(self, build_id: int, worker: str, data: bytes) -> None:
-        self._running(build_id, worker)
-        with open(self.log_path(build_id), "ab") as out:
-            out.write(data)
+        """Add to a running build's log, in the catalog: any server can read and follow it."""
+        if not data:
+            return
+        with self.catalog.write():
+            self._running(build_id, worker)
+            end = self._log_end(build_id)
+            self.catalog.query(
+                "INSERT INTO build_log_chunks (build_id, position, data, size) VALUES (?, ?, ?, ?)",
+                (int(build_id), end, base64.b64encode(data).decode("ascii"), len(data)),
+            )
+
+    def _log_end(self, build_id: int) -> int:
+        row = self.catalog.one(
+            "SELECT coalesce(max(position + size), 0) AS n FROM build_log_chunks WHERE build_id = ?", (int(build_id),)
+        )
+        return int(row["n"]) if row else 0
+
+    def spooled_log(self, build_id: int, offset: int = 0) -> tuple[bytes, int]:
+        """The part of a running build's log from ``offset``, and the log's whole size so far."""
+        rows = self.catalog.query(
+            "SELECT position, data FROM build_log_chunks WHERE build_id = ? AND position + size > ? ORDER BY position",
+            (int(build_id), max(offset, 0)),
+        )
+        end = self._log_end(build_id)
+        if not rows:
+            return b"", end
+        data = b"".join(base64.b64decode(row["data"]) for row in rows)
+        return data[max(offset, 0) - rows[0]["position"] :], end
+
+    def seal_log(self, build_id: int, blobs: BlobStore) -> None:
+        """Move an ending build's log into one blob (and out of the catalog)."""
+        data, _ = self.spooled_log(build_id)
+        if not data:
+            return
+        blob = blobs.put(io.BytesIO(data))
+        with self.catalog.write():
+            self.catalog.query("UPDATE builds SET log_sha256 = ? WHERE id = ?", (blob.sha256, int(build_id)))
+            self.catalog.query("DELETE FROM build_log_chunks WHERE build_id = ?", (int(build_id),))
 
     def finish(
         self, build_id: int, worker: str, state: str, *, error: str | None = None, extra: dict[str, Any] | None = None
@@ -237,10 +275,6 @@ class Builds:
             if field in update and not isinstance(update[field], str):
                 update[field] = json.dumps(update[field])
         db.update("builds", {"id": build_id}, update)
-
-    def set_log_blob(self, build_id: int, sha256: str) -> None:
-        with self.catalog.write() as db:
-            db.update("builds", {"id": build_id}, {"log_sha256": sha256})
 
     # -- users -----------------------------------------------------------------------------
 

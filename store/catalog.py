@@ -463,7 +463,34 @@ def _v11(db: Schema) -> None:
         )
 
 
-MIGRATIONS: list[Callable[[Schema], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11]
+def _v12(db: Schema) -> None:
+    """Scale-out: nothing a user sees may live in one server's memory or on its disk.
+
+    ``generations`` holds the change counters every server's page cache checks (plus the
+    catalog's random epoch); ``build_log_chunks`` the log of a running build, appended by
+    whichever server its worker talks to and read by any; ``sync_leases`` who is running a
+    registered sync, so two deliveries on two servers never run it side by side.
+    """
+    from store.generations import EPOCH, new_epoch
+
+    db.create_table("generations", {"scope": str, "generation": int}, pk="scope", not_null={"generation"})
+    db.tx.insert("generations", {"scope": EPOCH, "generation": new_epoch()})
+    db.create_table(
+        "build_log_chunks",
+        {"build_id": int, "position": int, "data": str, "size": int},
+        pk=("build_id", "position"),
+        not_null={"data", "size"},
+    )
+    db.create_table(
+        "sync_leases",
+        {"sync": str, "holder": str, "expires": float, "pending": int},
+        pk="sync",
+        not_null={"expires", "pending"},
+        defaults={"pending": 0},
+    )
+
+
+MIGRATIONS: list[Callable[[Schema], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12]
 """Schema steps in order; the dialect records how many have run (``PRAGMA user_version`` on
 SQLite, the ``packyard_schema`` table on PostgreSQL)."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 from store.archive import ArchiveLimits
@@ -42,7 +41,7 @@ class Store:
             self.data_dir / "catalog.db", url=database_url, timeout=database_timeout, pool_size=database_pool_size
         )
         self.blobs = blobs
-        self.generations = Generations()
+        self.generations = Generations(self.catalog)
         self.refs = BlobRefs(self.catalog)
         self.scratch = scratch_dir(self.data_dir)
         """Server-side temporary files (export zips), cleaned by the collector past its grace."""
@@ -62,14 +61,12 @@ class Store:
         )
         self.upstream_fetcher = UpstreamFetcher(upstream_limits or UpstreamLimits(max_file_bytes=max_upload_bytes))
         self.index = IndexService(self.catalog, self.namespaces, self.generations, guard=self._guard)
-        self.builds = Builds(self.catalog, self.files, self.data_dir / "build-logs")
+        self.builds = Builds(self.catalog, self.files)
         self.bundles = Bundles(
             self.catalog, blobs, self.refs, max_upload_bytes, bundle_limits or BUNDLE_LIMITS, self.namespaces
         )
         self.resolutions = Resolutions(self.catalog)
         self.dists.decide_core_metadata()
-        self.boot_id = secrets.token_hex(8)
-        """Changes with every process start: in-memory generations restart from zero."""
 
     def upstream(self, namespace: str) -> UpstreamSource | None:
         """The upstream the namespace's index falls through to (its nearest ancestor's), if any."""
@@ -92,8 +89,12 @@ class Store:
 
     def index_state(self, namespace: str) -> str:
         """A token that changes whenever what the namespace's index lists may have changed."""
-        chain = self.index.chain(namespace)
-        return f"{self.boot_id}:" + ".".join(str(n) for n in self.generations.stamp(chain))
+        return self.generations.state(self.index.chain(namespace))
+
+    def close(self) -> None:
+        """Let go of this process's catalog connections and change listener."""
+        self.generations.close()
+        self.catalog.close()
 
     def garbage(self) -> list[str]:
         """Blobs no catalog row references (of any age): what a crash or a failed change leaves."""

@@ -207,8 +207,9 @@ class Dists:
                     json.dumps({"filename": dist.filename, "sha256": dist.sha256}),
                 )
                 results.append((dist, True))
-        if any(new for _, new in results):
-            self.generations.bump(namespace)
+            if any(new for _, new in results):
+                self.generations.bump(namespace)
+        self.generations.invalidate()
         return results
 
     def _same_distribution(self, namespace: str, project: str, filename: str) -> list[dict]:
@@ -399,7 +400,8 @@ class Dists:
                     namespace,
                     json.dumps({"filename": dist.filename, "reason": reason}),
                 )
-        self.generations.bump(namespace)
+            self.generations.bump(namespace)
+        self.generations.invalidate()
         return [self.get(namespace, d.filename) for d in dists]
 
     def delete(
@@ -413,5 +415,6 @@ class Dists:
                 self.catalog.audit(
                     actor, "dist.delete", namespace, json.dumps({"filename": dist.filename, "sha256": dist.sha256})
                 )
-        self.generations.bump(namespace)
+            self.generations.bump(namespace)
+        self.generations.invalidate()
         return dists

@@ -32,7 +32,8 @@ class Namespace:
 class Namespaces:
     def __init__(self, catalog: Catalog, generations: Generations | None = None) -> None:
         self.catalog = catalog
-        self.generations = generations or Generations()
+        self.generations = generations
+        """Settings changes bump its settings counter (None: nothing caches pages over this catalog)."""
 
     def ensure(self, name: str, author: str | None) -> bool:
         """Create ``name`` and any missing ancestor inside the caller's transaction.
@@ -45,8 +46,10 @@ class Namespaces:
                 if self.catalog.one("SELECT 1 FROM namespaces WHERE name = ?", (ns,)) is None:
                     db.insert("namespaces", {"name": ns, "created": now(), "created_by": author, "settings": "{}"})
                     missing.append(ns)
-            if missing:  # cached chains of namespaces read through their ancestors are stale now
-                self.catalog.after_commit(self.generations.bump_created)
+            # cached chains of namespaces read through their ancestors are stale now
+            if missing and self.generations is not None:
+                self.generations.bump_created()
+                self.catalog.after_commit(self.generations.invalidate)
         return name in missing
 
     def create(self, name: str, author: str | None, *, exist_ok: bool = False) -> Namespace:
@@ -123,5 +126,7 @@ class Namespaces:
                     current[key] = value
             db.update("namespaces", {"name": name}, {"settings": json.dumps(current, sort_keys=True)})
             self.catalog.audit(author or "-", "namespace.settings", name, json.dumps(changes))
-        self.generations.bump_settings()
+            if self.generations is not None:
+                self.generations.bump_settings()
+                self.catalog.after_commit(self.generations.invalidate)
         return self.get(name)

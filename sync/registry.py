@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +22,8 @@ from sync.spec import SyncSpec
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 _ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+LEASE_SECONDS = 900.0
+"""How long a sync lease outlives a server that died holding it."""
 
 
 @dataclass
@@ -136,6 +139,47 @@ class SyncRegistry:
             db.delete("syncs", {"name": name})
             self.catalog.audit(actor, "sync.remove", registered.namespace, json.dumps({"name": name}))
         return registered
+
+    # -- leases: a registered sync runs on one server at a time ----------------------------
+
+    def take_lease(self, name: str, holder: str, ttl: float = LEASE_SECONDS) -> bool:
+        """Take the right to run sync ``name`` now (True, then :meth:`release_lease`), or — when
+        another request on any server holds it — ask that holder to run once more when it
+        ends (False). A lease whose holder died lapses after ``ttl`` seconds. Delivery ids are
+        :class:`Deliveries`' to remember; the lease only keeps two runs apart.
+        """
+        clock = time.time()
+        with self.catalog.write():
+            row = self.catalog.one("SELECT holder, expires FROM sync_leases WHERE sync = ?", (name,))
+            if row is not None and row["holder"] is not None and row["expires"] > clock:
+                self.catalog.query("UPDATE sync_leases SET pending = 1 WHERE sync = ?", (name,))
+                return False
+            if row is None:
+                self.catalog.query(
+                    "INSERT INTO sync_leases (sync, holder, expires, pending) VALUES (?, ?, ?, 0)",
+                    (name, holder, clock + ttl),
+                )
+            else:
+                self.catalog.query(
+                    "UPDATE sync_leases SET holder = ?, expires = ?, pending = 0 WHERE sync = ?",
+                    (holder, clock + ttl, name),
+                )
+        return True
+
+    def release_lease(self, name: str, holder: str, ttl: float = LEASE_SECONDS, *, rerun: bool = True) -> bool:
+        """End a run; True when a delivery arrived meanwhile and the holder must run again
+        (never with ``rerun`` false: a failed run gives the lease up)."""
+        with self.catalog.write():
+            row = self.catalog.one("SELECT holder, pending FROM sync_leases WHERE sync = ?", (name,))
+            if row is None or row["holder"] != holder:
+                return False
+            if row["pending"] and rerun:
+                self.catalog.query(
+                    "UPDATE sync_leases SET pending = 0, expires = ? WHERE sync = ?", (time.time() + ttl, name)
+                )
+                return True
+            self.catalog.query("UPDATE sync_leases SET holder = NULL, expires = 0, pending = 0 WHERE sync = ?", (name,))
+        return False
 
     def runs(self, name: str, limit: int = 50) -> list[dict]:
         self.get(name)

@@ -134,22 +134,17 @@ def show_build(build_id: BuildId, request: Request) -> dict:
 def build_log(build_id: BuildId, request: Request, offset: Offset = 0) -> Response:
     store = request.app.state.store
     build, _ = _visible(request, build_id, "read")
-    if build["log_sha256"]:
-        with store.blobs.open(build["log_sha256"]) as stream:
-            data = stream.read()
-    else:
-        try:
-            data = store.builds.log_path(build_id).read_bytes()
-        except FileNotFoundError:  # not started yet, or the spool just moved into a blob
-            build = store.builds.get(build_id)
-            data = b""
-            if build["log_sha256"]:
-                with store.blobs.open(build["log_sha256"]) as stream:
-                    data = stream.read()
+    data, size = store.builds.spooled_log(build_id, offset)
+    if not size:  # ended (its log is a blob), or not started yet
+        build = store.builds.get(build_id)
+        if build["log_sha256"]:
+            with store.blobs.open(build["log_sha256"]) as stream:
+                whole = stream.read()
+            data, size = whole[max(offset, 0) :], len(whole)
     return Response(
-        data[max(offset, 0) :],
+        data,
         media_type="text/plain; charset=utf-8",
-        headers={"X-Build-State": build["state"], "X-Log-Size": str(len(data))},
+        headers={"X-Build-State": build["state"], "X-Log-Size": str(size)},
     )
 
 
@@ -213,22 +208,17 @@ def _held(request: Request, build_id: int, worker: str) -> dict:
 
 
 def _close_log(request: Request, build_id: int, worker: str, last_words: str = "") -> None:
-    """Store the ending build's log as a blob, so it outlives the worker and the spool.
+    """Store the ending build's log as a blob, so the catalog holds no finished log.
 
     Called before the build is marked done, so a finished build always has its log blob;
-    if the blob store fails, the spool file stays and is still served.
+    if the blob store fails, the log stays in the catalog and is still served.
     """
     store = request.app.state.store
-    path = store.builds.log_path(build_id)
     try:
         if last_words:
             store.builds.append_log(build_id, worker, last_words.encode())
-        if path.exists():
-            with path.open("rb") as stream:
-                blob = store.blobs.put(stream)
-            store.builds.set_log_blob(build_id, blob.sha256)
-            path.unlink()
-    except Exception:  # noqa: BLE001 - the build still ends; its log stays in the spool
+        store.builds.seal_log(build_id, store.blobs)
+    except Exception:  # noqa: BLE001 - the build still ends; its log stays in the catalog
         log.exception("could not store the log of build %s", build_id)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
@@ -299,17 +300,31 @@ async def webhook(name: str, request: Request) -> JSONResponse:
                 },
                 200,
             )
+    syncs = request.app.state.syncs
+    holder = uuid.uuid4().hex
+    if not await anyio.to_thread.run_sync(syncs.take_lease, name, holder):
+        # another request, on this server or another, runs the sync now: it runs once more
+        # when it ends (this push may have landed after it read the branch)
+        if delivery is not None:
+            await anyio.to_thread.run_sync(deliveries.finish, name, delivery, True)
+        detail = "the sync is running (on this server or another); it runs once more when that run ends"
+        return JSONResponse({"status": "running", "detail": detail, "delivery": delivery}, 202)
 
     def run() -> dict:
         ok = False
         try:
-            result = request.app.state.syncer.run(
-                registered.namespace, registered.spec, dry_run=False, actor=who, sync_name=name
-            )
+            while True:
+                result = request.app.state.syncer.run(
+                    registered.namespace, registered.spec, dry_run=False, actor=who, sync_name=name
+                )
+                if not syncs.release_lease(name, holder):
+                    break
             out = _with_builds(request, result, registered.build, registered.build_publish_to, who, registered.token_id)
             ok = True
             return out
         finally:
+            if not ok:
+                syncs.release_lease(name, holder, rerun=False)
             if delivery is not None:
                 deliveries.finish(name, delivery, ok)
 

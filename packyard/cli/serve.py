@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -48,12 +49,16 @@ def serve(
     worker: bool = typer.Option(
         None, "--worker/--no-worker", help="Run one build worker in-process (PACKYARD_EMBEDDED_WORKER)."
     ),
+    workers: int = typer.Option(
+        None, "--workers", min=1, help="Server processes on this port (PACKYARD_WORKERS, 1): one per core."
+    ),
 ) -> None:
     """Run the packyard server."""
     import uvicorn
 
     from packyard.app import create_asgi
-    from packyard.protocol import guarded_protocol
+    from packyard.protocol_env import protocol_for
+    from packyard.wiring import open_store
 
     settings = _settings()
     overrides = {
@@ -62,29 +67,35 @@ def serve(
         "data": absolute(data) if data is not None else None,
         "anonymous_read": anonymous_read,
         "embedded_worker": worker,
+        "workers": workers,
     }
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     steady_malloc()
     log_to_stderr()
-    app = create_asgi(settings)
+    if settings.workers > 1:
+        # each process builds its own app from the environment: hand the options over there
+        for name, value in overrides.items():
+            if value is not None:
+                os.environ[f"PACKYARD_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        open_store(settings).close()  # fails the start once, with the reason, and migrates before the fork
+        app: object = "packyard.app:create_asgi_from_env"
+    else:
+        app = create_asgi(settings)
     print(
         f"packyard serving on http://{settings.host}:{settings.port} "
-        f"(backend {settings.backend}, data {settings.data})",
+        f"(backend {settings.backend}, data {settings.data}, {settings.workers} process(es))",
         flush=True,
     )
     uvicorn.run(
-        app,
+        app,  # type: ignore[arg-type]
+        factory=settings.workers > 1,
+        workers=settings.workers if settings.workers > 1 else None,
         host=settings.host,
         port=settings.port,
         log_level="info" if settings.log_requests else "warning",
         access_log=settings.log_requests,
-        http=guarded_protocol(
-            max_header_bytes=settings.max_header_bytes,
-            max_headers=settings.max_headers,
-            headers_timeout=settings.headers_timeout,
-            body_timeout=settings.body_timeout,
-            body_min_rate=settings.body_min_rate,
-        ),
+        # several processes load the protocol by import string (see packyard/protocol_env.py)
+        http="packyard.protocol_env:Protocol" if settings.workers > 1 else protocol_for(settings),
         timeout_keep_alive=settings.keep_alive_timeout,
     )
 

@@ -23,6 +23,7 @@ from packyard.auth import credentials
 from packyard.blob_send import BlobCache, send_blob
 from packyard.index.cache import IndexCache
 from packyard.index.negotiate import negotiate
+from packyard.streaming import dist_response
 from store.errors import PackyardError
 
 
@@ -34,11 +35,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class HotIndex:
-    def __init__(self, app: ASGIApp, cache: IndexCache, blobs: BlobCache, *, enabled: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, cache: IndexCache, blobs: BlobCache, *, enabled: bool, redirect_seconds: int = 0
+    ) -> None:
         self.app = app
         self.cache = cache
         self.blobs = blobs
         self.enabled = enabled
+        self.redirect_seconds = redirect_seconds
 
     def _may_read(self, scope: Scope, namespace: str) -> bool:
         """True for an anonymous request (reads are open when this layer is on) and for a
@@ -103,4 +107,15 @@ class HotIndex:
             if stored is None:
                 return False  # not fetched yet (or not since the settings changed): the routes
             sha256, size = stored
+        if self.redirect_seconds > 0:  # PACKYARD_S3_REDIRECT: the bucket sends the bytes
+            response = dist_response(
+                Request(scope),
+                self.cache.store.blobs,
+                sha256,
+                size,
+                filename=filename,
+                redirect_seconds=self.redirect_seconds,
+            )
+            await response(scope, receive, send)
+            return True
         return await send_blob(scope, receive, send, self.cache.store.blobs, self.blobs, sha256, size, filename)

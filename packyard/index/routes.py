@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse
 from packyard.auth import require
 from packyard.index.negotiate import negotiate
 from packyard.index.render import Page
-from packyard.streaming import blob_response
+from packyard.streaming import blob_response, dist_response
 from store.errors import InvalidName, NotAcceptable, NotFound
 from store.index import normalize
 from store.names import validate_namespace, validate_project
@@ -106,11 +106,12 @@ def serve_dist(request: Request, ns: str, filename: str) -> Response:
         return blob_response(request, blobs, metadata, size, filename="METADATA", media_type="text/plain")
     stamp = cache.stamp(ns)
     found = cache.file(ns, filename)
+    redirect = request.app.state.settings.redirect_seconds
     if found.upstream_url is not None:
         sha256, size = _upstream(store, ns).ensure_file(found)
         cache.remember_mirrored(ns, filename, stamp, sha256, size)
-        return blob_response(request, blobs, sha256, size, filename=filename)
-    return blob_response(request, blobs, found.sha256, found.size, filename=filename)
+        return dist_response(request, blobs, sha256, size, filename=filename, redirect_seconds=redirect)
+    return dist_response(request, blobs, found.sha256, found.size, filename=filename, redirect_seconds=redirect)
 
 
 def _upstream(store, ns: str):  # noqa: ANN001, ANN202 - Store, UpstreamSource

@@ -139,7 +139,7 @@ class BlobStore(Protocol):
         """A filesystem path the server may send directly, or None for remote backends."""
         ...
 
-    def presigned_url(self, sha256: str, expires_seconds: int = 3600) -> str | None:
+    def presigned_url(self, sha256: str, expires_seconds: int = 3600, filename: str | None = None) -> str | None:
         """A time-limited URL to fetch the blob directly, where the backend has one."""
         ...
 

@@ -151,7 +151,7 @@ class LocalBlobStore:
         path = self._path(sha256)
         return path if path.is_file() else None
 
-    def presigned_url(self, sha256: str, expires_seconds: int = 3600) -> str | None:
+    def presigned_url(self, sha256: str, expires_seconds: int = 3600, filename: str | None = None) -> str | None:
         return None
 
     def check(self) -> None:

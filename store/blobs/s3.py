@@ -293,10 +293,12 @@ class S3BlobStore:
     def local_path(self, sha256: str) -> Path | None:
         return None
 
-    def presigned_url(self, sha256: str, expires_seconds: int = 3600) -> str | None:
+    def presigned_url(self, sha256: str, expires_seconds: int = 3600, filename: str | None = None) -> str | None:
+        """Signed locally (no request to S3); ``filename`` becomes the download's name."""
+        extra = {"response-content-disposition": f'attachment; filename="{filename}"'} if filename else None
         with _backend("presign"):
             return self.client.presigned_get_object(
-                self.bucket, self._key(sha256), expires=timedelta(seconds=expires_seconds)
+                self.bucket, self._key(sha256), expires=timedelta(seconds=expires_seconds), response_headers=extra
             )
 
     def check(self) -> None:

@@ -211,6 +211,10 @@ class Server:
     port: int = 0
     proc: subprocess.Popen | None = None
     admin_token: str = "test-admin-token"
+    args: list[str] = field(default_factory=list)
+    """Options after ``packyard serve`` (``--workers 2``)."""
+    name: str | None = None
+    """Tells apart the logs of several servers on one data folder."""
 
     @property
     def url(self) -> str:
@@ -228,7 +232,7 @@ class Server:
     @property
     def log_path(self) -> Path:
         """Where the server's stdout and stderr go: next to its data folder, not inside it."""
-        return self.data.parent / f"{self.data.name}-server.log"
+        return self.data.parent / f"{self.data.name}-{self.name or 'server'}.log"
 
     def client_env(self, token: str | None = None) -> dict[str, str]:
         """Environment for a CLI subprocess talking to this server."""
@@ -252,7 +256,7 @@ class Server:
         self.data.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "packyard", "serve"],
+            [sys.executable, "-m", "packyard", "serve", *self.args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
