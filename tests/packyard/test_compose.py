@@ -146,9 +146,15 @@ def services(compose: dict[str, Any]) -> dict[str, Any]:
     return compose["services"]
 
 
+SERVERS = ("packyard-1", "packyard-2")
+"""The packyard servers behind the load balancer; they run one configuration."""
+NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+
+
 @pytest.fixture(scope="module")
 def packyard_env(services: dict[str, Any]) -> dict[str, str]:
-    return environment(services["packyard"])
+    """The servers' environment (the same for both: checked below)."""
+    return environment(services[SERVERS[0]])
 
 
 def minio_api_port(minio: Mapping[str, Any]) -> int:
@@ -198,7 +204,7 @@ def mc_commands(createbucket: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 def test_services_exist(services: dict[str, Any]) -> None:
-    assert {"minio", "createbucket", "packyard"} <= services.keys()
+    assert {"postgres", "minio", "createbucket", *SERVERS, "worker", "lb"} <= services.keys()
 
 
 def test_every_packyard_variable_is_a_settings_field(packyard_env: dict[str, str]) -> None:
@@ -215,8 +221,10 @@ def test_only_the_admin_token_is_required(raw: dict[str, Any]) -> None:
     with pytest.raises(MissingVariable, match="PACKYARD_ADMIN_TOKEN"):
         resolve(raw, {})
     resolve(raw, {"PACKYARD_ADMIN_TOKEN": ADMIN_TOKEN})  # nothing else missing
-    token = environment(raw["services"]["packyard"])["PACKYARD_ADMIN_TOKEN"]
-    assert variables(token) == {"PACKYARD_ADMIN_TOKEN"}
+    for name in (*SERVERS, "worker"):
+        env = environment(raw["services"][name])
+        token = env.get("PACKYARD_ADMIN_TOKEN") or env["PACKYARD_TOKEN"]
+        assert variables(token) == {"PACKYARD_ADMIN_TOKEN"}
     # no bare $VAR or ${VAR}: unset, it would silently become ""
     bare = {
         match[0] for text in strings(raw) for match in _REF.finditer(text) if not match["escaped"] and not match["op"]
@@ -269,7 +277,8 @@ def test_createbucket_makes_the_bucket_packyard_uses(services: dict[str, Any], p
 def test_credentials_and_bucket_agree_however_set(raw: dict[str, Any], outside) -> None:
     """Same variables *and* same defaults: otherwise they agree only in one of the cases."""
     services = resolve(raw, {"PACKYARD_ADMIN_TOKEN": ADMIN_TOKEN, **outside})["services"]
-    minio, packyard = environment(services["minio"]), environment(services["packyard"])
+    minio, packyard = environment(services["minio"]), environment(services[SERVERS[0]])
+    assert all(environment(services[name]) == packyard for name in SERVERS)
     root = (minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"])
     keys = (packyard[f"{PREFIX}S3_ACCESS_KEY"], packyard[f"{PREFIX}S3_SECRET_KEY"])
     assert keys == root
@@ -304,9 +313,65 @@ def published_ports(service: Mapping[str, Any]) -> list[tuple[int, int]]:
     return pairs
 
 
-def test_published_port_is_the_server_port(services: dict[str, Any], packyard_env) -> None:
+def nginx_conf() -> tuple[int, set[str]]:
+    """The load balancer's listen port and its upstream servers (``host:port``)."""
+    text = re.sub(r"#[^\n]*", "", NGINX_CONF.read_text())
+    (listen,) = re.findall(r"\blisten\s+(\d+)\s*;", text)
+    (block,) = re.findall(r"upstream\s+packyard\s*\{([^}]*)\}", text)
+    return int(listen), set(re.findall(r"\bserver\s+(\S+?)[\s;]", block))
+
+
+def test_only_the_load_balancer_is_published(services: dict[str, Any], packyard_env) -> None:
     port = int(packyard_env[f"{PREFIX}PORT"])
-    assert published_ports(services["packyard"]) == [(port, port)]
+    listen, _ = nginx_conf()
+    assert published_ports(services["lb"]) == [(port, listen)]
+    for name in (*SERVERS, "worker", "postgres"):
+        assert not services[name].get("ports"), f"{name} is reached through the compose network only"
+
+
+def test_load_balancer_routes_to_every_server(services: dict[str, Any], packyard_env) -> None:
+    _, upstreams = nginx_conf()
+    assert upstreams == {f"{name}:{packyard_env[f'{PREFIX}PORT']}" for name in SERVERS}
+    mounts = [v.split(":") for v in services["lb"]["volumes"]]
+    assert ["./deploy/nginx.conf", "/etc/nginx/nginx.conf", "ro"] in mounts
+    assert services["lb"]["image"].startswith("nginx:")
+    text = NGINX_CONF.read_text()
+    assert "client_max_body_size 0;" in text, "nginx's 1 MB default would refuse uploads before packyard sees them"
+    assert "proxy_request_buffering off;" in text
+
+
+def test_servers_share_one_catalog_and_one_bucket(raw: dict[str, Any]) -> None:
+    """Both servers and PostgreSQL agree on the database, with defaults and with values set."""
+    for outside in ({}, {"POSTGRES_PASSWORD": "another-secret"}):
+        services = resolve(raw, {"PACKYARD_ADMIN_TOKEN": ADMIN_TOKEN, **outside})["services"]
+        envs = [environment(services[name]) for name in SERVERS]
+        assert envs[0] == envs[1]
+        url = urlsplit(envs[0][f"{PREFIX}DATABASE_URL"])
+        postgres = environment(services["postgres"])
+        assert url.scheme == "postgresql" and url.hostname == "postgres" and url.port == 5432
+        assert (url.username, url.password, url.path.lstrip("/")) == (
+            postgres["POSTGRES_USER"],
+            postgres["POSTGRES_PASSWORD"],
+            postgres["POSTGRES_DB"],
+        )
+        if outside:
+            assert url.password == outside["POSTGRES_PASSWORD"]
+    assert "pg_isready" in command_text(services["postgres"]["healthcheck"]["test"])
+    assert ["postgres-data", "/var/lib/postgresql/data"] in [v.split(":") for v in services["postgres"]["volumes"]]
+
+
+def test_builds_run_in_the_worker_service(services: dict[str, Any], packyard_env) -> None:
+    assert packyard_env[f"{PREFIX}EMBEDDED_WORKER"] == "false"
+    worker = environment(services["worker"])
+    assert set(worker) == {f"{PREFIX}URL", f"{PREFIX}TOKEN"}, "the worker needs no database or bucket secret"
+    lb = urlsplit(worker[f"{PREFIX}URL"])
+    assert lb.hostname == "lb" and lb.port == nginx_conf()[0]
+    assert packyard_env[f"{PREFIX}PUBLIC_URL"] == worker[f"{PREFIX}URL"]
+    assert worker[f"{PREFIX}TOKEN"] == ADMIN_TOKEN
+    assert shlex.split(command_text(services["worker"]["command"]))[:2] == ["packyard", "worker"]
+    from packyard.cli import app
+
+    assert "worker" in {c.name for c in app.registered_commands}
 
 
 def test_server_binds_all_interfaces(packyard_env: dict[str, str]) -> None:
@@ -315,15 +380,19 @@ def test_server_binds_all_interfaces(packyard_env: dict[str, str]) -> None:
 
 def test_data_volume_is_mounted_at_the_data_folder(compose: dict[str, Any], packyard_env):
     data = packyard_env[f"{PREFIX}DATA"]
-    mounts = {}
-    for entry in compose["services"]["packyard"].get("volumes", []):
-        if isinstance(entry, dict):
-            mounts[entry["target"]] = entry.get("source")
-        else:
-            source, target = entry.split(":")[:2]
-            mounts[target] = source
-    assert data in mounts, f"nothing mounted at {data}: the catalog would die with the container"
-    assert mounts[data] in (compose.get("volumes") or {}), "mount a named, declared volume"
+    sources = []
+    for name in SERVERS:
+        mounts = {}
+        for entry in compose["services"][name].get("volumes", []):
+            if isinstance(entry, dict):
+                mounts[entry["target"]] = entry.get("source")
+            else:
+                source, target = entry.split(":")[:2]
+                mounts[target] = source
+        assert data in mounts, f"nothing mounted at {data}: {name}'s caches would die with the container"
+        assert mounts[data] in (compose.get("volumes") or {}), "mount a named, declared volume"
+        sources.append(mounts[data])
+    assert len(set(sources)) == len(SERVERS), "each server keeps its own cache folder"
 
 
 def test_minio_data_is_a_named_volume(compose: dict[str, Any]) -> None:
@@ -333,9 +402,16 @@ def test_minio_data_is_a_named_volume(compose: dict[str, Any]) -> None:
 
 
 def test_start_order_waits_for_health(services: dict[str, Any]) -> None:
+    server = {
+        "postgres": "service_healthy",
+        "minio": "service_healthy",
+        "createbucket": "service_completed_successfully",
+    }
     expected = {
         "createbucket": {"minio": "service_healthy"},
-        "packyard": {"minio": "service_healthy", "createbucket": "service_completed_successfully"},
+        **{name: server for name in SERVERS},
+        "lb": {name: "service_healthy" for name in SERVERS},
+        "worker": {"lb": "service_healthy"},
     }
     for name, wanted in expected.items():
         depends = services[name]["depends_on"]
@@ -359,7 +435,9 @@ def test_createbucket_is_a_one_shot(services: dict[str, Any]) -> None:
 
 
 def test_packyard_is_built_from_this_repository(services: dict[str, Any]) -> None:
-    build = services["packyard"]["build"]
+    for name in SERVERS:
+        assert services[name]["build"] == services["worker"]["build"]
+    build = services[SERVERS[0]]["build"]
     context = build if isinstance(build, str) else build.get("context", ".")
     dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
     assert (COMPOSE.parent / context).resolve() == ROOT
@@ -388,6 +466,8 @@ def test_settings_read_what_compose_sets(packyard_env, services, monkeypatch) ->
     assert settings.host == "0.0.0.0"
     assert settings.port == 8000
     assert settings.data == Path("/data")
+    assert secret(settings.database_url) == packyard_env[f"{PREFIX}DATABASE_URL"]
+    assert settings.embedded_worker is False
 
 
 # -- Dockerfile -----------------------------------------------------------------------------
