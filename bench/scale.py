@@ -1,0 +1,343 @@
+"""Scale-out: one vs two server processes (and nginx) on one page, change propagation between
+servers, the hot path on PostgreSQL vs SQLite, and uploads over two servers vs one.
+
+1. A project page with 20 files is served by ``packyard serve --workers 1`` and
+   ``--workers 2`` (SQLite, local blobs), and the same bytes by nginx with 1 and 2 worker
+   processes; wrk measures each in turn, in the same run. Goals: 2 processes ≥ 1.7× one,
+   and packyard ≥ 0.4× nginx at equal process count.
+2. Propagation: two servers on one catalog; 200 times a yank (or unyank) through A, then B's
+   page is polled until it shows the change: p50 and p99 of the time from A's 2xx to B
+   serving it. Goals: p99 ≤ 100 ms on SQLite, ≤ 1 s on PostgreSQL.
+3. Hot path on PostgreSQL vs SQLite: the same page from one process on each catalog
+   (goal: within 10 %).
+4. Uploads/s with 8 concurrent publishers spread over 2 servers vs all on 1.
+
+PostgreSQL comes from a throwaway cluster (``tests/support/postgres.py``; Debian's
+``postgresql`` package). wrk and nginx come from Debian (``apt-get install wrk nginx``);
+wrk is installed when missing and this runs as root. The machine is 2 cores shared with
+wrk itself, so figures from a loaded machine are noted as such (the load average is printed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from bench.common import (
+    CheckFailed,
+    Process,
+    begin,
+    check,
+    exit_status,
+    fmt,
+    new_parser,
+    parse,
+    scratch,
+    verdict,
+)
+from bench.index import Figure, Load, ensure_wrk
+from tests.support.clients import JSON_V1, post_upload
+from tests.support.dists import make_wheel
+from tests.support.procs import free_port
+
+ADMIN = "bench-admin-token"
+NS = "bench"
+PROJECT = "scalepkg"
+
+
+def packyard_env(data: Path, port: int, database_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PACKYARD_")}
+    env.update(
+        PACKYARD_DATA=str(data),
+        PACKYARD_PORT=str(port),
+        PACKYARD_ADMIN_TOKEN=ADMIN,
+        PACKYARD_EMBEDDED_WORKER="false",
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+    )
+    if database_url:
+        env["PACKYARD_DATABASE_URL"] = database_url
+    return env
+
+
+@contextmanager
+def packyard(root: Path, name: str, data: Path, *, workers: int = 1, database_url: str | None = None) -> Iterator[str]:
+    """A running ``packyard serve`` on ``data`` (and the catalog at ``database_url``); its URL."""
+    port = free_port()
+    proc = Process(
+        [sys.executable, "-m", "packyard", "serve", "--workers", str(workers)],
+        root / f"{name}.log",
+        packyard_env(data, port, database_url),
+    )
+    url = f"http://127.0.0.1:{port}"
+    proc.start(f"{url}/healthz", f"packyard ({name})")
+    try:
+        yield url
+    finally:
+        proc.stop()
+
+
+@contextmanager
+def nginx(root: Path, workers: int, page: bytes) -> Iterator[str]:
+    """nginx serving ``page`` at the project page's path, with ``workers`` worker processes."""
+    port = free_port()
+    site = root / f"nginx-{workers}"
+    (site / "www" / NS / "simple" / PROJECT).mkdir(parents=True, exist_ok=True)
+    (site / "www" / NS / "simple" / PROJECT / "index.html").write_bytes(page)
+    conf = site / "nginx.conf"
+    conf.write_text(
+        f"worker_processes {workers};\ndaemon off;\npid {site}/nginx.pid;\nerror_log {site}/error.log;\n"
+        "events { worker_connections 1024; }\n"
+        f"http {{ access_log off; client_body_temp_path {site}/tmp; proxy_temp_path {site}/tmp;\n"
+        f"  fastcgi_temp_path {site}/tmp; uwsgi_temp_path {site}/tmp; scgi_temp_path {site}/tmp;\n"
+        f"  default_type text/html; server {{ listen 127.0.0.1:{port}; root {site}/www; }} }}\n"
+    )
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    proc = Process([binary, "-c", str(conf)], site / "out.log")
+    url = f"http://127.0.0.1:{port}"
+    proc.start(f"{url}/{NS}/simple/{PROJECT}/", f"nginx ({workers})")
+    try:
+        yield url
+    finally:
+        proc.stop()
+
+
+def seed(url: str, wheels: list[Path]) -> None:
+    with httpx.Client(base_url=url, timeout=60) as http:
+        http.post("/api/v1/namespaces", json={"name": NS}, headers={"Authorization": f"Bearer {ADMIN}"})
+        for wheel in wheels:
+            response = post_upload(http, NS, wheel.name, wheel.read_bytes(), ADMIN)
+            check(response.status_code == 200, f"upload {wheel.name}: {response.status_code} {response.text[:200]}")
+
+
+def page_url(url: str) -> str:
+    return f"{url}/{NS}/simple/{PROJECT}/"
+
+
+def warm(url: str, times: int = 50) -> bytes:
+    with httpx.Client(timeout=30) as http:
+        for _ in range(times):
+            response = http.get(page_url(url))
+            check(response.status_code == 200, f"GET {page_url(url)}: {response.status_code}")
+    return response.content
+
+
+def measure(load: Load, url: str) -> Figure:
+    """wrk on the page (the CPU figure wrk's helper takes is of this process: not reported)."""
+    return load.measure(page_url(url), os.getpid())
+
+
+# -- propagation --------------------------------------------------------------------------------
+
+
+def propagation(a: str, b: str, writes: int) -> list[float]:
+    """Seconds from A's 2xx for a yank/unyank until B's page shows it, for each write."""
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    filename = f"{PROJECT.replace('-', '_')}-1.0-py3-none-any.whl"
+    delays = []
+    with httpx.Client(base_url=a, timeout=30, headers=headers) as writer, httpx.Client(timeout=30) as reader:
+        for i in range(writes):
+            yank = i % 2 == 0
+            action = "yank" if yank else "unyank"
+            response = writer.post(f"/api/v1/namespaces/{NS}/dists/{PROJECT}/1.0/{action}", json={"reason": "b"})
+            check(response.status_code == 200, f"{action}: {response.status_code} {response.text[:200]}")
+            done = time.perf_counter()
+            deadline = done + 10
+            while True:
+                files = reader.get(page_url(b), headers={"Accept": JSON_V1}).json()["files"]
+                state = next(f["yanked"] for f in files if f["filename"] == filename)
+                if (state is not False) == yank:
+                    delays.append(time.perf_counter() - done)
+                    break
+                check(time.perf_counter() < deadline, f"B did not show write {i} within 10 s")
+    return delays
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# -- uploads ------------------------------------------------------------------------------------
+
+
+def uploads_per_second(urls: list[str], wheels: list[Path], publishers: int = 8) -> float:
+    """``publishers`` threads upload ``wheels`` (each once), publisher i to ``urls[i % len(urls)]``."""
+    queue = list(wheels)
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def publish(i: int) -> None:
+        with httpx.Client(base_url=urls[i % len(urls)], timeout=120) as http:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    wheel = queue.pop()
+                response = post_upload(http, NS, wheel.name, wheel.read_bytes(), ADMIN)
+                if response.status_code != 200:
+                    errors.append(f"{wheel.name}: {response.status_code} {response.text[:200]}")
+
+    threads = [threading.Thread(target=publish, args=(i,)) for i in range(publishers)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    check(not errors, f"uploads failed: {errors[:3]}")
+    return len(wheels) / elapsed
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[object | None]:
+    try:
+        from tests.support.postgres import Postgres
+    except ImportError:
+        yield None
+        return
+    cluster = Postgres().start()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = new_parser("bench.scale", __doc__)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--writes", type=int, default=200, help="propagation samples (default 200)")
+    parser.add_argument("--uploads", type=int, default=160, help="wheels per upload run (default 160)")
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL parts")
+    parser.add_argument("--quick", action="store_true", help="3 s wrk runs, 50 writes, 40 uploads")
+    args = parse(
+        parser, argv, 1, "--duration", "--writes", "--uploads", quick={"duration": 3, "writes": 50, "uploads": 40}
+    )
+    out = begin(140, "2 cores shared by wrk, the servers and (on this machine) other jobs")
+    errors: list[str] = []
+    goals: dict[str, bool | None] = {}
+    rows: list[tuple[str, str, str]] = []
+    wrk = ensure_wrk(out)
+    load = Load(wrk, args.duration, 2, args.connections)
+    with scratch("scale") as root:
+        wheels = [make_wheel(root / "page", PROJECT, f"1.{i}") for i in range(20)]
+        wheels[0] = make_wheel(root / "page", PROJECT, "1.0")
+        try:
+            # 1. page req/s: 1 and 2 processes, nginx 1 and 2 workers
+            data = root / "sqlite-data"
+            with packyard(root, "seed", data) as url:
+                seed(url, wheels)
+                page = warm(url)
+            figures: dict[str, Figure] = {}
+            for workers in (1, 2):
+                with packyard(root, f"serve-{workers}", data, workers=workers) as url:
+                    warm(url, 200)
+                    out.print(f"[dim]packyard --workers {workers}: wrk …[/]")
+                    figures[f"packyard {workers}"] = measure(load, url)
+                with nginx(root, workers, page) as url:
+                    out.print(f"[dim]nginx {workers} worker(s): wrk …[/]")
+                    figures[f"nginx {workers}"] = measure(load, url)
+            for name, figure in figures.items():
+                rows.append((f"page req/s, {name}", fmt(figure.rps), f"p50 {figure.p50_ms:.2f} ms"))
+            scale = figures["packyard 2"].rps / figures["packyard 1"].rps
+            rows.append(("2 processes / 1", f"{scale:.2f}×", "goal ≥ 1.7×"))
+            goals["2 processes ≥ 1.7× one"] = scale >= 1.7
+            for workers in (1, 2):
+                ratio = figures[f"packyard {workers}"].rps / figures[f"nginx {workers}"].rps
+                rows.append((f"packyard / nginx, {workers} process(es)", f"{ratio:.2f}×", "goal ≥ 0.4×"))
+                goals[f"packyard ≥ 0.4× nginx at {workers}"] = ratio >= 0.4
+
+            # 2. propagation, SQLite: two servers on one catalog file
+            with packyard(root, "prop-a", data) as a, packyard(root, "prop-b", data) as b:
+                warm(b)
+                delays = propagation(a, b, args.writes)
+            p50, p99 = pct(delays, 0.5) * 1000, pct(delays, 0.99) * 1000
+            rows.append(
+                (f"propagation, SQLite, {len(delays)} writes", f"p50 {p50:.1f} ms", f"p99 {p99:.1f} ms (goal ≤ 100)")
+            )
+            goals["propagation p99 ≤ 100 ms on SQLite"] = p99 <= 100
+
+            # 4. uploads over 1 vs 2 servers (SQLite)
+            for count in (1, 2):
+                fresh = root / f"upload-data-{count}"
+                batch = [make_wheel(root / f"up-{count}", f"up{j}", "1.0") for j in range(args.uploads)]
+                with packyard(root, f"up-{count}a", fresh) as a, packyard(root, f"up-{count}b", fresh) as b:
+                    seed(a, [])
+                    rate = uploads_per_second([a, b][:count], batch)
+                rows.append((f"uploads/s, 8 publishers over {count} server(s)", fmt(rate, 1), "SQLite, local blobs"))
+
+            # 2 and 3 on PostgreSQL
+            cluster_cm = throwaway_postgres_skipped() if args.no_postgres else throwaway_postgres()
+            with cluster_cm as cluster:
+                if cluster is None:
+                    rows.append(("PostgreSQL parts", "—", "skipped (no tests/support/postgres.py or --no-postgres)"))
+                else:
+                    db = cluster.create_database("bench")  # type: ignore[attr-defined]
+                    pg_data = root / "pg-data"
+                    with packyard(root, "pg-seed", pg_data, database_url=db) as url:
+                        seed(url, wheels)
+                    with (
+                        packyard(root, "pg-a", pg_data, database_url=db) as a,
+                        packyard(root, "pg-b", root / "pg-data-b", database_url=db) as b,
+                    ):
+                        warm(b)
+                        delays = propagation(a, b, args.writes)
+                        warm(a, 200)
+                        out.print("[dim]packyard on PostgreSQL: wrk …[/]")
+                        hot_pg = measure(load, a)
+                    p50, p99 = pct(delays, 0.5) * 1000, pct(delays, 0.99) * 1000
+                    rows.append(
+                        (
+                            f"propagation, PostgreSQL, {len(delays)} writes",
+                            f"p50 {p50:.1f} ms",
+                            f"p99 {p99:.1f} ms (goal ≤ 1000)",
+                        )
+                    )
+                    goals["propagation p99 ≤ 1 s on PostgreSQL"] = p99 <= 1000
+                    with packyard(root, "sqlite-hot", data) as url:
+                        warm(url, 200)
+                        out.print("[dim]packyard on SQLite: wrk …[/]")
+                        hot_sqlite = measure(load, url)
+                    ratio = hot_pg.rps / hot_sqlite.rps
+                    rows.append(
+                        (
+                            "hot path req/s, PostgreSQL vs SQLite",
+                            f"{fmt(hot_pg.rps)} vs {fmt(hot_sqlite.rps)}",
+                            f"{ratio:.2f}× (goal within 10 %)",
+                        )
+                    )
+                    goals["hot path on PostgreSQL within 10 % of SQLite"] = ratio >= 0.9
+        except (CheckFailed, RuntimeError, httpx.HTTPError, subprocess.SubprocessError) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+    from rich.table import Table
+
+    table = Table(title="packyard scale-out")
+    for column in ("measure", "figure", "note"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    for goal, ok in goals.items():
+        out.print(f"{verdict(ok)} {goal}")
+    return exit_status(out, errors, goals)
+
+
+@contextmanager
+def throwaway_postgres_skipped() -> Iterator[None]:
+    yield None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
