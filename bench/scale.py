@@ -93,8 +93,10 @@ def nginx(root: Path, workers: int, page: bytes) -> Iterator[str]:
     (site / "www" / NS / "simple" / PROJECT).mkdir(parents=True, exist_ok=True)
     (site / "www" / NS / "simple" / PROJECT / "index.html").write_bytes(page)
     conf = site / "nginx.conf"
+    # as root, nginx's workers would run as nobody, who cannot enter the private scratch folder
+    user = "user root;\n" if os.geteuid() == 0 else ""
     conf.write_text(
-        f"worker_processes {workers};\ndaemon off;\npid {site}/nginx.pid;\nerror_log {site}/error.log;\n"
+        f"{user}worker_processes {workers};\ndaemon off;\npid {site}/nginx.pid;\nerror_log {site}/error.log;\n"
         "events { worker_connections 1024; }\n"
         f"http {{ access_log off; client_body_temp_path {site}/tmp; proxy_temp_path {site}/tmp;\n"
         f"  fastcgi_temp_path {site}/tmp; uwsgi_temp_path {site}/tmp; scgi_temp_path {site}/tmp;\n"
