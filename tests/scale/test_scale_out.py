@@ -142,11 +142,10 @@ def index_state(live: LiveServer, ns: str) -> str:
 # -- install, yank, delete, revoke, settings ---------------------------------------------------
 
 
-def test_changes_reach_every_server(trio: Trio, tmp_path: Path, weed: SeaweedFS) -> None:
+def test_install_through_other_servers_by_redirect(trio: Trio, tmp_path: Path, weed: SeaweedFS) -> None:
     a, b, c = trio["a"], trio["b"], trio["c"]
-    ns = unique_ns("scale")
+    ns = unique_ns("install")
     one = make_wheel(tmp_path / "dist", "scalepkg", "1.0")
-    two = make_wheel(tmp_path / "dist", "scalepkg", "2.0")
     with client(a) as http:
         create_ns(http, a, ns)
         upload(http, a, ns, one)
@@ -168,6 +167,8 @@ def test_changes_reach_every_server(trio: Trio, tmp_path: Path, weed: SeaweedFS)
     refused = httpx.get(c.url + url, headers={"Authorization": f"Bearer {outsider}"}, timeout=30)
     assert refused.status_code == 403, refused.text
     assert "location" not in refused.headers
+    missing = httpx.get(f"{c.url}/{ns}/dists/scalepkg-9.9-py3-none-any.whl", timeout=30)
+    assert missing.status_code == 404 and "location" not in missing.headers
 
     # pip through B, uv through C: both follow the redirect to the bucket
     target = tmp_path / "pip-target"
@@ -185,7 +186,20 @@ def test_changes_reach_every_server(trio: Trio, tmp_path: Path, weed: SeaweedFS)
     shown = run([python, "-c", "import scalepkg; print(scalepkg.VERSION)"], uv_env(tmp_path / "uv-cache"))
     assert shown.stdout.strip() == "1.0"
 
-    # every server has the page cached; a yank through B reaches A and C
+
+def test_changes_reach_every_server(trio: Trio, tmp_path: Path) -> None:
+    a, b, c = trio["a"], trio["b"], trio["c"]
+    ns = unique_ns("scale")
+    one = make_wheel(tmp_path / "dist", "scalepkg", "1.0")
+    two = make_wheel(tmp_path / "dist", "scalepkg", "2.0")
+    url = f"/{ns}/dists/{one.name}"
+    with client(a) as http:
+        create_ns(http, a, ns)
+        upload(http, a, ns, one)
+    for live in (a, b, c):  # every server caches the page
+        within_bound(lambda live=live: one.name in files_of(live, ns, "scalepkg"), "the upload is listed")
+
+    # a new release through A reaches B and C, which had cached the page
     with client(a) as http:
         upload(http, a, ns, two)
     for live in (a, b, c):
