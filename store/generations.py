@@ -99,19 +99,26 @@ class _PostgresSignal:
     def _listen(self) -> None:
         import psycopg  # only with a PostgreSQL catalog
 
+        failing = False
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._flag = True  # anything may have happened while not listening
+                    failing = False
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=RECHECK_SECONDS, stop_after=1):
                             break
                         self._flag = True
             except Exception as exc:  # noqa: BLE001 - keep listening whatever the database does
-                log.warning("generation listener lost its connection (%s); reconnecting", exc)
+                if not failing:
+                    # the type only: a driver message may quote the connection string
+                    log.warning("generation listener lost its connection (%s); reconnecting", type(exc).__name__)
+                failing = True
                 self._flag = True
                 self._stop.wait(0.5)
+            else:
+                failing = False
 
     def changed(self) -> bool:
         if not self._flag:
@@ -160,11 +167,11 @@ class Generations:
 
     def _current(self) -> dict[str, int]:
         with self._lock:
-            changed = self._signal.changed()
-            if changed or self._dirty:
-                self._dirty = False
+            if self._signal.changed() or self._dirty:
+                self._dirty = True  # until the reload succeeds (a lost database raises here)
                 rows = self.catalog.query("SELECT scope, generation FROM generations")
                 self._values = {row["scope"]: row["generation"] for row in rows}
+                self._dirty = False
             return self._values
 
     def invalidate(self) -> None:

@@ -78,7 +78,10 @@ class HotIndex:
         if chosen is None:
             return False
         fmt, content_type = chosen
-        page = self.cache.lookup_page(namespace, project, fmt)
+        try:
+            page = self.cache.lookup_page(namespace, project, fmt)
+        except PackyardError:  # the catalog is away: the routes answer (503)
+            return False
         if page is None:
             return False
         headers = [
@@ -98,12 +101,18 @@ class HotIndex:
     async def _dist(self, scope: Scope, receive: Receive, send: Send, namespace: str, filename: str) -> bool:
         if filename.endswith(".metadata"):
             return False
-        found = self.cache.lookup_file(namespace, filename)
+        try:
+            found = self.cache.lookup_file(namespace, filename)
+        except PackyardError:  # the catalog is away: the routes answer (503)
+            return False
         if found is None:
             return False
         sha256, size = found.sha256, found.size
         if found.upstream_url is not None:
-            stored = self.cache.lookup_mirrored(namespace, filename)
+            try:
+                stored = self.cache.lookup_mirrored(namespace, filename)
+            except PackyardError:
+                return False
             if stored is None:
                 return False  # not fetched yet (or not since the settings changed): the routes
             sha256, size = stored
