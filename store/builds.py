@@ -240,14 +240,14 @@ class Builds:
     def spooled_log(self, build_id: int, offset: int = 0) -> tuple[bytes, int]:
         """The part of a running build's log from ``offset``, and the log's whole size so far."""
         rows = self.catalog.query(
-            "SELECT position, data FROM build_log_chunks WHERE build_id = ? AND position + size > ? ORDER BY position",
+            "SELECT position, size, data FROM build_log_chunks WHERE build_id = ? AND position + size > ? "
+            "ORDER BY position",
             (int(build_id), max(offset, 0)),
         )
-        end = self._log_end(build_id)
         if not rows:
-            return b"", end
+            return b"", self._log_end(build_id)
         data = b"".join(base64.b64decode(row["data"]) for row in rows)
-        return data[max(offset, 0) - rows[0]["position"] :], end
+        return data[max(offset, 0) - rows[0]["position"] :], rows[-1]["position"] + rows[-1]["size"]
 
     def seal_log(self, build_id: int, blobs: BlobStore) -> None:
         """Move an ending build's log into one blob (and out of the catalog)."""
