@@ -33,6 +33,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -66,7 +67,8 @@ class _SqliteSignal:
     """
 
     def __init__(self, path: str) -> None:
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._path = path
+        self._conn: sqlite3.Connection | None = None  # opened by the first look-up
         self._seen: int | None = None
         self._next = 0.0
 
@@ -75,6 +77,8 @@ class _SqliteSignal:
         if clock < self._next:
             return False
         self._next = clock + SQLITE_CHECK_SECONDS
+        if self._conn is None:
+            self._conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
         version = self._conn.execute("PRAGMA data_version").fetchone()[0]
         if version == self._seen:
             return False
@@ -82,31 +86,47 @@ class _SqliteSignal:
         return True
 
     def close(self) -> None:
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 class _PostgresSignal:
     """A LISTEN thread: raises a flag on every notification, every RECHECK_SECONDS, and on
     any trouble with its connection (then reconnects)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, alive: Callable[[], bool]) -> None:
         self._url = url
+        self._alive = alive
+        """False once the catalog is closed: the listener then ends (and its connection)."""
         self._flag = True
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._listen, name="packyard-generations", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def _ensure_listening(self) -> None:
+        """Started by the first look-up, not with the store: a store that never serves pages
+        (a CLI command, a test) holds no listener connection."""
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._listen, name="packyard-generations", daemon=True)
+                    self._thread.start()
+
+    def _running(self) -> bool:
+        return not self._stop.is_set() and self._alive()
 
     def _listen(self) -> None:
         import psycopg  # only with a PostgreSQL catalog
 
         failing = False
-        while not self._stop.is_set():
+        while self._running():
             try:
                 with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._flag = True  # anything may have happened while not listening
                     failing = False
-                    while not self._stop.is_set():
+                    while self._running():
                         for _ in conn.notifies(timeout=RECHECK_SECONDS, stop_after=1):
                             break
                         self._flag = True
@@ -121,6 +141,7 @@ class _PostgresSignal:
                 failing = False
 
     def changed(self) -> bool:
+        self._ensure_listening()
         if not self._flag:
             return False
         self._flag = False
@@ -138,7 +159,10 @@ class Generations:
         self._dirty = True
         url = getattr(catalog, "url", None)
         if getattr(catalog, "engine", "sqlite") == "postgresql" and url:
-            self._signal: _SqliteSignal | _PostgresSignal = _PostgresSignal(url)
+            pool = getattr(getattr(catalog, "dialect", None), "pool", None)
+            self._signal: _SqliteSignal | _PostgresSignal = _PostgresSignal(
+                url, lambda: not getattr(pool, "closed", False)
+            )
         else:
             self._signal = _SqliteSignal(str(catalog.path))
 
