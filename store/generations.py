@@ -157,7 +157,7 @@ class Generations:
         self._lock = threading.Lock()
         self._values: dict[str, int] = {}
         self._dirty = True
-        url = getattr(catalog, "url", None)
+        url = getattr(catalog, "url", None) or getattr(getattr(catalog, "dialect", None), "url", None)
         if getattr(catalog, "engine", "sqlite") == "postgresql" and url:
             pool = getattr(getattr(catalog, "dialect", None), "pool", None)
             self._signal: _SqliteSignal | _PostgresSignal = _PostgresSignal(
