@@ -55,12 +55,17 @@ class HttpWorkerAPI:
         return self.client.json("POST", f"/api/v1/builds/{build_id}/finish", json=body)
 
 
+SHARED_SECRET_ENV = "PACKYARD_INTERNAL_WORKER_SECRET"
+"""Set by ``serve --workers N`` for its processes (not a setting): their embedded workers'
+token, which every process of that server must accept."""
+
+
 class EmbeddedWorker:
     """One worker thread inside ``packyard serve``, authenticated by a process-lifetime token."""
 
     def __init__(self, app_state, url: str, cache: Path, sandbox: str) -> None:  # noqa: ANN001 - starlette State
         token = Token(id="embedded-worker", name="embedded worker", scope=ALL, role="admin", created="")
-        secret = app_state.store.tokens.add_internal(token)
+        secret = app_state.store.tokens.add_internal(token, os.environ.get(SHARED_SECRET_ENV))
         self.worker = Worker(
             # named for its process: the embedded workers of several servers share one queue
             HttpWorkerAPI(Client(url, secret), name=f"embedded-{socket.gethostname()}-{os.getpid()}"),

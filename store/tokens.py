@@ -73,9 +73,12 @@ class Tokens:
         self._admin_secret = admin_secret or None
         self._internal: dict[str, Token] = {}
 
-    def add_internal(self, token: Token) -> str:
-        """A process-lifetime token (the embedded worker's), never written to the catalog."""
-        secret = f"{PREFIX}internal_{secrets.token_urlsafe(32)}"
+    def add_internal(self, token: Token, secret: str | None = None) -> str:
+        """A process-lifetime token (the embedded worker's), never written to the catalog.
+
+        ``secret`` lets the processes of one ``serve --workers N`` share it: a worker's
+        request may reach any of them on the shared port."""
+        secret = secret or f"{PREFIX}internal_{secrets.token_urlsafe(32)}"
         self._internal[hash_secret(secret)] = token
         return secret
 

@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def serve(
     from packyard.app import create_asgi
     from packyard.protocol_env import protocol_for
     from packyard.wiring import open_store
+    from packyard.worker import SHARED_SECRET_ENV
 
     settings = _settings()
     overrides = {
@@ -77,6 +79,8 @@ def serve(
         for name, value in overrides.items():
             if value is not None:
                 os.environ[f"PACKYARD_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        # the embedded workers' token, known to every process (a worker's call may reach any)
+        os.environ.setdefault(SHARED_SECRET_ENV, f"pky_internal_{secrets.token_urlsafe(32)}")
         open_store(settings).close()  # fails the start once, with the reason, and migrates before the fork
         app: object = "packyard.app:create_asgi_from_env"
     else:

@@ -447,7 +447,7 @@ def test_sigkill_mid_upload(trio: Trio, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("two-workers")
-    live = live_server(root, {"PACKYARD_EMBEDDED_WORKER": "false"})
+    live = live_server(root, {})
     live.server.args = ["--workers", "2"]
     live.server.start()
     try:
@@ -497,3 +497,20 @@ def test_serve_workers_two_processes_stay_coherent(two_workers: LiveServer, tmp_
     with client(live) as http:
         assert http.delete(f"/api/v1/tokens/{token_id}", headers=live.admin).status_code == 200
     within_bound(lambda: every_process(live, lambda r: r.status_code == 401, path, headers=auth), "revocation")
+
+
+def test_serve_workers_two_processes_run_builds(two_workers: LiveServer) -> None:
+    """Each process's embedded worker claims builds; its calls land on either process."""
+    live = two_workers
+    with client(live) as http:
+        ids = []
+        for i in range(2):
+            ns = unique_ns("twobuild")
+            for path, data in tiny_project(f"twobuild{i}").items():
+                put = http.put(f"/api/v1/namespaces/{ns}/files/{path}", content=data, headers=live.admin)
+                assert put.status_code in (200, 201), put.text
+            queued = http.post("/api/v1/builds", json={"namespace": ns}, headers=live.admin)
+            assert queued.status_code == 201, queued.text
+            ids.append(queued.json()["id"])
+        done = [wait_build(http, build_id, timeout=120) for build_id in ids]
+    assert [b["state"] for b in done] == ["succeeded", "succeeded"], done
