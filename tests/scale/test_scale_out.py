@@ -447,7 +447,7 @@ def test_sigkill_mid_upload(trio: Trio, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("two-workers")
-    live = live_server(root, {})
+    live = live_server(root, {"PACKYARD_LOG_REQUESTS": "true"})
     live.server.args = ["--workers", "2"]
     live.server.start()
     try:
@@ -514,3 +514,7 @@ def test_serve_workers_two_processes_run_builds(two_workers: LiveServer) -> None
             ids.append(queued.json()["id"])
         done = [wait_build(http, build_id, timeout=120) for build_id in ids]
     assert [b["state"] for b in done] == ["succeeded", "succeeded"], done
+    # no worker call was refused by the process that did not start that worker
+    worker_calls = ("/api/v1/workers", "/api/v1/builds")
+    refused = [r for r in live.requests_since(0) if r[2] == 401 and r[1].startswith(worker_calls)]
+    assert not refused, refused
