@@ -69,7 +69,7 @@ class _RowCatalog:
 class Browse:
     def __init__(self, catalog: Catalog, generations: Generations | None = None) -> None:
         self.catalog = _RowCatalog(catalog)
-        self.generations = generations or Generations()
+        self.generations = generations or Generations(catalog)
         self._projects: dict[str, tuple[tuple[int, ...], list[str]]] = {}
 
     def project_names(self, namespace: str) -> list[str]:
