@@ -65,9 +65,11 @@ SECRET = "scale-webhook-secret"
 
 
 class Trio:
-    """Three servers on one data folder (catalog) and one bucket prefix."""
+    """Three servers on one catalog and one bucket prefix: with SQLite, one data folder (its
+    ``catalog.db``) on one machine; with PostgreSQL, one database and a data folder each, as
+    on three machines."""
 
-    def __init__(self, root: Path, weed: SeaweedFS) -> None:
+    def __init__(self, root: Path, weed: SeaweedFS, database_url: str | None) -> None:
         prefix = f"trio-{uuid.uuid4().hex[:8]}"
         common = {
             "PACKYARD_LOG_REQUESTS": "true",
@@ -77,9 +79,11 @@ class Trio:
             "PACKYARD_MAX_UPLOAD_BYTES": str(16 * 1024 * 1024),
         }
         self.nodes: dict[str, LiveServer] = {}
+        if database_url:
+            common["PACKYARD_DATABASE_URL"] = database_url
         for name, worker in (("a", False), ("b", True), ("c", True)):
             env = {**common, "PACKYARD_EMBEDDED_WORKER": str(worker).lower()}
-            live = live_server(root, env, weed, prefix)
+            live = live_server(root / name if database_url else root, env, weed, prefix)
             live.server.name = name
             self.nodes[name] = live
         self.root = root
@@ -96,9 +100,10 @@ class Trio:
             live.server.stop()
 
 
-@pytest.fixture(scope="module")
-def trio(tmp_path_factory: pytest.TempPathFactory, weed: SeaweedFS) -> Iterator[Trio]:
-    servers = Trio(tmp_path_factory.mktemp("trio"), weed)
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def trio(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, weed: SeaweedFS) -> Iterator[Trio]:
+    url = request.getfixturevalue("postgres").create_database("trio") if request.param == "postgres" else None
+    servers = Trio(tmp_path_factory.mktemp(f"trio-{request.param}"), weed, url)
     try:
         servers.start()
         yield servers
