@@ -19,4 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq "${missing[@]}"
 fi
 python -m pip install -q -e '.[test]'
-python -m pytest "$@"
+# Three workers on two cores: most of a test's time is spent waiting on real servers and
+# clients, not computing. --dist loadfile keeps a module's tests (and its module-scoped
+# servers) on one worker; session servers are started once per worker.
+python -m pytest -n "${PACKYARD_TEST_WORKERS:-3}" --dist loadfile "$@"

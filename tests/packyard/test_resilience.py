@@ -178,8 +178,10 @@ def test_oversized_bodies_are_refused_before_they_are_read(guarded: LiveServer, 
 
     # a webhook with a wrong signature: bounded by the webhook cap (25 MiB), declared or streamed
     url = "/api/v1/syncs/nope/webhook"
-    sync = {"name": "capped", "namespace": ns, "url": "https://example.invalid/r.git"}
-    ghttp.post("/api/v1/syncs", json={**sync, "webhook_secret_env": "WEBHOOK_SECRET_TEST"}, headers=admin)
+    # a loopback remote the test server allows (nothing listens there; the sync never runs)
+    sync = {"name": "capped", "namespace": ns, "url": "http://127.0.0.1:9/r.git"}
+    registered = ghttp.post("/api/v1/syncs", json={**sync, "webhook_secret_env": "WEBHOOK_SECRET_TEST"}, headers=admin)
+    assert registered.status_code == 201, registered.text
     url = "/api/v1/syncs/capped/webhook"
     wrong = {"X-Hub-Signature-256": "sha256=" + "0" * 64}
     response = ghttp.post(url, content=zeros(512 * MiB), headers=wrong)

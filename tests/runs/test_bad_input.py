@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from pathlib import Path
 
@@ -138,7 +139,10 @@ def test_corrupted_files_are_refused_end_to_end(
         client.put_file(ns, "flows/bad.py", bad)
     finally:
         client.http.close()
-    dist = simple_wheel(tmp_path / "dists", "corrupt", "1.0")
+    # larger than the server's in-memory blob cache takes (1 MiB a file), so the tampered bytes on
+    # disk are what it serves; os.urandom so compression cannot shrink it under that
+    padding = f"PADDING = {os.urandom(768 * 1024).hex()!r}\n"
+    dist = simple_wheel(tmp_path / "dists", "corrupt", "1.0", body=padding)
     upload(http, server, ns, dist)
     _tamper(server, bad)
 
