@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+from packyard.builder.sandbox import NETWORK_VARIABLES
 from rich.table import Table
 
 from bench.common import (
@@ -51,7 +52,6 @@ from bench.common import (
     timed,
     verdict,
 )
-from builder.sandbox import NETWORK_VARIABLES
 from tests.support.procs import Server
 
 NAMESPACE = "bench.build"

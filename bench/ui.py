@@ -19,14 +19,14 @@ import time
 from pathlib import Path
 
 import httpx
+from packyard.store.blobs import LocalBlobStore
+from packyard.store.catalog import locked_hashes, now
+from packyard.store.core import Store
+from packyard.store.files import Change
 from rich.table import Table
 
 from bench.common import CheckFailed, begin, check, cpu_seconds, exit_status, failure, fmt, new_parser, scratch, verdict
 from bench.index import Load, ensure_wrk, warm
-from store.blobs import LocalBlobStore
-from store.catalog import locked_hashes, now
-from store.core import Store
-from store.files import Change
 from tests.support.dists import make_wheel
 from tests.support.procs import Server
 

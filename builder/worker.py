@@ -21,10 +21,10 @@ import time
 import zipfile
 from pathlib import Path
 
-from builder.api import WorkerAPI
-from builder.sandbox import build_env, driver_command
-from store.artifacts import inspect
-from store.errors import PackyardError
+from packyard.builder.api import WorkerAPI
+from packyard.builder.sandbox import build_env, driver_command
+from packyard.store.artifacts import inspect
+from packyard.store.errors import PackyardError
 
 LOG_CAP = 4 * 1024 * 1024
 TICK = 1.0

@@ -22,10 +22,10 @@ from packyard.janitor import Janitor
 from packyard.limits import RequestLimits
 from packyard.request_log import ErrorLog
 from packyard.settings import Settings
+from packyard.sync.registry import SyncRegistry
+from packyard.sync.runner import Syncer
 from packyard.wiring import open_store
 from packyard.worker import EmbeddedWorker
-from sync.registry import SyncRegistry
-from sync.runner import Syncer
 
 
 def _lifespan(settings: Settings):  # noqa: ANN202 - an async context manager factory

@@ -13,8 +13,8 @@ import binascii
 from fastapi import Request
 
 from packyard.request_log import TOKEN_ID
-from store.errors import Forbidden, NotFound, Unauthenticated
-from store.tokens import Token
+from packyard.store.errors import Forbidden, NotFound, Unauthenticated
+from packyard.store.tokens import Token
 
 
 def credentials(request: Request) -> str | None:

@@ -29,9 +29,9 @@ import anyio
 import anyio.to_thread
 from starlette.types import Receive, Scope, Send
 
+from packyard.store.blobs.base import BlobStore
+from packyard.store.errors import PackyardError, RangeNotSatisfiable
 from packyard.streaming import CHUNK, content_type, parse_range
-from store.blobs.base import BlobStore
-from store.errors import PackyardError, RangeNotSatisfiable
 
 
 class BlobCache:

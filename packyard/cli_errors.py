@@ -8,7 +8,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.text import Text
 
-from store import errors
+from packyard.store import errors
 
 EXIT: dict[type[errors.PackyardError], int] = {
     errors.InvalidInput: 2,

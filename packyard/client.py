@@ -15,8 +15,8 @@ import httpx
 
 from packyard import __version__
 from packyard.settings import Settings, secret
-from store import errors
-from store.names import validate_namespace, validate_path
+from packyard.store import errors
+from packyard.store.names import validate_namespace, validate_path
 
 
 def qpath(path: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from store.errors import storage_full
+from packyard.store.errors import storage_full
 
 
 class DiskSpace:

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
-from store import errors
+from packyard.store import errors
 
 log = logging.getLogger("packyard.http")
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from store.collector import describe
-from store.core import Store
-from store.errors import PackyardError
+from packyard.store.collector import describe
+from packyard.store.core import Store
+from packyard.store.errors import PackyardError
 
 log = logging.getLogger("packyard.gc")
 

@@ -30,8 +30,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from packyard.auth import credentials
 from packyard.disk import DiskSpace
 from packyard.http_errors import error_response
-from store.blobs.base import human_size
-from store.errors import InvalidInput, MethodNotAllowed, PackyardError, TooLarge, Unauthenticated
+from packyard.store.blobs.base import human_size
+from packyard.store.errors import InvalidInput, MethodNotAllowed, PackyardError, TooLarge, Unauthenticated
 
 F = TypeVar("F", bound=Callable)
 

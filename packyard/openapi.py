@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from store.names import NAMESPACE_PATTERN
+from packyard.store.names import NAMESPACE_PATTERN
 
 ERROR_SCHEMA = {
     "title": "Error",

@@ -22,8 +22,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from packyard.http_errors import error_response
-from store.blobs.base import BlobStore, too_large
-from store.errors import InvalidInput, PackyardError, RangeNotSatisfiable
+from packyard.store.blobs.base import BlobStore, too_large
+from packyard.store.errors import InvalidInput, PackyardError, RangeNotSatisfiable
 
 T = TypeVar("T")
 CHUNK = 1024 * 1024

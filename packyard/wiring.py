@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from packyard.settings import Settings, secret
-from store.archive import ArchiveLimits
-from store.blobs import LocalBlobStore, S3BlobStore
-from store.blobs.base import BlobStore
-from store.core import Store
-from store.credentials import check_entries
-from store.egress import HostPolicy
-from store.errors import InvalidInput
-from store.upstream import UpstreamLimits
+from packyard.store.archive import ArchiveLimits
+from packyard.store.blobs import LocalBlobStore, S3BlobStore
+from packyard.store.blobs.base import BlobStore
+from packyard.store.core import Store
+from packyard.store.credentials import check_entries
+from packyard.store.egress import HostPolicy
+from packyard.store.errors import InvalidInput
+from packyard.store.upstream import UpstreamLimits
 
 
 def open_blobs(settings: Settings) -> BlobStore:

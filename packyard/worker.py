@@ -15,9 +15,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import BinaryIO
 
-from builder.worker import Worker
+from packyard.builder.worker import Worker
 from packyard.client import Client, qns, qpath
-from store.tokens import ALL, Token
+from packyard.store.tokens import ALL, Token
 
 
 class HttpWorkerAPI:

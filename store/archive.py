@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from store.blobs.base import CHUNK, human_size
-from store.errors import InvalidName, UnsafeArchive
-from store.names import validate_path
+from packyard.store.blobs.base import CHUNK, human_size
+from packyard.store.errors import InvalidName, UnsafeArchive
+from packyard.store.names import validate_path
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,8 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
-
-from store.errors import InvalidInput, UnsafeArchive
-from store.names import validate_project
+from packyard.store.errors import InvalidInput, UnsafeArchive
+from packyard.store.names import validate_project
 
 METADATA_MAX = 1024 * 1024
 """Largest METADATA/PKG-INFO read; real ones are a few KiB even with a long README."""

@@ -12,9 +12,8 @@ import json
 from collections import defaultdict
 
 from packaging.version import InvalidVersion, Version
-
-from store.catalog import Catalog
-from store.generations import Generations
+from packyard.store.catalog import Catalog
+from packyard.store.generations import Generations
 
 PAGE = 100
 

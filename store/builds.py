@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from store.blobs.base import BlobStore
-from store.catalog import Catalog, now
-from store.errors import Conflict, InvalidInput, NotFound
-from store.files import NamespaceFiles
-from store.names import validate_namespace, validate_prefix
+from packyard.store.blobs.base import BlobStore
+from packyard.store.catalog import Catalog, now
+from packyard.store.errors import Conflict, InvalidInput, NotFound
+from packyard.store.files import NamespaceFiles
+from packyard.store.names import validate_namespace, validate_prefix
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 DONE = ("succeeded", "failed", "cancelled")

@@ -23,13 +23,13 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO
 
-from store.archive import ArchiveLimits, BoundedExpansion
-from store.blobs.base import BlobStore, human_size
-from store.catalog import Catalog, now
-from store.errors import InvalidInput, NotFound, UnsafeArchive
-from store.names import validate_namespace
-from store.namespaces import Namespaces
-from store.refs import BlobRefs
+from packyard.store.archive import ArchiveLimits, BoundedExpansion
+from packyard.store.blobs.base import BlobStore, human_size
+from packyard.store.catalog import Catalog, now
+from packyard.store.errors import InvalidInput, NotFound, UnsafeArchive
+from packyard.store.names import validate_namespace
+from packyard.store.namespaces import Namespaces
+from packyard.store.refs import BlobRefs
 
 _KEY = re.compile(r"[0-9a-f]{64}")
 BUNDLE_LIMITS = ArchiveLimits(max_members=200_000)

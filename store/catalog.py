@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from store.dialects import Dialect, open_dialect
+from packyard.store.dialects import Dialect, open_dialect
 
 MAX_INT = 2**63 - 1
 """The largest integer both engines store (SQLite's INTEGER, PostgreSQL's BIGINT): ids,
@@ -471,7 +471,7 @@ def _v12(db: Schema) -> None:
     whichever server its worker talks to and read by any; ``sync_leases`` who is running a
     registered sync, so two deliveries on two servers never run it side by side.
     """
-    from store.generations import EPOCH, new_epoch
+    from packyard.store.generations import EPOCH, new_epoch
 
     db.create_table("generations", {"scope": str, "generation": int}, pk="scope", not_null={"generation"})
     db.tx.insert("generations", {"scope": EPOCH, "generation": new_epoch()})

@@ -26,9 +26,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from store.blobs.base import BlobStore, StoredEntry
-from store.catalog import Catalog
-from store.refs import BlobRefs
+from packyard.store.blobs.base import BlobStore, StoredEntry
+from packyard.store.catalog import Catalog
+from packyard.store.refs import BlobRefs
 
 DEFAULT_GRACE_SECONDS = 3600.0
 

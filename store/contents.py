@@ -20,8 +20,8 @@ import tarfile
 import zipfile
 from typing import BinaryIO
 
-from store.artifacts import TAR_RATIO_MAX, TAR_SLACK
-from store.errors import InvalidInput, UnsafeArchive
+from packyard.store.artifacts import TAR_RATIO_MAX, TAR_SLACK
+from packyard.store.errors import InvalidInput, UnsafeArchive
 
 Members = dict[str, str]
 """Member name -> what it is: ``file sha256:…``, ``dir``, ``link -> target``."""

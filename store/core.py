@@ -4,21 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from store.archive import ArchiveLimits
-from store.blobs.base import BlobStore
-from store.builds import Builds
-from store.bundles import BUNDLE_LIMITS, Bundles
-from store.catalog import Catalog
-from store.collector import DEFAULT_GRACE_SECONDS, Collector, scratch_dir
-from store.dists import Dists
-from store.files import NamespaceFiles
-from store.generations import Generations
-from store.index import IndexService, Source
-from store.namespaces import Namespaces
-from store.refs import BlobRefs
-from store.resolutions import Resolutions
-from store.tokens import Tokens
-from store.upstream import InternalFirst, UpstreamFetcher, UpstreamLimits, UpstreamSource, upstream_of, upstream_walk
+from packyard.store.archive import ArchiveLimits
+from packyard.store.blobs.base import BlobStore
+from packyard.store.builds import Builds
+from packyard.store.bundles import BUNDLE_LIMITS, Bundles
+from packyard.store.catalog import Catalog
+from packyard.store.collector import DEFAULT_GRACE_SECONDS, Collector, scratch_dir
+from packyard.store.dists import Dists
+from packyard.store.files import NamespaceFiles
+from packyard.store.generations import Generations
+from packyard.store.index import IndexService, Source
+from packyard.store.namespaces import Namespaces
+from packyard.store.refs import BlobRefs
+from packyard.store.resolutions import Resolutions
+from packyard.store.tokens import Tokens
+from packyard.store.upstream import (
+    InternalFirst,
+    UpstreamFetcher,
+    UpstreamLimits,
+    UpstreamSource,
+    upstream_of,
+    upstream_walk,
+)
 
 
 class Store:

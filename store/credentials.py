@@ -27,8 +27,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from store.errors import Forbidden, InvalidInput
-from store.names import ancestors, is_within, validate_namespace
+from packyard.store.errors import Forbidden, InvalidInput
+from packyard.store.names import ancestors, is_within, validate_namespace
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

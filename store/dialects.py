@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from store.errors import BackendUnavailable, InvalidInput, is_disk_full, storage_full
+from packyard.store.errors import BackendUnavailable, InvalidInput, is_disk_full, storage_full
 
 log = logging.getLogger("packyard.catalog")
 

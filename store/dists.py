@@ -22,16 +22,22 @@ from typing import BinaryIO
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-
-from store.artifacts import METADATA_MAX, Artifact, distribution_key, inspect, parse_filename, reliable_metadata
-from store.blobs.base import BlobStore, StoredBlob
-from store.catalog import Catalog, now
-from store.contents import Members, differences, members
-from store.errors import Conflict, InvalidInput, NotFound, PackyardError
-from store.generations import Generations
-from store.names import normalize_project, validate_namespace, validate_project
-from store.namespaces import Namespaces
-from store.refs import BlobRefs
+from packyard.store.artifacts import (
+    METADATA_MAX,
+    Artifact,
+    distribution_key,
+    inspect,
+    parse_filename,
+    reliable_metadata,
+)
+from packyard.store.blobs.base import BlobStore, StoredBlob
+from packyard.store.catalog import Catalog, now
+from packyard.store.contents import Members, differences, members
+from packyard.store.errors import Conflict, InvalidInput, NotFound, PackyardError
+from packyard.store.generations import Generations
+from packyard.store.names import normalize_project, validate_namespace, validate_project
+from packyard.store.namespaces import Namespaces
+from packyard.store.refs import BlobRefs
 
 DIGESTS = {"sha256_digest": "sha256", "md5_digest": "md5", "blake2_256_digest": "blake2_256"}
 

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 
 import httpcore
 import httpx
-
-from store.errors import RemoteFailed
+from packyard.store.errors import RemoteFailed
 
 log = logging.getLogger("packyard.egress")
 

@@ -14,13 +14,13 @@ import zipfile
 from dataclasses import asdict, dataclass
 from typing import BinaryIO
 
-from store.archive import ArchiveLimits, open_archive, plan_import, write_archive
-from store.blobs.base import BlobStore, too_large
-from store.catalog import Catalog, now
-from store.errors import Conflict, InvalidInput, NotFound, UnsafeArchive
-from store.names import validate_namespace, validate_path, validate_prefix
-from store.namespaces import Namespaces
-from store.refs import BlobRefs
+from packyard.store.archive import ArchiveLimits, open_archive, plan_import, write_archive
+from packyard.store.blobs.base import BlobStore, too_large
+from packyard.store.catalog import Catalog, now
+from packyard.store.errors import Conflict, InvalidInput, NotFound, UnsafeArchive
+from packyard.store.names import validate_namespace, validate_path, validate_prefix
+from packyard.store.namespaces import Namespaces
+from packyard.store.refs import BlobRefs
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from store.catalog import Catalog
+    from packyard.store.catalog import Catalog
 
 log = logging.getLogger("packyard.generations")
 

@@ -22,13 +22,12 @@ from typing import Protocol
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-
-from store.artifacts import distribution_key, parse_filename
-from store.catalog import Catalog
-from store.errors import InvalidInput
-from store.generations import Generations
-from store.names import ancestors, validate_namespace
-from store.namespaces import Namespaces
+from packyard.store.artifacts import distribution_key, parse_filename
+from packyard.store.catalog import Catalog
+from packyard.store.errors import InvalidInput
+from packyard.store.generations import Generations
+from packyard.store.names import ancestors, validate_namespace
+from packyard.store.namespaces import Namespaces
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,7 @@ import re
 import unicodedata
 
 from packaging.utils import canonicalize_name
-
-from store.errors import InvalidName
+from packyard.store.errors import InvalidName
 
 NAMESPACE_MAX = 255
 SEGMENT_MAX_BYTES = 255

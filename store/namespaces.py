@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from store.catalog import Catalog, now
-from store.errors import Conflict, NotFound
-from store.generations import Generations
-from store.names import ancestors, validate_namespace
+from packyard.store.catalog import Catalog, now
+from packyard.store.errors import Conflict, NotFound
+from packyard.store.generations import Generations
+from packyard.store.names import ancestors, validate_namespace
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from store.catalog import Catalog
+from packyard.store.catalog import Catalog
 
 COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     # (table, column holding a sha256, the columns that name a row in a report)

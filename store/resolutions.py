@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import time
 
-from store.bundles import check_key
-from store.catalog import Catalog, locked_hashes
-from store.errors import Conflict, InvalidInput, NotFound
-from store.names import validate_namespace
+from packyard.store.bundles import check_key
+from packyard.store.catalog import Catalog, locked_hashes
+from packyard.store.errors import Conflict, InvalidInput, NotFound
+from packyard.store.names import validate_namespace
 
 MAX_LOCK_BYTES = 1024 * 1024
 

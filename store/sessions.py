@@ -12,9 +12,9 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from store.catalog import Catalog, now
-from store.errors import Forbidden
-from store.tokens import Token, Tokens
+from packyard.store.catalog import Catalog, now
+from packyard.store.errors import Forbidden
+from packyard.store.tokens import Token, Tokens
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import json
 import secrets
 from dataclasses import asdict, dataclass
 
-from store.catalog import Catalog, now
-from store.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
-from store.names import is_within, validate_namespace
+from packyard.store.catalog import Catalog, now
+from packyard.store.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from packyard.store.names import is_within, validate_namespace
 
 ROLES = ("read", "write", "admin")
 ALL = "*"

@@ -32,18 +32,17 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 from packaging.utils import canonicalize_name
-
-from store.artifacts import parse_installable
-from store.blobs.base import BlobStore, StoredBlob
-from store.catalog import Catalog, now
-from store.credentials import allowed_env
-from store.egress import SETTING as ALLOW_HOSTS_SETTING
-from store.egress import CheckedTransport, HostPolicy, HostRefused
-from store.errors import BackendUnavailable, Forbidden, InvalidInput, PackyardError, RemoteFailed
-from store.index import IndexFile, NamespaceSource, ProjectPage, Source
-from store.names import ancestors
-from store.namespaces import Namespaces
-from store.refs import BlobRefs
+from packyard.store.artifacts import parse_installable
+from packyard.store.blobs.base import BlobStore, StoredBlob
+from packyard.store.catalog import Catalog, now
+from packyard.store.credentials import allowed_env
+from packyard.store.egress import SETTING as ALLOW_HOSTS_SETTING
+from packyard.store.egress import CheckedTransport, HostPolicy, HostRefused
+from packyard.store.errors import BackendUnavailable, Forbidden, InvalidInput, PackyardError, RemoteFailed
+from packyard.store.index import IndexFile, NamespaceSource, ProjectPage, Source
+from packyard.store.names import ancestors
+from packyard.store.namespaces import Namespaces
+from packyard.store.refs import BlobRefs
 
 log = logging.getLogger("packyard.upstream")
 

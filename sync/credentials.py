@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from store.credentials import allowed_env, secret_file
-from store.errors import InvalidInput
+from packyard.store.credentials import allowed_env, secret_file
+from packyard.store.errors import InvalidInput
 
 NETWORK_PROTOCOLS = "http:https:ssh:git"
 """``GIT_ALLOW_PROTOCOL`` for every remote that is not an approved local folder (sync/remote.py)."""

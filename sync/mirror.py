@@ -24,10 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import git
-
-from store.errors import NotFound, RemoteFailed
-from sync.credentials import GitAuth, redact_url
-from sync.remote import public_detail
+from packyard.store.errors import NotFound, RemoteFailed
+from packyard.sync.credentials import GitAuth, redact_url
+from packyard.sync.remote import public_detail
 
 GIT_TIMEOUT = 600
 _SHA = re.compile(r"[0-9a-f]{7,40}")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from store.errors import InvalidInput, InvalidName, NotFound, TooLarge
-from store.names import validate_path
-from sync.mirror import Mirror
-from sync.spec import IGNORE_FILE, Filter, SyncSpec
+from packyard.store.errors import InvalidInput, InvalidName, NotFound, TooLarge
+from packyard.store.names import validate_path
+from packyard.sync.mirror import Mirror
+from packyard.sync.spec import IGNORE_FILE, Filter, SyncSpec
 
 STATUSES = ("added", "updated", "deleted", "unchanged", "skipped")
 

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import git
-
-from store.core import Store
-from store.errors import InvalidInput, RemoteFailed
-from store.names import validate_path
-from sync.credentials import CredentialRef, GitAuth, git_auth, redact_url
-from sync.mirror import GIT_TIMEOUT
-from sync.remote import RemotePolicy, public_detail
+from packyard.store.core import Store
+from packyard.store.errors import InvalidInput, RemoteFailed
+from packyard.store.names import validate_path
+from packyard.sync.credentials import CredentialRef, GitAuth, git_auth, redact_url
+from packyard.sync.mirror import GIT_TIMEOUT
+from packyard.sync.remote import RemotePolicy, public_detail
 
 AUTHOR = {"GIT_AUTHOR_NAME": "packyard", "GIT_AUTHOR_EMAIL": "packyard@localhost"}
 

@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from store.catalog import Catalog, now
-from store.credentials import env_allowed
-from store.errors import Conflict, InvalidInput, NotFound, Unauthenticated
-from store.names import validate_namespace
-from sync.credentials import redact_url, split_userinfo
-from sync.spec import SyncSpec
+from packyard.store.catalog import Catalog, now
+from packyard.store.credentials import env_allowed
+from packyard.store.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from packyard.store.names import validate_namespace
+from packyard.sync.credentials import redact_url, split_userinfo
+from packyard.sync.spec import SyncSpec
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 _ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

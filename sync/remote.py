@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from store.egress import HostPolicy, HostRefused
-from store.errors import Forbidden, InvalidInput
-from sync.credentials import NETWORK_PROTOCOLS, check_url, redact_url
+from packyard.store.egress import HostPolicy, HostRefused
+from packyard.store.errors import Forbidden, InvalidInput
+from packyard.sync.credentials import NETWORK_PROTOCOLS, check_url, redact_url
 
 
 def parse_roots(text: str) -> tuple[Path, ...]:

@@ -13,16 +13,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from store.catalog import now
-from store.core import Store
-from store.errors import PackyardError
-from store.files import Change
-from store.names import validate_namespace
-from sync.credentials import git_auth, redact_url
-from sync.mirror import Mirror, Mirrors
-from sync.plan import Plan, PlanEntry, RepoFile, check_sizes, deletions, list_tree
-from sync.remote import RemotePolicy
-from sync.spec import SyncSpec
+from packyard.store.catalog import now
+from packyard.store.core import Store
+from packyard.store.errors import PackyardError
+from packyard.store.files import Change
+from packyard.store.names import validate_namespace
+from packyard.sync.credentials import git_auth, redact_url
+from packyard.sync.mirror import Mirror, Mirrors
+from packyard.sync.plan import Plan, PlanEntry, RepoFile, check_sizes, deletions, list_tree
+from packyard.sync.remote import RemotePolicy
+from packyard.sync.spec import SyncSpec
 
 
 @dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import asdict, dataclass, field
 
-from store.errors import InvalidInput
-from store.names import validate_path
-from sync.credentials import CredentialRef, check_url, split_userinfo
+from packyard.store.errors import InvalidInput
+from packyard.store.names import validate_path
+from packyard.sync.credentials import CredentialRef, check_url, split_userinfo
 
 IGNORE_FILE = ".packyardignore"
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from packyard.store.blobs import LocalBlobStore, S3BlobStore
+from packyard.store.blobs.base import BlobStore
+from packyard.store.dialects import PostgresDialect
 
-from store.blobs import LocalBlobStore, S3BlobStore
-from store.blobs.base import BlobStore
-from store.dialects import PostgresDialect
 from tests.support.clients import unique_ns
 from tests.support.postgres import Postgres
 from tests.support.procs import S3_ACCESS_KEY, S3_SECRET_KEY, SeaweedFS, Server, running, s3_env
@@ -156,7 +156,7 @@ class LiveServer:
 
     def referenced_hashes(self) -> set[str]:
         """Every blob digest a catalog row references (the columns ``store/refs.py`` knows)."""
-        from store.refs import COLUMNS
+        from packyard.store.refs import COLUMNS
 
         sql = " UNION ".join(f"SELECT {c} FROM {t} WHERE {c} IS NOT NULL" for t, c, _ in COLUMNS)
         return {row[0] for row in self.rows(sql)}

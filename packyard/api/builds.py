@@ -15,12 +15,12 @@ from starlette.datastructures import UploadFile
 
 from packyard.auth import actor, may_read, require, reveal, viewer
 from packyard.limits import body
-from store.artifacts import inspect
-from store.builds import DONE, BuildSettings
-from store.catalog import MAX_INT
-from store.errors import Conflict, InvalidInput, NotFound, PackyardError
-from store.names import validate_namespace
-from store.tokens import Token
+from packyard.store.artifacts import inspect
+from packyard.store.builds import DONE, BuildSettings
+from packyard.store.catalog import MAX_INT
+from packyard.store.errors import Conflict, InvalidInput, NotFound, PackyardError
+from packyard.store.names import validate_namespace
+from packyard.store.tokens import Token
 
 router = APIRouter(prefix="/api/v1", tags=["builds"])
 log = logging.getLogger("packyard.builds")

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from packyard.auth import actor, require
-from store.names import validate_namespace
+from packyard.store.names import validate_namespace
 
 router = APIRouter(prefix="/api/v1/namespaces/{ns}/dists", tags=["dists"])
 

@@ -12,9 +12,9 @@ from starlette.background import BackgroundTask
 
 from packyard.auth import actor, require
 from packyard.limits import body
+from packyard.store.catalog import MAX_INT
+from packyard.store.names import validate_namespace, validate_path, validate_prefix
 from packyard.streaming import blob_response, with_body
-from store.catalog import MAX_INT
-from store.names import validate_namespace, validate_path, validate_prefix
 
 router = APIRouter(prefix="/api/v1/namespaces/{ns}", tags=["files"])
 

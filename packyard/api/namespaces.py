@@ -8,10 +8,10 @@ from packaging.utils import canonicalize_name
 from pydantic import BaseModel
 
 from packyard.auth import actor, caller, may_read, require
-from store.credentials import allowed_env
-from store.names import validate_namespace
-from store.tokens import Token
-from store.upstream import check_upstream_url
+from packyard.store.credentials import allowed_env
+from packyard.store.names import validate_namespace
+from packyard.store.tokens import Token
+from packyard.store.upstream import check_upstream_url
 
 router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
 

@@ -12,10 +12,10 @@ from pydantic import BaseModel, Field
 from packyard.auth import actor, require
 from packyard.limits import body as body_class
 from packyard.runs.keys import env_key, resolution_key
+from packyard.store.bundles import check_key
+from packyard.store.names import validate_namespace
+from packyard.store.resolutions import MAX_LOCK_BYTES
 from packyard.streaming import blob_response, client_present, with_body
-from store.bundles import check_key
-from store.names import validate_namespace
-from store.resolutions import MAX_LOCK_BYTES
 
 router = APIRouter(prefix="/api/v1/namespaces/{ns}", tags=["task runs"])
 

@@ -13,15 +13,15 @@ from pydantic import BaseModel, Field
 from packyard.api.builds import enqueue
 from packyard.auth import actor, may_read, require, reveal, viewer
 from packyard.limits import body as body_class
-from store.credentials import allowed_env, secret_file
-from store.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
-from store.names import validate_namespace
-from store.tokens import Token
-from sync.credentials import CredentialRef
-from sync.push import push
-from sync.registry import Deliveries, RegisteredSync, delivery_id, verify_webhook, wants_run
-from sync.runner import SyncResult
-from sync.spec import SyncSpec
+from packyard.store.credentials import allowed_env, secret_file
+from packyard.store.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from packyard.store.names import validate_namespace
+from packyard.store.tokens import Token
+from packyard.sync.credentials import CredentialRef
+from packyard.sync.push import push
+from packyard.sync.registry import Deliveries, RegisteredSync, delivery_id, verify_webhook, wants_run
+from packyard.sync.runner import SyncResult
+from packyard.sync.spec import SyncSpec
 
 router = APIRouter(tags=["sync"])
 log = logging.getLogger("packyard.syncs")

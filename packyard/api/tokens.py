@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from packyard.auth import caller
-from store.errors import Forbidden, Unauthenticated
+from packyard.store.errors import Forbidden, Unauthenticated
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 

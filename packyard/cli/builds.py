@@ -154,7 +154,7 @@ def worker(
     cache: Path = typer.Option(None, "--cache", help="Download cache for build backends."),
 ) -> None:
     """Run a build worker against PACKYARD_URL (needs an admin token for '*')."""
-    from builder.worker import Worker
+    from packyard.builder.worker import Worker
     from packyard.client import Client
     from packyard.worker import HttpWorkerAPI
 

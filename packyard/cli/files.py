@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from packyard.cli.output import client, console, emit_json, read_chunks, table, transfer
-from store.errors import InvalidInput
+from packyard.store.errors import InvalidInput
 
 app = typer.Typer(help="Namespace files with revisions.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print JSON.")

@@ -31,7 +31,7 @@ def _collector():  # noqa: ANN202 - imported only when used (minio is slow to im
 
 
 def _size(n: int) -> str:
-    from store.blobs.base import human_size
+    from packyard.store.blobs.base import human_size
 
     return human_size(n)
 

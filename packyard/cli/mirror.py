@@ -17,8 +17,8 @@ from pathlib import Path
 import typer
 
 from packyard.cli.output import console, err
-from store.errors import InvalidInput, RemoteFailed
-from store.names import validate_namespace
+from packyard.store.errors import InvalidInput, RemoteFailed
+from packyard.store.names import validate_namespace
 
 app = typer.Typer(help="The upstream mirror: pre-fetch what flows will install.", no_args_is_help=True)
 _SAVED = re.compile(r"^(Saved|File was already downloaded) (.+)$")

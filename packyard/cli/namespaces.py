@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from packyard.cli.output import client, console, emit_json, table
-from store.errors import InvalidInput
+from packyard.store.errors import InvalidInput
 
 app = typer.Typer(help="Namespaces: create, list, show.", no_args_is_help=True)
 

@@ -15,7 +15,7 @@ import typer
 
 from packyard.cli.output import client, console, emit_json, err, transfer
 from packyard.runs.keys import activated, describe, exit_status, read_requirements
-from store.errors import InvalidInput
+from packyard.store.errors import InvalidInput
 
 PREFIX = typer.Option("", "--prefix", "-p", help="Only files under this folder.")
 INCLUDE = typer.Option(None, "--include", help="Only paths matching this glob (repeatable).")

@@ -16,8 +16,8 @@ LOCAL = typer.Option(False, "--local", help="Write the catalog in PACKYARD_DATA 
 
 def _local():  # noqa: ANN202 - store.tokens.Tokens, imported only when used (keeps the client CLI fast)
     from packyard.settings import secret
-    from store.catalog import Catalog
-    from store.tokens import Tokens
+    from packyard.store.catalog import Catalog
+    from packyard.store.tokens import Tokens
 
     settings = _settings()
     return Tokens(

@@ -18,9 +18,9 @@ import time
 
 from packyard.index import render
 from packyard.index.render import Page
-from store.core import Store
-from store.errors import NotFound
-from store.index import IndexFile
+from packyard.store.core import Store
+from packyard.store.errors import NotFound
+from packyard.store.index import IndexFile
 
 MAX_ENTRIES = 100_000
 

@@ -23,8 +23,8 @@ from packyard.auth import credentials
 from packyard.blob_send import BlobCache, send_blob
 from packyard.index.cache import IndexCache
 from packyard.index.negotiate import negotiate
+from packyard.store.errors import PackyardError
 from packyard.streaming import dist_response
-from store.errors import PackyardError
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote
 
-from store.index import IndexFile, ProjectPage, normalize
+from packyard.store.index import IndexFile, ProjectPage, normalize
 
 API_VERSION = "1.1"
 

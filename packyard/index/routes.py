@@ -12,10 +12,10 @@ from fastapi.responses import RedirectResponse
 from packyard.auth import require
 from packyard.index.negotiate import negotiate
 from packyard.index.render import Page
+from packyard.store.errors import InvalidName, NotAcceptable, NotFound
+from packyard.store.index import normalize
+from packyard.store.names import validate_namespace, validate_project
 from packyard.streaming import blob_response, dist_response
-from store.errors import InvalidName, NotAcceptable, NotFound
-from store.index import normalize
-from store.names import validate_namespace, validate_project
 
 router = APIRouter(tags=["index"])
 

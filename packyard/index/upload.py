@@ -20,9 +20,9 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from packyard.auth import actor, require
 from packyard.limits import FORM_FIELDS_MAX, body
-from store.blobs.base import human_size
-from store.errors import InvalidInput
-from store.names import validate_namespace
+from packyard.store.blobs.base import human_size
+from packyard.store.errors import InvalidInput
+from packyard.store.names import validate_namespace
 
 router = APIRouter(tags=["index"])
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from packyard.runs.keys import COMPLETE, env_dir_name
-from store.errors import InvalidInput
+from packyard.store.errors import InvalidInput
 
 
 def base_interpreter() -> Path:

@@ -45,8 +45,8 @@ from packyard.runs.keys import (
     save_lock,
     usable_env,
 )
-from store.errors import InvalidInput, PackyardError
-from store.names import validate_namespace
+from packyard.store.errors import InvalidInput, PackyardError
+from packyard.store.names import validate_namespace
 
 SHARE_FAILURES = (PackyardError, OSError)
 """Sharing is an optimisation: a run whose token cannot write, or whose environment is over

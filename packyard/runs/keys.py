@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from store.errors import InvalidInput
+from packyard.store.errors import InvalidInput
 
 UPSTREAM_TTL = 600.0
 COMPLETE = ".packyard-complete"

@@ -22,9 +22,9 @@ from packaging.version import InvalidVersion, Version
 
 from packyard.client import Client, qns, qpath
 from packyard.runs.transfer import download, inside, sha256_of
-from store.artifacts import SDIST_SUFFIXES, parse_installable
-from store.errors import InvalidInput, NotFound
-from store.names import ancestors, validate_namespace
+from packyard.store.artifacts import SDIST_SUFFIXES, parse_installable
+from packyard.store.errors import InvalidInput, NotFound
+from packyard.store.names import ancestors, validate_namespace
 
 JSON = "application/vnd.pypi.simple.v1+json"
 PROJECT = re.compile(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?", re.IGNORECASE)

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from packyard.client import Client, raise_for
-from store.errors import InvalidInput, RemoteFailed
+from packyard.store.errors import InvalidInput, RemoteFailed
 
 CHUNK = 1024 * 1024
 _UMASK = os.umask(0o022)

@@ -6,10 +6,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from packyard.store.browse import Browse
+from packyard.store.errors import NotFound
+from packyard.store.sessions import Sessions
 from packyard.ui.routes import HERE, router
-from store.browse import Browse
-from store.errors import NotFound
-from store.sessions import Sessions
 
 
 def wants_html(accept: str) -> bool:

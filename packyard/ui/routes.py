@@ -39,11 +39,11 @@ from packyard.api import tokens as tokens_api
 from packyard.auth import caller, may_read, require, viewer
 from packyard.http_errors import status_for
 from packyard.limits import body
+from packyard.store.browse import PAGE, sort_versions
+from packyard.store.errors import Forbidden, InvalidInput, NotFound, PackyardError, Unauthenticated
+from packyard.store.names import validate_namespace, validate_path, validate_prefix, validate_project
 from packyard.streaming import blob_response
 from packyard.ui import session as sess
-from store.browse import PAGE, sort_versions
-from store.errors import Forbidden, InvalidInput, NotFound, PackyardError, Unauthenticated
-from store.names import validate_namespace, validate_path, validate_prefix, validate_project
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")

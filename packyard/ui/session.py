@@ -14,8 +14,8 @@ import secrets
 from fastapi import Request
 from starlette.responses import Response
 
-from store.errors import Forbidden
-from store.sessions import Session
+from packyard.store.errors import Forbidden
+from packyard.store.sessions import Session
 
 COOKIE = "packyard_session"
 LOGIN_COOKIE = "packyard_login"

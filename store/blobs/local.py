@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from store.blobs.base import CHUNK, HashingReader, StoredBlob, StoredEntry, check_sha256
-from store.errors import NotFound, is_disk_full, storage_full
+from packyard.store.blobs.base import CHUNK, HashingReader, StoredBlob, StoredEntry, check_sha256
+from packyard.store.errors import NotFound, is_disk_full, storage_full
 
 
 class _Limited:

@@ -29,10 +29,9 @@ import urllib3
 from minio import Minio
 from minio.commonconfig import ComposeSource, CopySource
 from minio.error import MinioException, S3Error
+from packyard.store.blobs.base import HashingReader, StoredBlob, StoredEntry, check_sha256
+from packyard.store.errors import BackendUnavailable, NotFound, PackyardError
 from urllib3.exceptions import HTTPError
-
-from store.blobs.base import HashingReader, StoredBlob, StoredEntry, check_sha256
-from store.errors import BackendUnavailable, NotFound, PackyardError
 
 PART_SIZE = 8 * 1024 * 1024
 COPY_LIMIT = 5 * 1024**3

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from packyard.builder.worker import LOG_CAP
 
-from builder.worker import LOG_CAP
 from tests.builder.conftest import (
     all_gone,
     build_log,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from packyard.builder.sandbox import NETWORK_VARIABLES, build_env
 
-from builder.sandbox import NETWORK_VARIABLES, build_env
 from tests.builder.conftest import (
     build_log,
     private_server,

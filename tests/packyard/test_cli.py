@@ -16,9 +16,9 @@ import zipfile
 from pathlib import Path
 
 import httpx
+from packyard.store.catalog import Catalog
+from packyard.store.tokens import Tokens
 
-from store.catalog import Catalog
-from store.tokens import Tokens
 from tests.conftest import LiveServer
 from tests.support.clients import unique_ns
 from tests.support.procs import free_port

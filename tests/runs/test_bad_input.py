@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from packyard.store.errors import NotFound, RemoteFailed
 
 from packyard.client import Client
 from packyard.runs.transfer import download
-from store.errors import NotFound, RemoteFailed
 from tests.conftest import LiveServer
 from tests.runs.conftest import Tree, assert_only_complete, cli, env_dirs, simple_wheel, unique_ns
 from tests.support.clients import create_ns, output, upload

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packyard.store.errors import InvalidInput
 
 from packyard.client import Client
 from packyard.runs.pull import plan_pull, pull
 from packyard.runs.transfer import inside
-from store.errors import InvalidInput
 from tests.conftest import LiveServer
 from tests.runs.conftest import cli, log_mark, simple_wheel, unique_ns
 from tests.support.clients import output

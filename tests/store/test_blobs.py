@@ -7,9 +7,8 @@ import io
 import os
 
 import pytest
-
-from store.blobs.base import BlobStore, StoredBlob
-from store.errors import InvalidInput, NotFound, TooLarge
+from packyard.store.blobs.base import BlobStore, StoredBlob
+from packyard.store.errors import InvalidInput, NotFound, TooLarge
 
 MiB = 1024 * 1024
 

@@ -6,13 +6,12 @@ import io
 from pathlib import Path
 
 import pytest
-
-from store.blobs import LocalBlobStore
-from store.browse import Browse
-from store.core import Store
-from store.errors import InvalidInput
-from store.files import Change
-from store.sessions import Sessions
+from packyard.store.blobs import LocalBlobStore
+from packyard.store.browse import Browse
+from packyard.store.core import Store
+from packyard.store.errors import InvalidInput
+from packyard.store.files import Change
+from packyard.store.sessions import Sessions
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
-from store import catalog as catalog_module
-from store.archive import ArchiveLimits, BoundedExpansion
-from store.blobs.base import BlobStore
-from store.bundles import check_bundle
-from store.core import Store
-from store.errors import Conflict, InvalidInput, NotFound, UnsafeArchive
+from packyard.store import catalog as catalog_module
+from packyard.store.archive import ArchiveLimits, BoundedExpansion
+from packyard.store.blobs.base import BlobStore
+from packyard.store.bundles import check_bundle
+from packyard.store.core import Store
+from packyard.store.errors import Conflict, InvalidInput, NotFound, UnsafeArchive
 
 KEY = "b" * 64
 ME = "tester"

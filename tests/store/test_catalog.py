@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from store import catalog as catalog_module
-from store.blobs import LocalBlobStore
-from store.catalog import MIGRATIONS, Catalog
-from store.core import Store
-from store.errors import Conflict
+from packyard.store import catalog as catalog_module
+from packyard.store.blobs import LocalBlobStore
+from packyard.store.catalog import MIGRATIONS, Catalog
+from packyard.store.core import Store
+from packyard.store.errors import Conflict
 
 OLD_SCHEMA = Path(__file__).parent / "data" / "catalog-v11-sqlite.sql"
 """``sqlite_master`` of a catalog at version 11 as sqlite-utils made it (before the adapter)."""

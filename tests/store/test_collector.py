@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from store.blobs import LocalBlobStore
-from store.blobs.base import BlobStore
-from store.core import Store
-from store.refs import COLUMNS
+from packyard.store.blobs import LocalBlobStore
+from packyard.store.blobs.base import BlobStore
+from packyard.store.core import Store
+from packyard.store.refs import COLUMNS
 
 MIRRORS = {("file_heads", "sha256"), ("resolution_files", "sha256")}
 """Columns that only repeat another referencing column's hash: a head is always a revision, and

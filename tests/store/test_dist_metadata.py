@@ -8,12 +8,12 @@ import io
 from pathlib import Path
 
 import pytest
+from packyard.store import catalog as catalog_module
+from packyard.store.artifacts import inspect
+from packyard.store.blobs.base import BlobStore
+from packyard.store.core import Store
+from packyard.store.errors import NotFound
 
-from store import catalog as catalog_module
-from store.artifacts import inspect
-from store.blobs.base import BlobStore
-from store.core import Store
-from store.errors import NotFound
 from tests.support.dists import make_sdist, make_wheel
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-
-from store.egress import HostPolicy, HostRefused, is_public
+from packyard.store.egress import HostPolicy, HostRefused, is_public
 
 NOT_PUBLIC = [
     "127.0.0.1",

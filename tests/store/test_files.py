@@ -11,11 +11,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from store.archive import ArchiveLimits
-from store.blobs.base import BlobStore
-from store.core import Store
-from store.errors import Conflict, InvalidInput, InvalidName, NotFound, TooLarge, UnsafeArchive
+from packyard.store.archive import ArchiveLimits
+from packyard.store.blobs.base import BlobStore
+from packyard.store.core import Store
+from packyard.store.errors import Conflict, InvalidInput, InvalidName, NotFound, TooLarge, UnsafeArchive
 
 MiB = 1024 * 1024
 NS = "company.sales"

@@ -15,9 +15,8 @@ import unicodedata
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-
-from store.errors import InvalidInput, InvalidName
-from store.names import (
+from packyard.store.errors import InvalidInput, InvalidName
+from packyard.store.names import (
     NAMESPACE_MAX,
     PATH_MAX_BYTES,
     SEGMENT_MAX_BYTES,

@@ -6,10 +6,9 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
-from store.catalog import Catalog
-from store.errors import Forbidden, InvalidInput, InvalidName, NotFound, Unauthenticated
-from store.tokens import ENV_ADMIN, Token, Tokens
+from packyard.store.catalog import Catalog
+from packyard.store.errors import Forbidden, InvalidInput, InvalidName, NotFound, Unauthenticated
+from packyard.store.tokens import ENV_ADMIN, Token, Tokens
 
 ADMIN_SECRET = "env-admin-secret"
 

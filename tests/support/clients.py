@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-
-from store.artifacts import parse_filename
+from packyard.store.artifacts import parse_filename
 
 if TYPE_CHECKING:
     from tests.conftest import LiveServer

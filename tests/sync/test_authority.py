@@ -21,9 +21,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from packyard.store import catalog as catalog_module
+from packyard.store.catalog import MIGRATIONS, Catalog
 
-from store import catalog as catalog_module
-from store.catalog import MIGRATIONS, Catalog
 from tests.builder.conftest import build_log, tiny_project, wait_build
 from tests.conftest import LiveServer
 from tests.support.clients import create_ns, create_token, put_file, upload
