@@ -1,0 +1,1 @@
+"""The team's shared helpers for flows (a sample project the recipes build and install)."""
