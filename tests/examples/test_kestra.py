@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import jinja2
 import pytest
 
 from tests.conftest import LiveServer
@@ -171,5 +172,5 @@ def test_harness_refuses_an_expression_it_does_not_know(tmp_path: Path) -> None:
         "    taskRunner:\n      type: io.kestra.plugin.core.runner.Process\n"
         "    commands:\n      - echo {{ outputs.previous.value }}\n"
     )
-    with pytest.raises(Exception, match="outputs"):
+    with pytest.raises(jinja2.UndefinedError, match="outputs"):
         Worker(tmp_path / "worker", env=pip_env()).execute(flow)
