@@ -174,3 +174,25 @@ def test_harness_refuses_an_expression_it_does_not_know(tmp_path: Path) -> None:
     )
     with pytest.raises(jinja2.UndefinedError, match="outputs"):
         Worker(tmp_path / "worker", env=pip_env()).execute(flow)
+
+
+def test_a_flow_whose_token_may_not_write_fails_and_publishes_nothing(
+    server: LiveServer, module_http: httpx.Client, kestra: Kestra, published: tuple[Execution, Execution]
+) -> None:
+    """The secret decides what a flow may do: a read token of the child cannot build into ``company``."""
+    _, reader = create_token(module_http, server, f"{kestra.company}.sales", "read", "kestra-reader")
+    worker = Worker(
+        kestra.worker.root.parent / "reader-worker",
+        env=kestra.worker.env,
+        secrets={"PACKYARD_TOKEN": reader},
+        kv=kestra.worker.kv,
+        namespaces=kestra.worker.namespaces,
+    )
+    before = module_http.get(f"/api/v1/namespaces/{kestra.company}/dists", headers=server.admin).json()
+    execution = worker.execute(FLOWS / "build_publish.yaml")
+    assert execution.state == "FAILED"
+    build = execution.tasks["build"]
+    assert build.returncode == 7, build.log  # the CLI's exit code for forbidden
+    assert build.stderr.startswith("error: "), build.log
+    assert "etl-0.1.0" not in build.stdout  # `dists ls` after the failed build never ran
+    assert module_http.get(f"/api/v1/namespaces/{kestra.company}/dists", headers=server.admin).json() == before
