@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from starlette.types import ASGIApp
 
 from packyard import __version__, http_errors, openapi
-from packyard.api import builds, dists, files, namespaces, runs, syncs, tokens
+from packyard.api import builds, dists, files, namespaces, runs, syncs, tokens, transfer
 from packyard.auth import caller
 from packyard.blob_send import BlobCache
 from packyard.disk import DiskSpace
@@ -72,7 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         allow_hosts=settings.sync_allow_hosts,
     )
     app.state.syncs = SyncRegistry(app.state.store.catalog)
-    for module in (namespaces, files, tokens, dists, syncs, builds, runs):
+    for module in (namespaces, files, tokens, dists, syncs, builds, runs, transfer):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness and backend check, and whether writes can be taken")

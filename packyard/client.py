@@ -137,6 +137,18 @@ class Client:
     def import_zip(self, ns: str, content: IO[bytes] | Iterator[bytes], prefix: str = "") -> dict:
         return self.json("POST", f"/api/v1/namespaces/{qns(ns)}/import", params={"prefix": prefix}, content=content)
 
+    def export_namespace(self, ns: str):  # noqa: ANN201
+        """The namespace's archive as a streaming response (``store/transfer.py``)."""
+        return _Streamed(self, f"/api/v1/namespaces/{qns(ns)}/archive", None)
+
+    def import_namespace(
+        self, ns: str, content: IO[bytes] | Iterator[bytes], *, replace: bool = False, rename_from: str | None = None
+    ) -> dict:
+        params: dict[str, Any] = {"replace": "true" if replace else "false"}
+        if rename_from:
+            params["rename_from"] = rename_from
+        return self.json("POST", f"/api/v1/namespaces/{qns(ns)}/archive", params=params, content=content)
+
     def update_settings(self, ns: str, **changes: Any) -> dict:
         return self.json("PATCH", f"/api/v1/namespaces/{qns(ns)}/settings", json=changes)
 

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     the time a change may take between storing its blobs and committing (an upload, a sync)."""
     gc_interval_seconds: float = 3600.0
     """``packyard serve`` collects garbage at start and then this often; 0 turns it off."""
+    replicate: bool = False
+    """``packyard serve`` runs Litestream beside the server, streaming the SQLite catalog into the
+    S3 bucket under ``<s3_prefix>catalog/`` (``serve --replicate``; packyard/replication.py)."""
     blob_cache_bytes: int = 64 * MiB
     """Memory for small downloads kept by sha256 (an LRU bounded in bytes; 0 keeps none)."""
     blob_cache_item_bytes: int = MiB

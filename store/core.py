@@ -18,6 +18,7 @@ from packyard.store.namespaces import Namespaces
 from packyard.store.refs import BlobRefs
 from packyard.store.resolutions import Resolutions
 from packyard.store.tokens import Tokens
+from packyard.store.transfer import NamespaceTransfer
 from packyard.store.upstream import (
     InternalFirst,
     UpstreamFetcher,
@@ -73,6 +74,14 @@ class Store:
             self.catalog, blobs, self.refs, max_upload_bytes, bundle_limits or BUNDLE_LIMITS, self.namespaces
         )
         self.resolutions = Resolutions(self.catalog)
+        self.transfer = NamespaceTransfer(
+            self.catalog,
+            blobs,
+            self.namespaces,
+            self.generations,
+            limits=self.files.archive_limits,
+            max_upload_bytes=max_upload_bytes,
+        )
         self.dists.decide_core_metadata()
 
     def upstream(self, namespace: str) -> UpstreamSource | None:

@@ -96,7 +96,15 @@ def update_settings(ns: str, body: SettingsIn, request: Request) -> dict:
     token = require(request, ns, "admin")
     store = request.app.state.store
     store.namespaces.get(ns)
-    changes = body.model_dump(exclude_unset=True)
+    changes = check_settings(request, ns, body.model_dump(exclude_unset=True))
+    return store.namespaces.update_settings(ns, changes, actor(token)).to_dict()
+
+
+def check_settings(request: Request, ns: str, changes: dict) -> dict:
+    """The checks every way of setting a namespace's settings goes through (``PATCH`` and a
+    namespace archive's import): allowed upstream hosts, credential variables this namespace
+    may name, normalized project patterns. Returns the changes as they are to be stored."""
+    store = request.app.state.store
     if changes.get("upstream"):
         changes["upstream"] = check_upstream_url(changes["upstream"], store.upstream_fetcher.limits.hosts)
     if changes.get("upstream_auth_env"):
@@ -109,4 +117,4 @@ def update_settings(ns: str, body: SettingsIn, request: Request) -> dict:
     for key in ("upstream_allow", "upstream_deny"):
         if changes.get(key) is not None:
             changes[key] = [canonicalize_name(p) if "*" not in p and "?" not in p else p for p in changes[key]]
-    return store.namespaces.update_settings(ns, changes, actor(token)).to_dict()
+    return changes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from packyard.cli import builds, dists, files, maintenance, mirror, namespaces, runs, serve, syncs, tokens
+from packyard.cli import backup, builds, dists, files, maintenance, mirror, namespaces, runs, serve, syncs, tokens
 from packyard.cli_errors import run
 
 app = typer.Typer(
@@ -31,6 +31,10 @@ app.command("unyank")(dists.unyank)
 app.command("index-config")(dists.index_config)
 app.command("fsck")(maintenance.fsck)
 app.command("gc")(maintenance.gc)
+app.command("restore")(backup.restore)
+app.command("replicate")(backup.replicate)
+app.command("export")(backup.export)
+app.command("import")(backup.import_)
 
 
 def main() -> None:

@@ -53,12 +53,17 @@ def serve(
     workers: int = typer.Option(
         None, "--workers", min=1, help="Server processes on this port (PACKYARD_WORKERS, 1): one per core."
     ),
+    replicate: bool = typer.Option(
+        None,
+        "--replicate/--no-replicate",
+        help="Stream the SQLite catalog into the S3 bucket with Litestream (PACKYARD_REPLICATE); "
+        "'packyard restore' brings it back.",
+    ),
 ) -> None:
     """Run the packyard server."""
     import uvicorn
 
     from packyard.app import create_asgi
-    from packyard.protocol_env import protocol_for
     from packyard.wiring import open_store
     from packyard.worker import SHARED_SECRET_ENV
 
@@ -70,8 +75,14 @@ def serve(
         "anonymous_read": anonymous_read,
         "embedded_worker": worker,
         "workers": workers,
+        "replicate": replicate,
     }
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    if settings.replicate:
+        from packyard.replication import check_replicable, litestream_binary
+
+        check_replicable(settings, "--replicate")  # before anything starts: one line, and why
+        litestream_binary()
     steady_malloc()
     log_to_stderr()
     if settings.workers > 1:
@@ -85,11 +96,28 @@ def serve(
         app: object = "packyard.app:create_asgi_from_env"
     else:
         app = create_asgi(settings)
+    replicator = None
+    if settings.replicate:
+        from packyard.replication import Replicator, replica_path
+
+        # after the store is open (and migrated): Litestream replicates an existing catalog
+        replicator = Replicator(settings).start()
+        print(f"replicating the catalog to s3://{settings.s3_bucket}/{replica_path(settings)}", flush=True)
     print(
         f"packyard serving on http://{settings.host}:{settings.port} "
         f"(backend {settings.backend}, data {settings.data}, {settings.workers} process(es))",
         flush=True,
     )
+    try:
+        _run(uvicorn, app, settings)
+    finally:
+        if replicator is not None:
+            replicator.stop()
+
+
+def _run(uvicorn, app: object, settings) -> None:  # noqa: ANN001 - modules and settings imported when serving
+    from packyard.protocol_env import protocol_for
+
     uvicorn.run(
         app,  # type: ignore[arg-type]
         factory=settings.workers > 1,

@@ -1,0 +1,119 @@
+"""Backup and moving: ``packyard restore`` and ``replicate`` (the SQLite catalog in the bucket,
+with Litestream), ``packyard export`` and ``import`` (one namespace as an archive).
+
+``restore`` and ``replicate`` are for whoever runs the server: like ``fsck`` they read the
+server's settings (``PACKYARD_DATA`` and the S3 variables) and need no token. ``export`` and
+``import`` go through a server's API with the caller's token.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from packyard.cli.output import client, console, emit_json, read_chunks, transfer
+from packyard.store.errors import InvalidInput
+
+
+def restore(
+    if_needed: bool = typer.Option(
+        False,
+        "--if-needed",
+        help="Do nothing (exit 0) when the data folder has a catalog or the bucket has no replica: "
+        "for a container's start.",
+    ),
+    timestamp: str = typer.Option(
+        None, "--timestamp", help="Restore the catalog as it was at this time (RFC 3339, e.g. 2026-01-02T03:04:05Z)."
+    ),
+) -> None:
+    """Bring the SQLite catalog back from the S3 bucket into an empty data folder (Litestream)."""
+    from packyard.replication import restore as run
+
+    console.print(run(_settings(), if_needed=if_needed, timestamp=timestamp))
+
+
+def replicate() -> None:
+    """Run Litestream in the foreground, streaming the SQLite catalog into the S3 bucket (a sidecar)."""
+    from packyard.replication import run_foreground
+
+    sys.exit(run_foreground(_settings()))
+
+
+def export(
+    ns: str = typer.Argument(..., help="The namespace to export (its own contents; children are not included)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Archive to write (default NS.packyard.tar)."),
+) -> None:
+    """Write a namespace (files with history, distributions with yanks, settings) as one archive."""
+    import os
+    import tempfile
+
+    target = output or Path(f"{ns}.packyard.tar")
+    with client().export_namespace(ns) as response:
+        total = int(response.headers.get("content-length", 0)) or None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(fd, "wb") as out, transfer(f"export {ns}", total) as advance:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+                    advance(len(chunk))
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    console.print(f"exported {ns} to {target}")
+
+
+def import_(
+    archive: Path = typer.Argument(..., help="An archive 'packyard export' wrote."),
+    into: str = typer.Option(None, "--into", help="Import under this name instead of the archive's."),
+    replace: bool = typer.Option(
+        False, "--replace", help="Replace the namespace's files, distributions and settings when it exists."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Import a namespace archive (admin role on the namespace): everything, or nothing."""
+    if not archive.is_file():
+        raise InvalidInput(f"{archive} is not a readable file")
+    source = _archive_namespace(archive)
+    target = into or source
+    with archive.open("rb") as stream, transfer(f"import {archive.name}", archive.stat().st_size) as advance:
+        result = client().import_namespace(
+            target, read_chunks(stream, advance), replace=replace, rename_from=source if target != source else None
+        )
+    if as_json:
+        emit_json(result)
+        return
+    console.print(
+        f"imported {result['namespace']}: {result['files']} files ({result['revisions']} revisions), "
+        f"{result['dists']} distributions ({result['yanked']} yanked)"
+        + (", replacing what it held" if result["replaced"] else "")
+    )
+
+
+def _archive_namespace(archive: Path) -> str:
+    """The namespace an archive holds, from its manifest (its first member); the server checks it again."""
+    import json
+    import tarfile
+
+    try:
+        with tarfile.open(archive, mode="r|") as tar:
+            first = tar.next()
+            if first is None or first.name != "manifest.json" or not first.isreg() or first.size > 32 * 1024**2:
+                raise InvalidInput(f"{archive} is not a namespace archive (its first member must be manifest.json)")
+            member = tar.extractfile(first)
+            assert member is not None
+            name = json.loads(member.read()).get("namespace")
+    except (tarfile.TarError, ValueError, AttributeError) as exc:
+        raise InvalidInput(f"{archive} is not a namespace archive: {exc}") from exc
+    if not isinstance(name, str):
+        raise InvalidInput(f"{archive} is not a namespace archive: its manifest names no namespace")
+    return name
+
+
+def _settings():  # noqa: ANN202 - packyard.settings.Settings, imported when a command runs
+    from packyard.settings import get_settings
+
+    return get_settings()
