@@ -279,7 +279,8 @@ class NamespaceTransfer:
             "WHERE namespace = ? ORDER BY path, revision",
             (namespace,),
         ):
-            files.setdefault(row["path"], []).append({**row, "deleted": bool(row["deleted"])})
+            path = row.pop("path")
+            files.setdefault(path, []).append({**row, "deleted": bool(row["deleted"])})
         dists = self.catalog.query(
             "SELECT filename, sha256, size, upload_time, uploader, yanked, yanked_reason, yanked_by, yanked_at "
             "FROM dists WHERE namespace = ? ORDER BY filename",
