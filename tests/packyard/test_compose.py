@@ -557,3 +557,51 @@ def test_dockerfile_healthcheck_hits_healthz(tmp_path: Path) -> None:
 
     app = create_app(Settings(data=tmp_path, s3_endpoint=None))
     assert "/healthz" in {getattr(route, "path", None) for route in app.routes}
+
+
+# -- the single-node shape: SQLite with a Litestream sidecar ------------------------------------
+
+SINGLE = ("restore", "single", "litestream")
+"""The single-node services: a one-shot restore, the server, the replicating sidecar."""
+
+
+def test_single_node_services_share_one_configuration_and_volume(compose: dict[str, Any], services) -> None:
+    envs = [environment(services[name]) for name in SINGLE]
+    assert envs[0] == envs[1] == envs[2], "restore, server and sidecar must agree on the data folder and bucket"
+    for name in SINGLE:
+        assert services[name].get("profiles") == ["single"], f"{name} starts only with --profile single"
+        mounts = [v.split(":") for v in services[name]["volumes"]]
+        assert ["single-data", envs[0][f"{PREFIX}DATA"]] in mounts, name
+        assert services[name]["build"] == services[SERVERS[0]]["build"], "the sidecar runs packyard's own image"
+    assert "single-data" in compose["volumes"]
+    for name in envs[0]:
+        assert name.removeprefix(PREFIX).lower() in Settings.model_fields, name
+    assert f"{PREFIX}DATABASE_URL" not in envs[0], "the single node keeps its catalog in SQLite"
+    assert f"{PREFIX}REPLICATE" not in envs[0], "the sidecar replicates; the server must not run a second Litestream"
+
+
+def test_single_node_sidecar_replicates_into_the_minio_bucket(services, monkeypatch) -> None:
+    from packyard.cli import app
+    from packyard.replication import check_replicable, config
+
+    commands = {name: shlex.split(command_text(services[name]["command"])) for name in ("restore", "litestream")}
+    assert commands == {"restore": ["packyard", "restore", "--if-needed"], "litestream": ["packyard", "replicate"]}
+    assert {"restore", "replicate"} <= {c.name for c in app.registered_commands}
+    for name in list(os.environ):
+        if name.startswith(PREFIX):
+            monkeypatch.delenv(name)
+    for name, value in environment(services["litestream"]).items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    check_replicable(settings, "the sidecar")  # S3 blobs, SQLite catalog: what restore can bring back
+    (db,) = config(settings)["dbs"]
+    assert db["path"] == "/data/catalog.db"
+    replica = db["replica"]
+    assert replica["endpoint"] == environment(services[SERVERS[0]])[f"{PREFIX}S3_ENDPOINT"]
+    assert replica["bucket"] == mc_commands(services["createbucket"])["mb"][-1].split("/", 1)[1]
+    assert replica["force-path-style"] is True and replica["path"] == "catalog"
+    # a fresh machine: the bucket first, then the restore, then the server, then the sidecar
+    assert services["restore"]["depends_on"]["createbucket"]["condition"] == "service_completed_successfully"
+    assert services["single"]["depends_on"] == {"restore": {"condition": "service_completed_successfully"}}
+    assert services["litestream"]["depends_on"] == {"single": {"condition": "service_healthy"}}
+    assert published_ports(services["single"]) == [(8000, int(environment(services["single"])[f"{PREFIX}PORT"]))]
