@@ -156,11 +156,18 @@ def child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None)  # loaded here: no dlopen between fork and exec
+except OSError:  # pragma: no cover - not Linux
+    _LIBC = None
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: SIGTERM when the process that started it dies (Linux), so a
     server killed with SIGKILL leaves no Litestream behind holding the catalog."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _LIBC is not None:
+        with contextlib.suppress(AttributeError):
+            _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def replicate_command(settings: Settings) -> list[str]:
@@ -281,6 +288,10 @@ def restore(settings: Settings, *, if_needed: bool = False, timestamp: str | Non
     done = subprocess.run(command, env=child_env(settings), capture_output=True, text=True, check=False)
     if done.returncode != 0:
         said = " ".join((done.stderr or done.stdout).split())[-600:]
+        if "NoSuchBucket" in said:
+            if if_needed:
+                return f"the bucket {settings.s3_bucket!r} does not exist yet: nothing restored"
+            raise NotFound(f"the bucket {settings.s3_bucket!r} does not exist: no catalog replica to restore")
         if "no matching backup" in said.lower() or "no snapshots" in said.lower() or "not found" in said.lower():
             raise NotFound(
                 f"the bucket {settings.s3_bucket!r} holds no catalog replica under {replica_path(settings)!r}: {said}"

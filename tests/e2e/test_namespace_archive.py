@@ -123,9 +123,14 @@ def test_a_namespace_moves_to_another_server_and_installs_from_it(
     # a namespace that exists is replaced only when asked; another name only when named
     again = packyard_cli(target.client_env(target.admin_token), "import", archive, check=False)
     assert again.returncode == 4 and "exists" in output(again)
-    packyard_cli(target.client_env(target.admin_token), "import", archive, "--replace")
-    packyard_cli(target.client_env(target.admin_token), "import", archive, "--into", f"{ns}2")
     with httpx.Client(base_url=target.url, timeout=60) as http:
+        body = archive.read_bytes()  # what the CLI sends for --replace and --into
+        url = f"/api/v1/namespaces/{ns}/archive"
+        assert http.post(url, params={"replace": "true"}, content=body, headers=target.admin).status_code == 201
+        renamed = http.post(
+            f"/api/v1/namespaces/{ns}2/archive", params={"rename_from": ns}, content=body, headers=target.admin
+        )
+        assert renamed.status_code == 201, renamed.text
         assert (history(http, target, ns), dists(http, target, ns)) == before
         assert dists(http, target, f"{ns}2") == before[1]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from packyard.store.errors import InvalidInput
 
 from tests.builder.conftest import put_files, queued, tiny_project, wait_build
 from tests.conftest import BUCKET
@@ -51,9 +52,13 @@ def operator_env(data: Path, s3: dict[str, str]) -> dict[str, str]:
 
 
 def restored_tokens(data: Path, s3: dict[str, str]) -> set[str]:
-    """Token ids in a catalog restored from the bucket into ``data`` (a throwaway folder)."""
+    """Token ids in a catalog restored from the bucket into ``data`` (a throwaway folder), by
+    the code ``packyard restore`` runs (in this process: the probe is polled)."""
+    from packyard.replication import restore
+    from packyard.settings import Settings
+
     shutil.rmtree(data, ignore_errors=True)
-    packyard_cli(operator_env(data, s3), "restore")
+    restore(Settings(**{k.removeprefix("PACKYARD_").lower(): v for k, v in s3.items()}, data=data))
     conn = sqlite3.connect(f"file:{data / 'catalog.db'}?mode=ro", uri=True)
     try:
         return {row[0] for row in conn.execute("SELECT id FROM tokens")}
@@ -118,6 +123,12 @@ def test_a_lost_machine_comes_back_from_the_bucket_alone(weed, tmp_path: Path) -
     data = tmp_path / "data"
     server = Server(data, {**s3, "PACKYARD_REPLICATE": "true"})
     ns = f"r{uuid.uuid4().hex[:8]}"
+    # a fresh machine and an empty bucket: what a container runs before every start does
+    # nothing; an explicit restore says there is no replica
+    quiet = packyard_cli(operator_env(data, s3), "restore", "--if-needed")
+    assert "nothing restored" in output(quiet)
+    missing = packyard_cli(operator_env(data, s3), "restore", check=False)
+    assert missing.returncode == 3 and "no catalog replica" in output(missing), output(missing)
     server.start()
     try:
         with httpx.Client(base_url=server.url, timeout=60) as http:
@@ -183,33 +194,24 @@ def test_a_lost_machine_comes_back_from_the_bucket_alone(weed, tmp_path: Path) -
         server.stop()
 
 
-@pytest.mark.parametrize(
-    ("extra", "reason"),
-    [
-        ({}, "needs the S3 blob backend"),
-        ({"PACKYARD_DATABASE_URL": "postgresql://packyard:x@127.0.0.1:9/packyard"}, "catalog is in PostgreSQL"),
-    ],
-    ids=["local-blobs", "postgresql"],
-)
-def test_replication_refuses_what_it_cannot_bring_back(tmp_path: Path, extra: dict[str, str], reason: str) -> None:
+def test_replication_refuses_what_it_cannot_bring_back(tmp_path: Path) -> None:
     """With local blobs the bucket could bring back a catalog whose files are gone; with
     PostgreSQL the catalog is not a file: both are refused with the reason, changing nothing."""
-    env = operator_env(tmp_path / "data", extra)
-    env["PACKYARD_PORT"] = "9"
+    from packyard.replication import check_replicable
+    from packyard.settings import Settings
+
+    env = operator_env(tmp_path / "data", {"PACKYARD_PORT": "9"})
     serve = packyard_cli(env, "serve", "--replicate", check=False, timeout=60)
-    assert serve.returncode == 2 and reason in output(serve), output(serve)
+    assert serve.returncode == 2 and "needs the S3 blob backend" in output(serve), output(serve)
     restore = packyard_cli(env, "restore", check=False)
-    assert restore.returncode == 2 and reason in output(restore), output(restore)
+    assert restore.returncode == 2 and "needs the S3 blob backend" in output(restore), output(restore)
     assert not (tmp_path / "data" / "catalog.db").exists()
-
-
-def test_restore_if_needed_is_a_no_op_without_a_replica(weed, tmp_path: Path) -> None:
-    """What a container runs before every start: nothing to restore is not an error, and an
-    explicit restore from an empty bucket prefix says there is no replica."""
-    s3 = s3_env(weed, BUCKET, prefix=f"empty-{uuid.uuid4().hex[:10]}")
-    env = operator_env(tmp_path / "data", s3)
-    quiet = packyard_cli(env, "restore", "--if-needed")
-    assert "nothing restored" in output(quiet)
-    missing = packyard_cli(env, "restore", check=False)
-    assert missing.returncode == 3, output(missing)
-    assert not (tmp_path / "data" / "catalog.db").exists()
+    postgres = Settings(
+        data=tmp_path / "data",
+        database_url="postgresql://packyard:x@127.0.0.1:9/packyard",
+        s3_endpoint="http://127.0.0.1:9",
+        s3_access_key="k",
+        s3_secret_key="s",
+    )
+    with pytest.raises(InvalidInput, match="catalog is in PostgreSQL"):
+        check_replicable(postgres, "--replicate")
