@@ -41,7 +41,7 @@ import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from packyard.store.archive import ArchiveLimits
@@ -56,7 +56,7 @@ from packyard.store.namespaces import Namespaces
 FORMAT = "packyard-namespace"
 VERSION = 1
 MANIFEST = "manifest.json"
-MAX_MANIFEST_BYTES = 32 * 1024 * 1024
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 """A manifest is read into memory before anything else: bounded, whatever the archive says."""
 IMPORTED = "import:"
 _BLOB = re.compile(r"blobs/([0-9a-f]{64})")
@@ -95,15 +95,19 @@ def _text(value: Any, where: str, *, optional: bool = True) -> str | None:
 
 
 def _time(value: Any, where: str, *, optional: bool = False) -> str | None:
+    """A timestamp with its zone, stored as the catalog writes its own (UTC, microseconds, ``Z``):
+    index pages show them (PEP 700 ``upload-time``), and installers parse them strictly."""
     if value is None and optional:
         return None
     if not isinstance(value, str) or len(value) > 40:
         raise _bad(f"{where} is not a timestamp")
     try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise _bad(f"{where} is not an ISO 8601 timestamp") from exc
-    return value
+    if stamp.tzinfo is None:
+        raise _bad(f"{where} has no time zone")
+    return stamp.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _count(value: Any, where: str) -> int:

@@ -98,10 +98,12 @@ def _archive_namespace(archive: Path) -> str:
     import json
     import tarfile
 
+    from packyard.store.transfer import MANIFEST, MAX_MANIFEST_BYTES
+
     try:
         with tarfile.open(archive, mode="r|") as tar:
             first = tar.next()
-            if first is None or first.name != "manifest.json" or not first.isreg() or first.size > 32 * 1024**2:
+            if first is None or first.name != MANIFEST or not first.isreg() or first.size > MAX_MANIFEST_BYTES:
                 raise InvalidInput(f"{archive} is not a namespace archive (its first member must be manifest.json)")
             member = tar.extractfile(first)
             assert member is not None

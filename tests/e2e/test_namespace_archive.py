@@ -181,7 +181,7 @@ def hostile(ns: str, victim_sha: str) -> dict[str, tuple[bytes, int, str]]:
     link = tarfile.TarInfo(f"blobs/{sha256(good)}")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
     huge = tarfile.TarInfo("manifest.json")
-    huge.size = 40 * 1024 * 1024  # declared; the body stops after the header
+    huge.size = 20 * 1024 * 1024  # declared; the body stops after the header
     huge_body = tar_of(huge)[:1024]
     wrong = b"evil\n"  # as long as good: only the digest differs
     return {
@@ -253,6 +253,25 @@ def hostile(ns: str, victim_sha: str) -> dict[str, tuple[bytes, int, str]]:
             ),
             400,
             "InvalidInput",
+        ),
+        "a time without a zone (installers parse upload times strictly)": (
+            tar_of(
+                (
+                    "manifest.json",
+                    manifest(
+                        ns,
+                        [
+                            {
+                                **file_entry("a", good),
+                                "revisions": [{**file_entry("a", good)["revisions"][0], "created": "2026-01-01 00:00"}],
+                            }
+                        ],
+                    ),
+                ),  # fmt: skip
+                (f"blobs/{sha256(good)}", good),
+            ),
+            400,
+            "UnsafeArchive",
         ),
         "not a tar": (b"\x1f\x8b" + b"\0" * 2000, 400, "UnsafeArchive"),
     }
