@@ -80,6 +80,16 @@ RESPONSES: list[tuple[str, str, dict[int | str, dict[str, Any]]]] = [
     ),
     (
         "GET",
+        r"/api/v1/namespaces/\{ns\}/archive",
+        {200: {"description": "the namespace archive (tar)", "content": {"application/x-tar": BINARY}}},
+    ),
+    (
+        "POST",
+        r"/api/v1/namespaces/\{ns\}/archive",
+        {201: {"description": "the namespace was created (or replaced) from the archive"}},
+    ),
+    (
+        "GET",
         r"/api/v1/namespaces/\{ns\}/bundles/\{key\}",
         {
             200: {"description": "the bundle (gzip'd tar)", "content": {"*/*": BINARY}},
@@ -170,6 +180,7 @@ UPLOAD_FORM = {
 REQUEST_BODIES: list[tuple[str, str, dict[str, Any]]] = [
     ("PUT", r"/api/v1/namespaces/\{ns\}/files/\{path\}", {"application/octet-stream": BINARY}),
     ("POST", r"/api/v1/namespaces/\{ns\}/import", {"application/zip": BINARY}),
+    ("POST", r"/api/v1/namespaces/\{ns\}/archive", {"application/x-tar": BINARY}),
     ("PUT", r"/api/v1/namespaces/\{ns\}/bundles/\{key\}", {"application/gzip": BINARY}),
     ("POST", r"/api/v1/builds/\{build_id\}/log", {"text/plain": TEXT}),
     ("POST", r"/api/v1/syncs/\{name\}/webhook", {"application/json": {"schema": {"type": "object"}}}),

@@ -38,7 +38,6 @@ class ArchiveSettings(SettingsIn):
     "/archive",
     summary="The namespace as one archive (files with history, distributions with yanks, settings)",
     response_class=FileResponse,
-    responses={200: {"content": {ARCHIVE_TYPE: {}}, "description": "a namespace archive (tar)"}},
 )
 def export_archive(ns: str, request: Request) -> FileResponse:
     validate_namespace(ns)
@@ -67,7 +66,6 @@ def export_archive(ns: str, request: Request) -> FileResponse:
     "/archive",
     summary="Import a namespace archive (raw body; admin role): all or nothing",
     status_code=201,
-    openapi_extra={"requestBody": {"content": {ARCHIVE_TYPE: {"schema": {"type": "string", "format": "binary"}}}}},
 )
 @body("upload")
 async def import_archive(

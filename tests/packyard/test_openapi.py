@@ -51,7 +51,7 @@ def _safe_description(f):
 lambda_sources.lambda_description = _safe_description
 
 
-@schemathesis.serializer("application/zip", "application/gzip")
+@schemathesis.serializer("application/zip", "application/gzip", "application/x-tar")
 def raw(ctx, value):
     return value if isinstance(value, bytes) else str(value).encode()
 '''
@@ -114,6 +114,9 @@ def test_security_schemes_and_content_types(document: dict) -> None:
     assert schemes["bearer"]["scheme"] == "bearer" and schemes["basic"]["scheme"] == "basic"
     paths = document["paths"]
     assert set(paths["/api/v1/namespaces/{ns}/export"]["get"]["responses"]["200"]["content"]) == {"application/zip"}
+    archive = paths["/api/v1/namespaces/{ns}/archive"]
+    assert set(archive["get"]["responses"]["200"]["content"]) == {"application/x-tar"}
+    assert set(archive["post"]["requestBody"]["content"]) == {"application/x-tar"}
     page = paths["/{ns}/simple/{project}/"]["get"]["responses"]
     assert {"text/html", "application/vnd.pypi.simple.v1+json"} <= set(page["200"]["content"])
     assert "301" in page and "304" in page
