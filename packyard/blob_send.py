@@ -9,9 +9,13 @@ an install the files are most of the requests. Here:
   stale). A miss on the local backend is one synchronous read on the event loop (a few
   tens of microseconds from the page cache); on S3 it is one read in a worker thread.
 - a larger one on the local backend is handed to the server with the ASGI
-  ``http.response.pathsend`` extension where the server offers it (granian does; the
-  kernel copies it), and otherwise streamed in 1 MiB reads, one thread hop each; on S3 it
-  is opened in a worker thread, then streamed the same way.
+  ``http.response.pathsend`` extension where the server offers it (packyard's uvicorn
+  protocol does, with ``os.sendfile`` from the event loop: ``protocol.py``; so does
+  granian; the kernel copies it), and otherwise streamed in 1 MiB reads, one thread hop
+  each; on S3 it is opened in a worker thread, then streamed the same way.
+- a wheel's core metadata (PEP 658, ``{file}.metadata``, which uv and pip fetch for every
+  package they resolve) is a small blob too, answered the same way as the routes answer it
+  (:func:`send_metadata`), its hash checked when it is read.
 
 Everything that may fail (the file is gone, S3 is down) happens before the status line;
 :func:`send_blob` then returns False without having sent anything and the caller lets the
@@ -21,6 +25,7 @@ from here are 200, 206 and 304 only.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import OrderedDict
 from typing import BinaryIO
@@ -105,6 +110,41 @@ async def _small(blobs: BlobStore, cache: BlobCache, sha256: str, size: int) -> 
         return None  # gone, or not what the catalog says: the routes explain it
     cache.put(sha256, data)
     return data
+
+
+async def send_metadata(scope: Scope, send: Send, blobs: BlobStore, cache: BlobCache, sha256: str) -> bool:
+    """Answer a GET or HEAD for core metadata as the route does (``text/plain``, its hash as the
+    ETag, 304, no ranges); False (nothing sent) when it is not at hand and intact: the route
+    then re-derives it from the file, or explains what is wrong."""
+    etag = f'"{sha256}"'.encode()
+    if _header(scope, b"range") is not None:
+        return False  # the route answers the whole of it, whatever was asked
+    if _header(scope, b"if-none-match") == etag.decode():
+        await send({"type": "http.response.start", "status": 304, "headers": [(b"etag", etag)]})
+        await send({"type": "http.response.body", "body": b""})
+        return True
+    data = cache.get(sha256)
+    if data is None:
+        local = blobs.local_path(sha256)
+        if local is not None:
+            data = _read_local(str(local))
+        else:
+            try:
+                data = await anyio.to_thread.run_sync(_read_all, blobs, sha256)
+            except (PackyardError, OSError):
+                return False
+        if data is None or hashlib.sha256(data).hexdigest() != sha256:
+            return False
+        cache.put(sha256, data)
+    headers = [
+        (b"content-length", str(len(data)).encode()),
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"etag", etag),
+        (b"cache-control", b"no-cache"),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else data})
+    return True
 
 
 async def _stream(stream: BinaryIO, length: int, receive: Receive, send: Send) -> None:

@@ -59,26 +59,29 @@ class IndexCache:
             return entry[1]
         return None
 
-    def lookup_file(self, namespace: str, filename: str) -> IndexFile | None:
+    def lookup_download(self, namespace: str, filename: str) -> tuple[IndexFile, str, int] | None:
+        """(the file, sha256, size of the bytes to send) for a download the hot path may answer,
+        with the generations read once (this runs for every download pip or uv makes).
+
+        An upstream file is answered only once stored, as the routes last found it under the
+        current stamp: no upstream settings lookup per request (a settings change moves the
+        stamp, so the routes look again)."""
         chain = self.cached_chain(namespace)
         if chain is None:
             return None
         entry = self._files.get((chain[0], filename))
-        if entry is not None and entry[0] == self.store.generations.stamp(chain) and entry[2] > time.monotonic():
-            return entry[1]
-        return None
-
-    def lookup_mirrored(self, namespace: str, filename: str) -> tuple[str, int] | None:
-        """(sha256, size) of an upstream file already stored here, as the routes last found it
-        under the current stamp: the hot path serves it without asking for the upstream's
-        settings again (a settings change moves the stamp, so the routes look again)."""
-        chain = self.cached_chain(namespace)
-        if chain is None:
+        if entry is None or entry[2] <= time.monotonic():
             return None
-        entry = self._mirrored.get((namespace, filename))
-        if entry is not None and entry[0] == self.store.generations.stamp(chain):
-            return entry[1], entry[2]
-        return None
+        stamp = self.store.generations.stamp(chain)
+        if entry[0] != stamp:
+            return None
+        found = entry[1]
+        if found.upstream_url is None:
+            return found, found.sha256, found.size
+        mirrored = self._mirrored.get((namespace, filename))
+        if mirrored is None or mirrored[0] != stamp:
+            return None  # not fetched yet (or not since the settings changed): the routes
+        return found, mirrored[1], mirrored[2]
 
     # -- slow paths (fill the cache) ----------------------------------------------------
 

@@ -20,9 +20,10 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from packyard.auth import credentials
-from packyard.blob_send import BlobCache, send_blob
+from packyard.blob_send import BlobCache, send_blob, send_metadata
 from packyard.index.cache import IndexCache
 from packyard.index.negotiate import negotiate
+from packyard.index.routes import METADATA_SUFFIX
 from packyard.store.errors import PackyardError
 from packyard.streaming import dist_response
 
@@ -99,23 +100,18 @@ class HotIndex:
         return True
 
     async def _dist(self, scope: Scope, receive: Receive, send: Send, namespace: str, filename: str) -> bool:
-        if filename.endswith(".metadata"):
-            return False
+        metadata = filename.endswith(METADATA_SUFFIX)
         try:
-            found = self.cache.lookup_file(namespace, filename)
+            found = self.cache.lookup_download(namespace, filename[: -len(METADATA_SUFFIX)] if metadata else filename)
         except PackyardError:  # the catalog is away: the routes answer (503)
             return False
         if found is None:
             return False
-        sha256, size = found.sha256, found.size
-        if found.upstream_url is not None:
-            try:
-                stored = self.cache.lookup_mirrored(namespace, filename)
-            except PackyardError:
-                return False
-            if stored is None:
-                return False  # not fetched yet (or not since the settings changed): the routes
-            sha256, size = stored
+        file, sha256, size = found
+        if metadata:
+            if file.upstream_url is not None or not file.metadata_sha256:
+                return False  # none to serve, or the upstream's (fetched on first request): the routes
+            return await send_metadata(scope, send, self.cache.store.blobs, self.blobs, file.metadata_sha256)
         if self.redirect_seconds > 0:  # PACKYARD_S3_REDIRECT: the bucket sends the bytes
             response = dist_response(
                 Request(scope),

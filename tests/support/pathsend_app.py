@@ -1,0 +1,33 @@
+"""An ASGI app that answers with ``http.response.pathsend`` when its server offers it, for
+``tests/packyard/test_protocol_send.py`` (run under uvicorn with packyard's protocol class).
+
+``GET /file?path=P&length=N`` sends the file at P with Content-Length N (the file's size
+when N is not given; a larger N is a file that shrank after the head was sent); a server
+that does not offer the extension gets 501. ``GET /small`` is a plain two-message answer.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import parse_qs
+
+PATHSEND = "http.response.pathsend"
+
+
+async def app(scope, receive, send) -> None:  # noqa: ANN001 - an ASGI callable
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/small":
+        body = b"small answer"
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"12")]})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+        return
+    if PATHSEND not in scope.get("extensions", {}):
+        await send({"type": "http.response.start", "status": 501, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    query = parse_qs(scope["query_string"].decode())
+    path = query["path"][0]
+    length = int(query["length"][0]) if "length" in query else os.path.getsize(path)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(length).encode())]})
+    await send({"type": PATHSEND, "path": path})
