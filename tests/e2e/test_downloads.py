@@ -111,3 +111,39 @@ def test_a_token_gets_the_same_answer_cached_or_not(server: LiveServer, dists: D
             assert http.get(url, headers={"Authorization": f"Bearer {reader}"}).content == path.read_bytes()
             assert http.get(url, headers={"Authorization": f"Bearer {outsider}"}).status_code == 403
             assert http.get(url, headers={"Authorization": "Bearer not-a-token"}).status_code == 401
+
+
+def test_core_metadata_is_answered_by_the_hot_path(server: LiveServer, tmp_path: Path, http: httpx.Client) -> None:
+    """uv and pip fetch ``{wheel}.metadata`` for every package they resolve: once read, it is
+    answered from memory in front of the routes, exactly as the routes answer it — so even
+    with the metadata's blob and the wheel's gone from the store (where the routes would
+    re-derive it from the wheel, and find nothing), the client still gets it."""
+    ns = unique_ns("meta")
+    create_ns(http, server, ns)
+    project = ns.replace("-", "")
+    wheel = make_wheel(tmp_path, project, "1.0")
+    upload(http, server, ns, wheel)
+    url = f"/{ns}/dists/{wheel.name}.metadata"
+    answers = [http.get(url) for _ in range(3)]  # the routes, then the hot path (a miss, a hit)
+    first = answers[0]
+    assert first.status_code == 200, first.text
+    assert f"Name: {project}" in first.text
+    etag = f'"{sha256(first.content)}"'
+    for answer in answers:
+        assert (answer.status_code, answer.content) == (200, first.content)
+        assert {k: answer.headers[k] for k in ("content-type", "etag", "cache-control", "content-length")} == {
+            "content-type": "text/plain; charset=utf-8",
+            "etag": etag,
+            "cache-control": "no-cache",
+            "content-length": str(len(first.content)),
+        }
+    not_modified = http.get(url, headers={"if-none-match": etag})
+    assert (not_modified.status_code, not_modified.headers["etag"], not_modified.content) == (304, etag, b"")
+    head = http.head(url)
+    assert (head.status_code, head.headers["content-length"], head.content) == (200, str(len(first.content)), b"")
+
+    server.blobs.delete(sha256(first.content))
+    server.blobs.delete(sha256(wheel.read_bytes()))
+    again = http.get(url)
+    assert (again.status_code, again.content, again.headers["etag"]) == (200, first.content, etag)
+    assert http.get(f"/{ns}/dists/{wheel.name}").status_code == 404  # the wheel itself is gone (not in memory)
