@@ -20,6 +20,7 @@ from packyard.index import render
 from packyard.index.render import Page
 from packyard.store.core import Store
 from packyard.store.errors import NotFound
+from packyard.store.generations import CREATED, SETTINGS, stamp_of
 from packyard.store.index import IndexFile
 
 MAX_ENTRIES = 100_000
@@ -66,13 +67,15 @@ class IndexCache:
         An upstream file is answered only once stored, as the routes last found it under the
         current stamp: no upstream settings lookup per request (a settings change moves the
         stamp, so the routes look again)."""
-        chain = self.cached_chain(namespace)
-        if chain is None:
-            return None
+        values = self.store.generations.snapshot()
+        cached = self._chains.get(namespace)
+        if cached is None or cached[0] != values.get(SETTINGS, 0) or cached[1] not in (None, values.get(CREATED, 0)):
+            return None  # as cached_chain, from the one snapshot
+        chain = cached[2]
         entry = self._files.get((chain[0], filename))
         if entry is None or entry[2] <= time.monotonic():
             return None
-        stamp = self.store.generations.stamp(chain)
+        stamp = stamp_of(values, chain)
         if entry[0] != stamp:
             return None
         found = entry[1]
