@@ -1,15 +1,14 @@
-"""The guarded HTTP protocol built from the environment's settings, reachable by import string.
+"""The guarded HTTP protocol (``packyard/protocol.py``) with the limits the settings set.
 
-``packyard serve --workers N`` starts its processes by spawning, which sends uvicorn's
-configuration to each by pickling: a class made at run time (``guarded_protocol``) cannot
-travel that way, so each process imports this module and builds the same class from the
-same ``PACKYARD_*`` variables (``serve`` puts its command-line options there first).
+Every server process builds its own: ``serve`` for its one process, and each process of
+``serve --workers N`` from the same ``PACKYARD_*`` variables (``serve`` puts its
+command-line options there first; see ``packyard/processes.py``).
 """
 
 from __future__ import annotations
 
 from packyard.protocol import guarded_protocol
-from packyard.settings import Settings, get_settings
+from packyard.settings import Settings
 
 
 def protocol_for(settings: Settings) -> type:
@@ -20,6 +19,3 @@ def protocol_for(settings: Settings) -> type:
         body_timeout=settings.body_timeout,
         body_min_rate=settings.body_min_rate,
     )
-
-
-Protocol = protocol_for(get_settings())

@@ -64,8 +64,6 @@ def serve(
     import uvicorn
 
     from packyard.app import create_asgi
-    from packyard.wiring import open_store
-    from packyard.worker import SHARED_SECRET_ENV
 
     settings = _settings()
     overrides = {
@@ -86,14 +84,8 @@ def serve(
     steady_malloc()
     log_to_stderr()
     if settings.workers > 1:
-        # each process builds its own app from the environment: hand the options over there
-        for name, value in overrides.items():
-            if value is not None:
-                os.environ[f"PACKYARD_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-        # the embedded workers' token, known to every process (a worker's call may reach any)
-        os.environ.setdefault(SHARED_SECRET_ENV, f"pky_internal_{secrets.token_urlsafe(32)}")
-        open_store(settings).close()  # fails the start once, with the reason, and migrates before the fork
-        app: object = "packyard.app:create_asgi_from_env"
+        _prepare_processes(settings, overrides)
+        app = None
     else:
         app = create_asgi(settings)
     replicator = None
@@ -103,16 +95,26 @@ def serve(
         # after the store is open (and migrated): Litestream replicates an existing catalog
         replicator = Replicator(settings).start()
         print(f"replicating the catalog to s3://{settings.s3_bucket}/{replica_path(settings)}", flush=True)
-    print(
-        f"packyard serving on http://{settings.host}:{settings.port} "
-        f"(backend {settings.backend}, data {settings.data}, {settings.workers} process(es))",
-        flush=True,
-    )
+    status = 0
     try:
-        _run(uvicorn, app, settings)
+        if app is None:
+            status = _serve_processes(settings)
+        else:
+            _banner(settings, settings.port)
+            _run(uvicorn, app, settings)
     finally:
         if replicator is not None:
             replicator.stop()
+    if status:
+        raise typer.Exit(status)
+
+
+def _banner(settings, port: int) -> None:  # noqa: ANN001 - packyard.settings.Settings
+    print(
+        f"packyard serving on http://{settings.host}:{port} "
+        f"(backend {settings.backend}, data {settings.data}, {settings.workers} process(es))",
+        flush=True,
+    )
 
 
 def _run(uvicorn, app: object, settings) -> None:  # noqa: ANN001 - modules and settings imported when serving
@@ -120,16 +122,42 @@ def _run(uvicorn, app: object, settings) -> None:  # noqa: ANN001 - modules and 
 
     uvicorn.run(
         app,  # type: ignore[arg-type]
-        factory=settings.workers > 1,
-        workers=settings.workers if settings.workers > 1 else None,
         host=settings.host,
         port=settings.port,
         log_level="info" if settings.log_requests else "warning",
         access_log=settings.log_requests,
-        # several processes load the protocol by import string (see packyard/protocol_env.py)
-        http="packyard.protocol_env:Protocol" if settings.workers > 1 else protocol_for(settings),
+        http=protocol_for(settings),
         timeout_keep_alive=settings.keep_alive_timeout,
     )
+
+
+def _prepare_processes(settings, overrides: dict[str, object]) -> None:  # noqa: ANN001 - packyard.settings.Settings
+    """Before ``--workers N`` starts its processes: the options where they read them, the
+    shared worker token, and the store opened once (a bad catalog fails here, with the
+    reason, and migrations run once, before any process starts)."""
+    from packyard.wiring import open_store
+    from packyard.worker import SHARED_SECRET_ENV
+
+    # each process builds its own app from the environment: hand the options over there
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[f"PACKYARD_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    # the embedded workers' token, known to every process (a worker's call may reach any)
+    os.environ.setdefault(SHARED_SECRET_ENV, f"pky_internal_{secrets.token_urlsafe(32)}")
+    open_store(settings).close()
+
+
+def _serve_processes(settings) -> int:  # noqa: ANN001 - packyard.settings.Settings
+    """``--workers N`` (N > 1): N processes, each with its own socket on the port (``packyard/processes.py``);
+    the exit status."""
+    from packyard import processes
+
+    def announce(port: int) -> None:
+        os.environ["PACKYARD_PORT"] = str(port)  # a port of 0 becomes the one chosen, for every process
+        _banner(settings, port)
+
+    listen = processes.Listen(settings.host, settings.port, settings.log_requests, settings.keep_alive_timeout)
+    return processes.run(listen, settings.workers, announce)
 
 
 def _settings():  # noqa: ANN202 - packyard.settings.Settings, imported when a command runs (pydantic-settings is slow to import)
