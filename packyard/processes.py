@@ -123,13 +123,14 @@ def serve_one(listen: Listen, parent: int, ready: Connection) -> None:
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
+            # bound only now, with the app loaded: a socket in the group gets its share of new
+            # connections at once, and they would wait in its backlog while packyard imports
+            await super().startup([reuseport_socket(listen.host, listen.port)])
             if self.started:  # the app is up and the socket accepts: tell the parent
                 ready.send(os.getpid())
                 ready.close()
 
-    sock = reuseport_socket(listen.host, listen.port)
-    Server(config).run(sockets=[sock])
+    Server(config).run()
 
 
 @dataclass
