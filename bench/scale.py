@@ -21,13 +21,15 @@ wrk itself, so figures from a loaded machine are noted as such (the load average
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -37,6 +39,7 @@ from bench.common import (
     Process,
     begin,
     check,
+    cpu_seconds,
     exit_status,
     fmt,
     new_parser,
@@ -44,10 +47,11 @@ from bench.common import (
     scratch,
     verdict,
 )
-from bench.index import Figure, Load, ensure_wrk
+from bench.index import Figure, Load, ensure_wrk, parse_wrk
 from tests.support.clients import JSON_V1, post_upload
 from tests.support.dists import make_wheel
-from tests.support.procs import free_port
+from tests.support.procs import free_port, wait_until
+from tests.support.sockets import ESTABLISHED, descendants, holders
 
 ADMIN = "bench-admin-token"
 NS = "bench"
@@ -69,8 +73,10 @@ def packyard_env(data: Path, port: int, database_url: str | None) -> dict[str, s
 
 
 @contextmanager
-def packyard(root: Path, name: str, data: Path, *, workers: int = 1, database_url: str | None = None) -> Iterator[str]:
-    """A running ``packyard serve`` on ``data`` (and the catalog at ``database_url``); its URL."""
+def packyard(
+    root: Path, name: str, data: Path, *, workers: int = 1, database_url: str | None = None
+) -> Iterator[Served]:
+    """A running ``packyard serve`` on ``data`` (and the catalog at ``database_url``), all its processes up."""
     port = free_port()
     proc = Process(
         [sys.executable, "-m", "packyard", "serve", "--workers", str(workers)],
@@ -80,14 +86,27 @@ def packyard(root: Path, name: str, data: Path, *, workers: int = 1, database_ur
     url = f"http://127.0.0.1:{port}"
     proc.start(f"{url}/healthz", f"packyard ({name})")
     try:
-        yield url
+        if workers > 1:  # /healthz answers once one process does: measure only with all of them up
+            ready = f"{workers} server processes ready"
+            wait_until(lambda: ready in (root / f"{name}.log").read_text(errors="replace"), 120, ready, proc.proc)
+        yield Served(url, proc.pid)
     finally:
         proc.stop()
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    pid: int
+    """The server's top process: its CPU and its children's is what the server spent."""
+
+
 @contextmanager
-def nginx(root: Path, workers: int, page: bytes) -> Iterator[str]:
-    """nginx serving ``page`` at the project page's path, with ``workers`` worker processes."""
+def nginx(root: Path, workers: int, page: bytes) -> Iterator[Served]:
+    """nginx serving ``page`` at the project page's path, with ``workers`` worker processes.
+
+    ``reuseport``: a listening socket per worker, as ``packyard serve --workers N`` has.
+    """
     port = free_port()
     site = root / f"nginx-{workers}"
     (site / "www" / NS / "simple" / PROJECT).mkdir(parents=True, exist_ok=True)
@@ -100,14 +119,14 @@ def nginx(root: Path, workers: int, page: bytes) -> Iterator[str]:
         "events { worker_connections 1024; }\n"
         f"http {{ access_log off; client_body_temp_path {site}/tmp; proxy_temp_path {site}/tmp;\n"
         f"  fastcgi_temp_path {site}/tmp; uwsgi_temp_path {site}/tmp; scgi_temp_path {site}/tmp;\n"
-        f"  default_type text/html; server {{ listen 127.0.0.1:{port}; root {site}/www; }} }}\n"
+        f"  default_type text/html; server {{ listen 127.0.0.1:{port} reuseport; root {site}/www; }} }}\n"
     )
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     proc = Process([binary, "-c", str(conf)], site / "out.log")
     url = f"http://127.0.0.1:{port}"
     proc.start(f"{url}/{NS}/simple/{PROJECT}/", f"nginx ({workers})")
     try:
-        yield url
+        yield Served(url, proc.pid)
     finally:
         proc.stop()
 
@@ -132,9 +151,92 @@ def warm(url: str, times: int = 50) -> bytes:
     return response.content
 
 
-def measure(load: Load, url: str) -> Figure:
-    """wrk on the page (the CPU figure wrk's helper takes is of this process: not reported)."""
-    return load.measure(page_url(url), os.getpid())
+@dataclass(frozen=True)
+class Run:
+    """One wrk run on the page, with what the server's processes and wrk spent meanwhile."""
+
+    figure: Figure
+    """req/s, p50, and the server's CPU per request (all its processes)."""
+    seconds: float
+    processes: list[float]
+    """CPU seconds of each server process that did work, most first."""
+    wrk_cpu: float
+    split: list[int]
+    """Connections each server process held halfway through, most first."""
+
+    @property
+    def cores(self) -> float:
+        return sum(self.processes) / self.seconds
+
+    @property
+    def wrk_us(self) -> float:
+        """wrk's CPU per request, in µs: on a 2-core machine, taken from the servers' share."""
+        return self.figure.cpu_us * self.wrk_cpu / max(sum(self.processes), 1e-9)
+
+    def note(self) -> str:
+        per = " + ".join(f"{cpu / self.seconds:.2f}" for cpu in self.processes)
+        split = "/".join(str(n) for n in self.split) or "?"
+        return (
+            f"p50 {self.figure.p50_ms:.2f} ms; server {self.cores:.2f} cores ({per}), "
+            f"{self.figure.cpu_us:.0f} µs/req; wrk {self.wrk_cpu / self.seconds:.2f} cores, "
+            f"{self.wrk_us:.0f} µs/req; connections {split}"
+        )
+
+
+def tree_cpu(pid: int) -> dict[int, float]:
+    cpu = {}
+    for member in {pid, *descendants(pid)}:
+        with suppress(OSError):
+            cpu[member] = cpu_seconds(member)
+    return cpu
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` and of the processes below it onto ``cpus`` (threads made later inherit it)."""
+    for member in {pid, *descendants(pid)}:
+        for task in Path(f"/proc/{member}/task").glob("*"):
+            with suppress(OSError):
+                os.sched_setaffinity(int(task.name), cpus)
+
+
+def measure(load: Load, served: Served, cpus: set[int] | None = None) -> Run:
+    """wrk on the page; the CPU of every process of the server and of wrk; the connections' split.
+    With ``cpus``, the server and wrk run on those cores only."""
+    cmd = [load.wrk, f"-t{load.threads}", f"-c{load.connections}", f"-d{load.seconds}s", "--latency"]
+    if cpus is not None:
+        pin(served.pid, cpus)
+    before = tree_cpu(served.pid)
+    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with subprocess.Popen(
+        [*cmd, page_url(served.url)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),  # noqa: PLW1509 - no threads here
+    ) as wrk:
+        time.sleep(load.seconds / 2)
+        port = int(served.url.rsplit(":", 1)[1])
+        taken = holders(port, ESTABLISHED, {served.pid, *descendants(served.pid)})
+        output, errors = wrk.communicate(timeout=load.seconds + 60)
+    elapsed = time.perf_counter() - start
+    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after = tree_cpu(served.pid)
+    if wrk.returncode != 0:
+        raise CheckFailed(f"wrk exited {wrk.returncode}: {errors.strip()}")
+    spent = sorted((after[p] - before.get(p, 0.0) for p in after), reverse=True)
+    spent = [cpu for cpu in spent if cpu >= 0.02 * elapsed]  # the processes that served (not a parent)
+    wrk_cpu = (wrk_after.ru_utime + wrk_after.ru_stime) - (wrk_before.ru_utime + wrk_before.ru_stime)
+    split = sorted((len(held) for held in taken.values()), reverse=True)
+    return Run(parse_wrk(output, sum(spent)), elapsed, spent, wrk_cpu, split)
+
+
+def ceiling(one: Run, two: Run, cores: int) -> float:
+    """The 2 / 1 ratio this machine allows: each process serves a request in ``s`` µs of CPU
+    (measured with one process), wrk spends ``w`` µs on it (measured with two), all on
+    ``cores`` cores: one process is bound by its own core, two by ``cores / (s + w)``."""
+    s, w = one.figure.cpu_us, two.wrk_us
+    return min(2 / s, cores / (s + w)) / min(1 / s, cores / (s + w))
 
 
 # -- propagation --------------------------------------------------------------------------------
@@ -239,32 +341,70 @@ def main(argv: list[str] | None = None) -> int:
         try:
             # 1. page req/s: 1 and 2 processes, nginx 1 and 2 workers
             data = root / "sqlite-data"
-            with packyard(root, "seed", data) as url:
-                seed(url, wheels)
-                page = warm(url)
-            figures: dict[str, Figure] = {}
+            with packyard(root, "seed", data) as served:
+                seed(served.url, wheels)
+                page = warm(served.url)
+            runs: dict[str, Run] = {}
+            busy = os.getloadavg()[0]
             for workers in (1, 2):
-                with packyard(root, f"serve-{workers}", data, workers=workers) as url:
-                    warm(url, 200)
+                with packyard(root, f"serve-{workers}", data, workers=workers) as served:
+                    warm(served.url, 200)
                     out.print(f"[dim]packyard --workers {workers}: wrk …[/]")
-                    figures[f"packyard {workers}"] = measure(load, url)
-                with nginx(root, workers, page) as url:
+                    runs[f"packyard {workers}"] = measure(load, served)
+                    if workers == 1 and len(os.sched_getaffinity(0)) >= 2:
+                        out.print("[dim]packyard --workers 1 and wrk on one core: wrk …[/]")
+                        runs["packyard 1, one core with wrk"] = measure(load, served, {min(os.sched_getaffinity(0))})
+                with nginx(root, workers, page) as served:
                     out.print(f"[dim]nginx {workers} worker(s): wrk …[/]")
-                    figures[f"nginx {workers}"] = measure(load, url)
-            for name, figure in figures.items():
-                rows.append((f"page req/s, {name}", fmt(figure.rps), f"p50 {figure.p50_ms:.2f} ms"))
-            scale = figures["packyard 2"].rps / figures["packyard 1"].rps
+                    runs[f"nginx {workers}"] = measure(load, served)
+            busy = max(busy, os.getloadavg()[0])
+            for name, run in runs.items():
+                rows.append((f"page req/s, {name}", fmt(run.figure.rps), run.note()))
+            one, two = runs["packyard 1"], runs["packyard 2"]
+            scale = two.figure.rps / one.figure.rps
             rows.append(("2 processes / 1", f"{scale:.2f}×", "goal ≥ 1.7×"))
             goals["2 processes ≥ 1.7× one"] = scale >= 1.7
+            cores = len(os.sched_getaffinity(0))
+            rows.append(
+                (
+                    "2 processes / 1, this machine's ceiling",
+                    f"{ceiling(one, two, cores):.2f}×",
+                    f"{cores} cores shared by the processes ({one.figure.cpu_us:.0f} µs/req each) "
+                    f"and wrk ({two.wrk_us:.0f} µs/req)",
+                )
+            )
+            if "packyard 1, one core with wrk" in runs:
+                pinned = runs["packyard 1, one core with wrk"]
+                rows.append(
+                    (
+                        "2 processes on 2 cores / 1 on 1 core, wrk alongside",
+                        f"{two.figure.rps / pinned.figure.rps:.2f}×",
+                        "the cores double for server and wrk alike (2.00 = linear)",
+                    )
+                )
+            per_core = (two.figure.rps / two.cores) / (one.figure.rps / one.cores)
+            rows.append(
+                (
+                    "req/s per server core, 2 processes / 1",
+                    f"{per_core:.2f}×",
+                    "1.00 = the second process serves as much per core as the first",
+                )
+            )
             for workers in (1, 2):
-                ratio = figures[f"packyard {workers}"].rps / figures[f"nginx {workers}"].rps
+                ratio = runs[f"packyard {workers}"].figure.rps / runs[f"nginx {workers}"].figure.rps
                 rows.append((f"packyard / nginx, {workers} process(es)", f"{ratio:.2f}×", "goal ≥ 0.4×"))
                 goals[f"packyard ≥ 0.4× nginx at {workers}"] = ratio >= 0.4
+            if busy > cores:
+                out.print(
+                    f"[yellow]load average {busy:.1f} on {cores} cores during the page runs: other jobs "
+                    "took CPU, and each server's processes share one scheduling group (its session's "
+                    "autogroup), so 2 processes got no more CPU than 1 would: see the cores per run[/]"
+                )
 
             # 2. propagation, SQLite: two servers on one catalog file
             with packyard(root, "prop-a", data) as a, packyard(root, "prop-b", data) as b:
-                warm(b)
-                delays = propagation(a, b, args.writes)
+                warm(b.url)
+                delays = propagation(a.url, b.url, args.writes)
             p50, p99 = pct(delays, 0.5) * 1000, pct(delays, 0.99) * 1000
             rows.append(
                 (f"propagation, SQLite, {len(delays)} writes", f"p50 {p50:.1f} ms", f"p99 {p99:.1f} ms (goal ≤ 100)")
@@ -276,8 +416,8 @@ def main(argv: list[str] | None = None) -> int:
                 fresh = root / f"upload-data-{count}"
                 batch = [make_wheel(root / f"up-{count}", f"up{j}", "1.0") for j in range(args.uploads)]
                 with packyard(root, f"up-{count}a", fresh) as a, packyard(root, f"up-{count}b", fresh) as b:
-                    seed(a, [])
-                    rate = uploads_per_second([a, b][:count], batch)
+                    seed(a.url, [])
+                    rate = uploads_per_second([a.url, b.url][:count], batch)
                 rows.append((f"uploads/s, 8 publishers over {count} server(s)", fmt(rate, 1), "SQLite, local blobs"))
 
             # 2 and 3 on PostgreSQL
@@ -288,17 +428,17 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     db = cluster.create_database("bench")  # type: ignore[attr-defined]
                     pg_data = root / "pg-data"
-                    with packyard(root, "pg-seed", pg_data, database_url=db) as url:
-                        seed(url, wheels)
+                    with packyard(root, "pg-seed", pg_data, database_url=db) as served:
+                        seed(served.url, wheels)
                     with (
                         packyard(root, "pg-a", pg_data, database_url=db) as a,
                         packyard(root, "pg-b", root / "pg-data-b", database_url=db) as b,
                     ):
-                        warm(b)
-                        delays = propagation(a, b, args.writes)
-                        warm(a, 200)
+                        warm(b.url)
+                        delays = propagation(a.url, b.url, args.writes)
+                        warm(a.url, 200)
                         out.print("[dim]packyard on PostgreSQL: wrk …[/]")
-                        hot_pg = measure(load, a)
+                        hot_pg = measure(load, a).figure
                     p50, p99 = pct(delays, 0.5) * 1000, pct(delays, 0.99) * 1000
                     rows.append(
                         (
@@ -308,10 +448,10 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
                     goals["propagation p99 ≤ 1 s on PostgreSQL"] = p99 <= 1000
-                    with packyard(root, "sqlite-hot", data) as url:
-                        warm(url, 200)
+                    with packyard(root, "sqlite-hot", data) as served:
+                        warm(served.url, 200)
                         out.print("[dim]packyard on SQLite: wrk …[/]")
-                        hot_sqlite = measure(load, url)
+                        hot_sqlite = measure(load, served).figure
                     ratio = hot_pg.rps / hot_sqlite.rps
                     rows.append(
                         (

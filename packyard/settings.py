@@ -36,8 +36,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
-    """Server processes sharing the port (``serve --workers``). Raise it to the number of
-    cores when one process is busy; every process sees every change (store/generations.py)."""
+    """Server processes on the port (``serve --workers``, ``packyard/processes.py``). Raise it
+    toward the number of idle cores when one process is busy; every process sees every change
+    (store/generations.py)."""
     admin_token: SecretStr | None = None
     """An admin token for every namespace, for bootstrapping and automation."""
     anonymous_read: bool = True

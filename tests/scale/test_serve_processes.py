@@ -6,8 +6,7 @@ all on SIGTERM, and when the parent itself is killed no process is left serving 
 A port that anything else holds — even a socket that would admit ours into its group —
 fails the start with one line. (Coherence between the processes: ``test_scale_out.py``.)
 
-Sockets and their owners are read from ``/proc`` (``/proc/net/tcp*`` and each process's
-``fd`` links), the way ``ss -p`` does.
+Sockets and their owners are read from ``/proc`` (``tests/support/sockets.py``).
 """
 
 from __future__ import annotations
@@ -25,49 +24,7 @@ import httpx
 import pytest
 
 from tests.support.procs import Server, free_port, port_free, stop_process
-
-LISTEN, ESTABLISHED = "0A", "01"
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (children of each of its threads, recursively)."""
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children = {int(c) for c in (task / "children").read_text().split()}
-            except OSError:
-                continue
-            todo += children - found
-            found |= children
-    return found
-
-
-def sockets(port: int, state: str) -> set[str]:
-    """The TCP sockets on local ``port`` in ``state``, as their ``fd`` links read."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
-                found.add(f"socket:[{fields[9]}]")
-    return found
-
-
-def holders(port: int, state: str, pids: set[int]) -> dict[int, set[str]]:
-    """Which of those sockets each of ``pids`` holds (the ones that hold any)."""
-    wanted = sockets(port, state)
-    held = {}
-    for pid in pids:
-        try:
-            links = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
-        except OSError:
-            continue  # gone meanwhile
-        if links & wanted:
-            held[pid] = links & wanted
-    return held
+from tests.support.sockets import ESTABLISHED, LISTEN, descendants, holders, sockets
 
 
 def listeners(server: Server) -> dict[int, set[str]]:
