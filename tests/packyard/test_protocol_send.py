@@ -1,6 +1,6 @@
 """Packyard's uvicorn protocol (``packyard/protocol.py``) offers ``http.response.pathsend``:
 large downloads leave by ``os.sendfile`` from the event loop, on a connection that stays
-usable afterwards. Run against ``uvicorn`` with packyard's protocol class and a small ASGI
+usable afterwards. Run against uvicorn with packyard's protocol class and a small ASGI
 app (``tests/support/pathsend_app.py``) so every edge of the extension can be reached; raw
 sockets, to read slowly (the socket's buffer fills and the server must wait for it) and to
 leave mid-file.
@@ -32,8 +32,7 @@ def sendfile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     data = os.urandom(SIZE)
     (root / "big.bin").write_bytes(data)
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "tests.support.pathsend_app:app", "--port", str(port)]
-    cmd += ["--http", "packyard.protocol_env:Protocol", "--log-level", "warning"]
+    cmd = [sys.executable, "-m", "tests.support.pathsend_app", str(port)]
     env = {**os.environ, "PACKYARD_DATA": str(root / "data")}
     with open(root / "server.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).parents[2])

@@ -31,3 +31,14 @@ async def app(scope, receive, send) -> None:  # noqa: ANN001 - an ASGI callable
     length = int(query["length"][0]) if "length" in query else os.path.getsize(path)
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(length).encode())]})
     await send({"type": PATHSEND, "path": path})
+
+
+if __name__ == "__main__":  # python -m tests.support.pathsend_app PORT: with packyard's protocol, as serve
+    import sys
+
+    import uvicorn
+
+    from packyard.protocol_env import protocol_for
+    from packyard.settings import get_settings
+
+    uvicorn.run(app, port=int(sys.argv[1]), http=protocol_for(get_settings()), log_level="warning")
