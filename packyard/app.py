@@ -32,7 +32,10 @@ def _lifespan(settings: Settings):  # noqa: ANN202 - an async context manager fa
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         janitor = Janitor(
-            app.state.store, grace_seconds=settings.gc_grace_seconds, interval_seconds=settings.gc_interval_seconds
+            app.state.store,
+            grace_seconds=settings.gc_grace_seconds,
+            interval_seconds=settings.gc_interval_seconds,
+            retention_seconds=settings.retention_interval_seconds,
         )
         janitor.start()
         worker = None

@@ -101,6 +101,10 @@ class Client:
     def namespace(self, name: str) -> dict:
         return self.json("GET", f"/api/v1/namespaces/{qns(name)}")
 
+    def retention(self, name: str, *, apply: bool = False) -> dict:
+        """Run (or with ``apply`` false, plan) the retention policies of a namespace and its children."""
+        return self.json("POST", f"/api/v1/namespaces/{qns(name)}/retention", json={"apply": apply})
+
     # -- files --------------------------------------------------------------------------
 
     def put_file(self, ns: str, path: str, content: IO[bytes] | Iterator[bytes] | bytes) -> tuple[dict, bool]:

@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     replicate: bool = False
     """``packyard serve`` runs Litestream beside the server, streaming the SQLite catalog into the
     S3 bucket under ``<s3_prefix>catalog/`` (``serve --replicate``; packyard/replication.py)."""
+    retention_interval_seconds: float = 3600.0
+    """``packyard serve`` runs the namespaces' retention policies this often (one server at a
+    time, under a lease in the catalog), before its garbage collection; 0 turns it off."""
+    retention_batch: int = Field(50, ge=1, le=100_000)
+    """Units (a project's releases, a path's revisions, a build, a bundle, ...) a retention pass
+    handles per catalog transaction: short write locks beside uploads."""
+    retention_duty: float = Field(0.1, gt=0, le=1)
+    """The share of time a retention pass inside the server works; it sleeps the rest, so the
+    hot path keeps its speed while a large pass runs (``packyard gc`` runs at full speed)."""
     blob_cache_bytes: int = 64 * MiB
     """Memory for small downloads kept by sha256 (an LRU bounded in bytes; 0 keeps none)."""
     blob_cache_item_bytes: int = MiB

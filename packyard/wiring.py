@@ -49,6 +49,8 @@ def open_store(settings: Settings) -> Store:
         database_url=secret(settings.database_url),
         database_timeout=settings.database_timeout,
         database_pool_size=settings.database_pool_size,
+        retention_batch=settings.retention_batch,
+        retention_duty=settings.retention_duty,
         max_upload_bytes=settings.max_upload_bytes,
         upstream_limits=UpstreamLimits(
             timeout=settings.upstream_timeout,

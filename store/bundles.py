@@ -30,6 +30,7 @@ from packyard.store.errors import InvalidInput, NotFound, UnsafeArchive
 from packyard.store.names import validate_namespace
 from packyard.store.namespaces import Namespaces
 from packyard.store.refs import BlobRefs
+from packyard.store.touches import BUNDLE, Touches
 
 _KEY = re.compile(r"[0-9a-f]{64}")
 BUNDLE_LIMITS = ArchiveLimits(max_members=200_000)
@@ -104,6 +105,8 @@ class Bundles:
         self.catalog, self.blobs, self.refs, self.max_bytes, self.limits = catalog, blobs, refs, max_bytes, limits
         self.namespaces = namespaces
         """Creates the storing namespace, as every write does, so its own chain finds the bundle."""
+        self.touches: Touches | None = None
+        """Notes each use (for retention's keep_bundle_days)."""
 
     def nearest(self, key: str, chain: list[str]) -> dict:
         """The bundle for ``key`` stored by the nearest namespace of an index chain."""
@@ -111,6 +114,8 @@ class Bundles:
         for namespace in chain:
             row = self.catalog.one("SELECT * FROM bundles WHERE key = ? AND namespace = ?", (key, namespace))
             if row is not None:
+                if self.touches is not None:
+                    self.touches.note(BUNDLE, namespace, key)
                 return row
         raise NotFound(f"no environment bundle {key} for {chain[0] if chain else 'this namespace'}")
 

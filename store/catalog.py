@@ -490,7 +490,35 @@ def _v12(db: Schema) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[Schema], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12]
+def _v13(db: Schema) -> None:
+    """Retention: when a mirrored upstream file was last requested (``kind`` mirrored, ``key``
+    its sha256) and when an environment bundle or a resolution was last used (``bundle`` /
+    ``resolution``, their namespace and key), in epoch seconds. ``store/touches.py`` writes a
+    row at most once a day, in batches; no row means not used since stored. A table of its
+    own rather than columns, so the tables existing catalogs have keep their DDL."""
+    db.create_table(
+        "last_used",
+        {"kind": str, "namespace": str, "key": str, "at": float},
+        pk=("kind", "namespace", "key"),
+        not_null={"at"},
+    )
+
+
+MIGRATIONS: list[Callable[[Schema], None]] = [
+    _v1,
+    _v2,
+    _v3,
+    _v4,
+    _v5,
+    _v6,
+    _v7,
+    _v8,
+    _v9,
+    _v10,
+    _v11,
+    _v12,
+    _v13,
+]
 """Schema steps in order; the dialect records how many have run (``PRAGMA user_version`` on
 SQLite, the ``packyard_schema`` table on PostgreSQL)."""
 

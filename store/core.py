@@ -14,11 +14,15 @@ from packyard.store.dists import Dists
 from packyard.store.files import NamespaceFiles
 from packyard.store.generations import Generations
 from packyard.store.index import IndexService, Source
+from packyard.store.names import ancestors
 from packyard.store.namespaces import Namespaces
 from packyard.store.refs import BlobRefs
 from packyard.store.resolutions import Resolutions
+from packyard.store.retention import Retention
+from packyard.store.retention import effective as effective_retention
 from packyard.store.tokens import Tokens
 from packyard.store.transfer import NamespaceTransfer
+from packyard.store.touches import Touches
 from packyard.store.upstream import (
     InternalFirst,
     UpstreamFetcher,
@@ -43,6 +47,8 @@ class Store:
         database_url: str | None = None,
         database_timeout: float = 10.0,
         database_pool_size: int = 10,
+        retention_batch: int = 50,
+        retention_duty: float = 1.0,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.catalog = Catalog(
@@ -73,7 +79,13 @@ class Store:
         self.bundles = Bundles(
             self.catalog, blobs, self.refs, max_upload_bytes, bundle_limits or BUNDLE_LIMITS, self.namespaces
         )
-        self.resolutions = Resolutions(self.catalog)
+        self.touches = Touches(self.catalog)
+        """Last uses of mirrored files, bundles and resolutions, noted in memory and written in batches."""
+        self.resolutions = Resolutions(self.catalog, self.touches)
+        self.bundles.touches = self.touches
+        self.retention = Retention(
+            self.catalog, blobs, self.generations, self.touches, batch=retention_batch, duty=retention_duty
+        )
         self.transfer = NamespaceTransfer(
             self.catalog,
             blobs,
@@ -89,7 +101,7 @@ class Store:
         config = upstream_of(self.namespaces, namespace)
         if config is None:
             return None
-        return UpstreamSource(config, self.upstream_fetcher, self.catalog, self.blobs, self.refs)
+        return UpstreamSource(config, self.upstream_fetcher, self.catalog, self.blobs, self.refs, self.touches)
 
     def effective_settings(self, namespace: str) -> dict:
         """The settings the namespace's index works with, and which namespace each comes from
@@ -97,7 +109,9 @@ class Store:
         own = self.namespaces.settings_of(namespace) or {}
         _, upstream = upstream_walk(self.namespaces, namespace)
         inherit = {"value": own.get("inherit", True), "from": namespace if "inherit" in own else None}
-        return {"index_chain": self.index.chain(namespace), "inherit": inherit, **upstream}
+        settings = {ns: self.namespaces.settings_of(ns) or {} for ns in ancestors(namespace)}
+        retention = effective_retention(settings, namespace)
+        return {"index_chain": self.index.chain(namespace), "inherit": inherit, **upstream, "retention": retention}
 
     def _guard(self, namespace: str, internal: Source) -> Source:
         upstream = self.upstream(namespace)

@@ -116,7 +116,12 @@ class Namespaces:
         return [Namespace(r["name"], r["created"], r["created_by"], json.loads(r["settings"])) for r in rows]
 
     def update_settings(self, name: str, changes: dict, author: str | None) -> Namespace:
-        """Merge ``changes`` into the settings; a ``None`` value removes a key."""
+        """Merge ``changes`` into the settings; a ``None`` value removes a key.
+
+        Retention values (``keep_*``) are checked here, for every way in (InvalidInput)."""
+        from packyard.store.retention import check_policy
+
+        changes = {**changes, **check_policy(changes)}
         with self.catalog.write() as db:
             current = self.get(name).settings
             for key, value in changes.items():

@@ -20,13 +20,16 @@ from packyard.store.bundles import check_key
 from packyard.store.catalog import Catalog, locked_hashes
 from packyard.store.errors import Conflict, InvalidInput, NotFound
 from packyard.store.names import validate_namespace
+from packyard.store.touches import RESOLUTION, Touches
 
 MAX_LOCK_BYTES = 1024 * 1024
 
 
 class Resolutions:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, touches: Touches | None = None) -> None:
         self.catalog = catalog
+        self.touches = touches
+        """Notes each use (for retention's keep_bundle_days)."""
 
     def get(self, namespace: str, key: str, state: str, ttl: float | None) -> dict:
         """The stored resolution when still valid for ``state`` (and ``ttl``, if given)."""
@@ -36,6 +39,8 @@ class Resolutions:
         if row is None or row["state"] != state or (ttl is not None and time.time() - row["created"] >= ttl):
             raise NotFound(f"no current resolution {key} in {namespace}")
         row["requirements"] = json.loads(row["requirements"])
+        if self.touches is not None:
+            self.touches.note(RESOLUTION, namespace, key)
         return row
 
     def put(self, row: dict, current_state: str, actor: str) -> dict:

@@ -43,6 +43,7 @@ from packyard.store.index import IndexFile, NamespaceSource, ProjectPage, Source
 from packyard.store.names import ancestors
 from packyard.store.namespaces import Namespaces
 from packyard.store.refs import BlobRefs
+from packyard.store.touches import Touches
 
 log = logging.getLogger("packyard.upstream")
 
@@ -456,12 +457,15 @@ class UpstreamSource:
         catalog: Catalog,
         blobs: BlobStore,
         refs: BlobRefs,
+        touches: Touches | None = None,
     ) -> None:
         self.config = config
         self.fetcher = fetcher
         self.catalog = catalog
         self.blobs = blobs
         self.refs = refs
+        self.touches = touches
+        """Notes each request of a mirrored file (for retention's keep_mirrored_days)."""
 
     def projects(self) -> dict[str, str]:
         return {}  # an upstream's full project list (PyPI: 600k names) is never merged in
@@ -518,6 +522,8 @@ class UpstreamSource:
         """The stored blob of an upstream file, fetched and checked on first request."""
         row = self._mirrored(file.filename)
         if row and row["sha256"] and self.blobs.exists(row["sha256"]):
+            if self.touches is not None:
+                self.touches.mirrored(row["sha256"])
             return row["sha256"], row["size"]
         assert file.upstream_url is not None
         blob = self.fetcher.download(file.upstream_url, self.config, file.sha256, self.blobs, self.refs)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from packaging.utils import canonicalize_name
@@ -9,6 +12,7 @@ from pydantic import BaseModel
 
 from packyard.auth import actor, caller, may_read, require
 from packyard.store.credentials import allowed_env
+from packyard.store.errors import Conflict
 from packyard.store.names import validate_namespace
 from packyard.store.tokens import Token
 from packyard.store.upstream import check_upstream_url
@@ -69,6 +73,10 @@ def _visible(request: Request, token: Token | None, effective: dict) -> dict:
     for key in ("upstream", "upstream_auth_env", "inherit"):
         if not readable(out[key]["from"]):
             out[key] = {"value": None, "from": out[key]["from"], "withheld": True}
+    out["retention"] = {
+        key: item if readable(item["from"]) else {"value": None, "from": item["from"], "withheld": True}
+        for key, item in out["retention"].items()
+    }
     for key in ("upstream_allow", "upstream_deny"):
         out[key] = [
             item if readable(item["from"]) else {"patterns": [], "from": item["from"], "withheld": True}
@@ -88,6 +96,24 @@ class SettingsIn(BaseModel):
     """Server environment variable with the upstream's credentials (user:password or a token)."""
     upstream_allow: list[str] | None = None
     upstream_deny: list[str] | None = None
+    # retention (store/retention.py checks the values: a number, or "off" to stop an inherited one)
+    keep_releases: Any = None
+    """Keep the newest N releases per project that match keep_release_pattern (never the newest release)."""
+    keep_release_pattern: Any = None
+    """Which releases the release policy touches: "prerelease" (default: pre- and .dev releases), "all", or a
+    PEP 440 specifier such as "<2"."""
+    keep_release_days: Any = None
+    """Remove matching releases older than D days (with keep_releases: only those beyond the newest N)."""
+    keep_revisions: Any = None
+    """Keep the last N revisions of a path besides its head (the head is never removed)."""
+    keep_revision_days: Any = None
+    """Remove non-head revisions older than D days (with keep_revisions: only those beyond the last N)."""
+    keep_build_log_days: Any = None
+    """Remove the logs of builds, and failed or cancelled builds, that finished more than D days ago."""
+    keep_mirrored_days: Any = None
+    """Remove mirrored upstream files not requested for D days (set where the upstream is set)."""
+    keep_bundle_days: Any = None
+    """Remove environment bundles and resolutions not used for D days."""
 
 
 @router.patch("/{ns}/settings", summary="Change namespace settings (admin role)")
@@ -118,3 +144,40 @@ def check_settings(request: Request, ns: str, changes: dict) -> dict:
         if changes.get(key) is not None:
             changes[key] = [canonicalize_name(p) if "*" not in p and "?" not in p else p for p in changes[key]]
     return changes
+
+
+class RetentionIn(BaseModel):
+    apply: bool = False
+    """False (the default): only list what would go."""
+
+
+@router.get("/{ns}/retention", summary="The namespace's retention policy and a dry run (admin role)")
+def retention_plan(ns: str, request: Request) -> dict:
+    """What the policies of NS and its children would remove now, and the bytes that frees."""
+    validate_namespace(ns)
+    token = require(request, ns, "admin")
+    store = request.app.state.store
+    store.namespaces.get(ns)
+    plan = store.retention.run(ns, apply=False)
+    return {"namespace": ns, "policy": _policy(request, token, ns), **plan.to_dict()}
+
+
+@router.post("/{ns}/retention", summary="Run the retention policies of a namespace and its children (admin role)")
+def retention_run(ns: str, body: RetentionIn, request: Request) -> dict:
+    """A dry run unless ``apply``; an applying run takes the catalog's retention lease, so it
+    is refused (409) while a scheduled pass runs on any server. Blobs go with ``packyard gc``
+    or the server's collector, past the grace period."""
+    validate_namespace(ns)
+    token = require(request, ns, "admin")
+    store = request.app.state.store
+    store.namespaces.get(ns)
+    plan = store.retention.run(ns, apply=body.apply, actor=actor(token), holder=f"api:{uuid.uuid4().hex}")
+    if plan.skipped:
+        raise Conflict(f"{plan.skipped}; try again when it ends")
+    return {"namespace": ns, "policy": _policy(request, token, ns), **plan.to_dict()}
+
+
+def _policy(request: Request, token: Token | None, ns: str) -> dict:
+    """The effective policy, with values set in namespaces the caller may not read withheld."""
+    effective = request.app.state.store.effective_settings(ns)
+    return _visible(request, token, effective)["retention"]

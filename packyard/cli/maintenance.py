@@ -1,4 +1,4 @@
-"""``packyard fsck`` and ``packyard gc``: the operator's view of the store, and its collector.
+"""``packyard fsck`` and ``packyard gc``: the operator's view of the store, its retention and its collector.
 
 Both open the catalog in ``PACKYARD_DATA`` and the blob backend the settings describe (the
 local folder or the S3 bucket), like ``token create --local``: they are for whoever runs
@@ -24,10 +24,14 @@ GRACE = typer.Option(
 JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
-def _collector():  # noqa: ANN202 - imported only when used (minio is slow to import)
+def _store():  # noqa: ANN202 - imported only when used (minio is slow to import)
     from packyard.wiring import open_store
 
-    return open_store(_settings()).collector
+    return open_store(_settings())
+
+
+def _collector():  # noqa: ANN202
+    return _store().collector
 
 
 def _size(n: int) -> str:
@@ -64,16 +68,41 @@ def fsck(grace: float | None = GRACE, as_json: bool = JSON) -> None:
 
 
 def gc(
-    apply: bool = typer.Option(False, "--apply", help="Delete; without it, only list what would go."),
+    apply: bool = typer.Option(False, "--apply/--dry-run", help="Delete; with --dry-run (the default), only list."),
     grace: float | None = GRACE,
+    retention: bool = typer.Option(
+        True, "--retention/--no-retention", help="Run the namespaces' retention policies first."
+    ),
     as_json: bool = JSON,
 ) -> None:
-    """Remove unreferenced blobs and temporary files older than the grace (dry run by default)."""
+    """Run the retention policies, then remove unreferenced blobs and temporary files older than
+    the grace (dry run by default).
+
+    Retention removes catalog rows (audited); their blobs become garbage that this run's
+    collector takes once past the grace (an old blob is past it at once). A dry run shows the
+    retention plan and the garbage there is now; the rows' blobs show up in the next one.
+    """
+    import getpass
+    import socket
+
+    from packyard.cli.namespaces import print_plan
+
     settings = _settings()
-    report = _collector().collect(settings.gc_grace_seconds if grace is None else grace, apply=apply)
+    store = _store()
+    store.retention.duty = 1.0  # the operator's run: no hot path in this process to leave time to
+    plan = None
+    if retention:  # without the lease: a server's pass that died holding it must not block the operator
+        plan = store.retention.run(apply=apply, actor=f"packyard gc ({getpass.getuser()}@{socket.gethostname()})")
+        plan = plan.to_dict()
+    report = store.collector.collect(settings.gc_grace_seconds if grace is None else grace, apply=apply)
     if as_json:
-        emit_json(report.to_dict())
+        emit_json({**report.to_dict(), "retention": plan})
         return
+    if plan is not None:
+        if plan["skipped"]:
+            console.print(f"retention skipped: {plan['skipped']}")
+        else:
+            print_plan(plan)
     for item in report.collectable:
         console.print(f"{'removed' if apply else 'would remove'} {item['kind']} {item['name']} ({item['size']} bytes)")
     if apply:

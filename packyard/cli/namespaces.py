@@ -71,9 +71,51 @@ def set_(
     ),
     allow: list[str] = typer.Option(None, "--upstream-allow", help="Only these names (globs) from upstream."),
     deny: list[str] = typer.Option(None, "--upstream-deny", help="Never these names (globs) from upstream."),
+    keep_releases: str = typer.Option(
+        None, "--keep-releases", help="Keep the newest N matching releases per project (never the newest release)."
+    ),
+    keep_release_pattern: str = typer.Option(
+        None,
+        "--keep-release-pattern",
+        help="Releases the release policy touches: prerelease (default: pre- and .dev releases), all, or a "
+        "version specifier such as '<2'.",
+    ),
+    keep_release_days: str = typer.Option(
+        None, "--keep-release-days", help="Remove matching releases older than D days."
+    ),
+    keep_revisions: str = typer.Option(
+        None, "--keep-revisions", help="Keep the last N revisions of a path besides its head."
+    ),
+    keep_revision_days: str = typer.Option(
+        None, "--keep-revision-days", help="Remove non-head revisions older than D days."
+    ),
+    keep_build_log_days: str = typer.Option(
+        None, "--keep-build-log-days", help="Remove build logs, and failed builds, finished more than D days ago."
+    ),
+    keep_mirrored_days: str = typer.Option(
+        None, "--keep-mirrored-days", help="Remove mirrored upstream files not requested for D days."
+    ),
+    keep_bundle_days: str = typer.Option(
+        None, "--keep-bundle-days", help="Remove environment bundles and resolutions not used for D days."
+    ),
 ) -> None:
-    """Change namespace settings (admin role)."""
+    """Change namespace settings (admin role).
+
+    Each --keep-* takes a value, 'off' (no such policy here, even if an ancestor has one) or
+    'inherit' (drop this namespace's own value)."""
     changes: dict = {}
+    for key, value in (
+        ("keep_releases", keep_releases),
+        ("keep_release_pattern", keep_release_pattern),
+        ("keep_release_days", keep_release_days),
+        ("keep_revisions", keep_revisions),
+        ("keep_revision_days", keep_revision_days),
+        ("keep_build_log_days", keep_build_log_days),
+        ("keep_mirrored_days", keep_mirrored_days),
+        ("keep_bundle_days", keep_bundle_days),
+    ):
+        if value is not None:
+            changes[key] = None if value == "inherit" else value  # the server checks the value
     if inherit is not None:
         changes["inherit"] = inherit
     if sum(bool(x) for x in (upstream, no_upstream, inherit_upstream)) > 1:
@@ -92,3 +134,33 @@ def set_(
         changes["upstream_deny"] = deny
     ns = client().update_settings(name, **changes)
     console.print(f"{ns['name']} settings: {ns['settings']}")
+
+
+@app.command("retention")
+def retention(
+    name: str,
+    apply: bool = typer.Option(False, "--apply", help="Remove; without it, only list what would go."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Run NAME's retention policies (and its children's) now: a dry run by default (admin role).
+
+    Rows go; their blobs go with the collector (``packyard gc`` or the server's), past its grace."""
+    result = client().retention(name, apply=apply)
+    if as_json:
+        emit_json(result)
+        return
+    print_plan(result)
+
+
+def print_plan(result: dict) -> None:
+    """What a retention pass removed or would remove, one line each, and the totals."""
+    verb = "removed" if result["applied"] else "would remove"
+    for item in result["items"]:
+        console.print(
+            f"{verb} {item['kind']} {item['namespace']} {item['name']} ({item['size']} bytes): {item['reason']}"
+        )
+    frees = result["frees"]
+    console.print(
+        f"retention: {verb} {result['count']} rows ({result['bytes']} bytes); "
+        f"frees {frees['count']} blobs ({frees['bytes']} bytes) once collected"
+    )

@@ -112,6 +112,8 @@ class HotIndex:
             if file.upstream_url is not None or not file.metadata_sha256:
                 return False  # none to serve, or the upstream's (fetched on first request): the routes
             return await send_metadata(scope, send, self.cache.store.blobs, self.blobs, file.metadata_sha256)
+        if file.upstream_url is not None:
+            self.cache.store.touches.mirrored(sha256)  # in memory; written in batches (store/touches.py)
         if self.redirect_seconds > 0:  # PACKYARD_S3_REDIRECT: the bucket sends the bytes
             response = dist_response(
                 Request(scope),

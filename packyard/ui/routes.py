@@ -707,6 +707,9 @@ def settings_page(request: Request, ns: str) -> Response:
     for key in ("upstream_allow", "upstream_deny"):
         for item in effective.get(key) or []:
             rows.append({"key": key, "value": item.get("patterns"), "from": item.get("from"), **item})
+    for key, item in (effective.get("retention") or {}).items():
+        if item["from"] is not None:  # the retention settings some namespace of the chain sets
+            rows.append({"key": key, **item, "value": "off" if item["value"] is None else item["value"]})
     return render(
         request,
         "settings.html",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 from packyard.store.catalog import Catalog
+from packyard.store.retention import KEYS as RETENTION_KEYS
 from packyard.store.tokens import Tokens
 
 from tests.conftest import LiveServer
@@ -141,6 +142,7 @@ def test_ns_show_gives_the_effective_settings_and_where_each_comes_from(server: 
         "upstream_auth_env": {"value": None, "from": top},
         "upstream_allow": [{"patterns": ["req*", "idna"], "from": top}],
         "upstream_deny": [{"patterns": ["internal-*"], "from": mid}],
+        "retention": {key: {"value": None, "from": None} for key in RETENTION_KEYS},  # no policy in the chain
     }
     rows = {tuple(cell.strip() for cell in line.split("│")[1:-1]) for line in ok(text).splitlines() if "│" in line}
     assert ("upstream", upstream, top) in rows  # whole, though the output is not a terminal

@@ -33,10 +33,10 @@ def test_sqlite_schema_is_the_one_existing_catalogs_have(tmp_path: Path) -> None
     made = [re.sub(r"\s+", " ", sql).strip() for (sql,) in made]
     old = statements(OLD_SCHEMA.read_text())
     assert made[: len(old)] == old  # the v11 catalog's DDL, as sqlite-utils made it
-    # v12 (scale-out) adds three tables and changes nothing before them
-    assert len(MIGRATIONS) == 12  # a new step extends this test with the step's DDL
+    # v12 (scale-out) adds three tables, v13 (retention) one, and they change nothing before them
+    assert len(MIGRATIONS) == 13  # a new step extends this test with the step's DDL
     added = [re.match(r'CREATE TABLE "(\w+)"', sql) for sql in made[len(old) :]]
-    assert [m and m[1] for m in added] == ["generations", "build_log_chunks", "sync_leases"]
+    assert [m and m[1] for m in added] == ["generations", "build_log_chunks", "sync_leases", "last_used"]
 
 
 def test_an_existing_sqlite_catalog_opens_unchanged_and_works(tmp_path: Path) -> None:
