@@ -21,8 +21,8 @@ from packyard.store.resolutions import Resolutions
 from packyard.store.retention import Retention
 from packyard.store.retention import effective as effective_retention
 from packyard.store.tokens import Tokens
-from packyard.store.transfer import NamespaceTransfer
 from packyard.store.touches import Touches
+from packyard.store.transfer import NamespaceTransfer
 from packyard.store.upstream import (
     InternalFirst,
     UpstreamFetcher,
