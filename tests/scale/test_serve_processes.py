@@ -55,18 +55,28 @@ def two_processes(root: Path) -> Server:
     return server
 
 
+def ours(pid: int) -> bool:
+    """Still one of the server's processes (not a stranger that reused the number)."""
+    try:
+        return alive(pid) and sys.executable in Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     server = two_processes(tmp_path)
+    assert server.proc is not None
+    started = descendants(server.proc.pid)
     try:
         yield server
     finally:
+        pids = started | (descendants(server.proc.pid) if server.proc is not None else set())
         if server.proc is not None:
-            pids = descendants(server.proc.pid)
             stop_process(server.proc, 15)
-            for pid in pids:  # never leave a process of ours behind, even when a test failed
-                if alive(pid):
-                    os.kill(pid, signal.SIGKILL)
+        for pid in pids:  # never leave a process of ours behind, even when a test failed
+            if ours(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_each_process_listens_on_its_own_socket_and_a_dead_one_is_replaced(server: Server) -> None:
