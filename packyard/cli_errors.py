@@ -1,12 +1,12 @@
-"""The one table that turns packyard's exceptions into CLI exit codes and one-line messages."""
+"""The one table that turns packyard's exceptions into CLI exit codes and one-line messages.
+
+The standard library only: a base install (the client) has no rich.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-
-from rich.console import Console
-from rich.text import Text
 
 from packyard.store import errors
 
@@ -19,9 +19,8 @@ EXIT: dict[type[errors.PackyardError], int] = {
     errors.Forbidden: 7,
     errors.BackendUnavailable: 8,
     errors.RemoteFailed: 9,
+    errors.NotInstalled: 10,
 }
-
-_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def exit_code(exc: errors.PackyardError) -> int:
@@ -31,10 +30,16 @@ def exit_code(exc: errors.PackyardError) -> int:
     return 1
 
 
+def error_line(message: str) -> str:
+    """``error: message`` on one line, the prefix in bold red on a terminal."""
+    prefix = "\x1b[1;31merror:\x1b[0m " if sys.stderr.isatty() else "error: "
+    return prefix + message
+
+
 def run(entry: Callable[[], object]) -> None:
     """Run the CLI; a PackyardError becomes one 'error: ...' line and its exit code."""
     try:
         entry()
     except errors.PackyardError as exc:
-        _stderr.print(Text.assemble(("error: ", "bold red"), exc.message))
+        print(error_line(exc.message), file=sys.stderr, flush=True)
         sys.exit(exit_code(exc))

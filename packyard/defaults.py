@@ -7,6 +7,8 @@ Kept in a module that imports nothing heavy, so ``packyard run``'s fast path (se
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 URL = "http://127.0.0.1:8000"
@@ -20,3 +22,27 @@ def absolute(path: str | Path) -> Path:
     to another process (a build's work folder, bubblewrap, git) would mean another folder there.
     """
     return Path(os.path.abspath(Path(path).expanduser()))
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What the client side reads from the environment: ``PACKYARD_URL``, ``PACKYARD_TOKEN``
+    and ``PACKYARD_CACHE_DIR``.
+
+    The standard library only: a base install (the client, without ``[server]``) has no
+    pydantic-settings. The server's :class:`packyard.settings.Settings` has the same three
+    fields with the same defaults (from this module), for the build worker.
+    """
+
+    url: str = URL
+    token: str | None = None
+    cache_dir: Path = CACHE_DIR
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ClientSettings:
+        env = os.environ if environ is None else environ
+        return cls(
+            url=env.get("PACKYARD_URL") or URL,
+            token=env.get("PACKYARD_TOKEN") or None,
+            cache_dir=absolute(env.get("PACKYARD_CACHE_DIR") or CACHE_DIR),
+        )

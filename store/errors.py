@@ -79,6 +79,11 @@ class BackendUnavailable(PackyardError):
     """The blob backend (local disk or S3) failed; the operation changed nothing."""
 
 
+class NotInstalled(PackyardError):
+    """A part of packyard this installation lacks: the base install (``pip install packyard``)
+    is the client; the server's commands need ``pip install 'packyard[server]'``."""
+
+
 class StorageFull(BackendUnavailable):
     """The disk (or quota) that holds the blobs or the catalog is full; nothing was changed.
 

@@ -52,12 +52,8 @@ from packyard.store.errors import Conflict, InvalidInput, PackyardError, TooLarg
 from packyard.store.generations import Generations
 from packyard.store.names import validate_namespace, validate_path
 from packyard.store.namespaces import Namespaces
+from packyard.store.transfer_format import FORMAT, MANIFEST, MAX_MANIFEST_BYTES, VERSION
 
-FORMAT = "packyard-namespace"
-VERSION = 1
-MANIFEST = "manifest.json"
-MAX_MANIFEST_BYTES = 16 * 1024 * 1024
-"""A manifest is read into memory before anything else: bounded, whatever the archive says."""
 IMPORTED = "import:"
 _BLOB = re.compile(r"blobs/([0-9a-f]{64})")
 _SHA = re.compile(r"[0-9a-f]{64}")

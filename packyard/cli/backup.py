@@ -2,7 +2,8 @@
 with Litestream), ``packyard export`` and ``import`` (one namespace as an archive).
 
 ``restore`` and ``replicate`` are for whoever runs the server: like ``fsck`` they read the
-server's settings (``PACKYARD_DATA`` and the S3 variables) and need no token. ``export`` and
+server's settings (``PACKYARD_DATA`` and the S3 variables), need no token, and need
+``packyard[server]``. ``export`` and
 ``import`` go through a server's API with the caller's token.
 """
 
@@ -11,41 +12,44 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import typer
+import click
 
+from packyard.cli.extras import require_server
 from packyard.cli.output import client, console, emit_json, read_chunks, transfer
 from packyard.store.errors import InvalidInput
 
 
-def restore(
-    if_needed: bool = typer.Option(
-        False,
-        "--if-needed",
-        help="Do nothing (exit 0) when the data folder has a catalog or the bucket has no replica: "
-        "for a container's start.",
-    ),
-    timestamp: str = typer.Option(
-        None, "--timestamp", help="Restore the catalog as it was at this time (RFC 3339, e.g. 2026-01-02T03:04:05Z)."
-    ),
-) -> None:
+@click.command("restore")
+@click.option(
+    "--if-needed",
+    is_flag=True,
+    help="Do nothing (exit 0) when the data folder has a catalog or the bucket has no replica: "
+    "for a container's start.",
+)
+@click.option("--timestamp", help="Restore the catalog as it was at this time (RFC 3339, e.g. 2026-01-02T03:04:05Z).")
+def restore(if_needed: bool, timestamp: str | None) -> None:
     """Bring the SQLite catalog back from the S3 bucket into an empty data folder (Litestream)."""
+    require_server("restore")
     from packyard.replication import restore as run
 
     console.print(run(_settings(), if_needed=if_needed, timestamp=timestamp))
 
 
+@click.command("replicate")
 def replicate() -> None:
     """Run Litestream in the foreground, streaming the SQLite catalog into the S3 bucket (a sidecar)."""
+    require_server("replicate")
     from packyard.replication import run_foreground
 
     sys.exit(run_foreground(_settings()))
 
 
-def export(
-    ns: str = typer.Argument(..., help="The namespace to export (its own contents; children are not included)."),
-    output: Path = typer.Option(None, "--output", "-o", help="Archive to write (default NS.packyard.tar)."),
-) -> None:
-    """Write a namespace (files with history, distributions with yanks, settings) as one archive."""
+@click.command("export")
+@click.argument("ns")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Archive to write (default NS.packyard.tar).")
+def export(ns: str, output: Path | None) -> None:
+    """Write namespace NS (files with history, distributions with yanks, settings; not its
+    children) as one archive."""
     import os
     import tempfile
 
@@ -66,15 +70,15 @@ def export(
     console.print(f"exported {ns} to {target}")
 
 
-def import_(
-    archive: Path = typer.Argument(..., help="An archive 'packyard export' wrote."),
-    into: str = typer.Option(None, "--into", help="Import under this name instead of the archive's."),
-    replace: bool = typer.Option(
-        False, "--replace", help="Replace the namespace's files, distributions and settings when it exists."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
-    """Import a namespace archive (admin role on the namespace): everything, or nothing."""
+@click.command("import")
+@click.argument("archive", type=click.Path(path_type=Path))
+@click.option("--into", help="Import under this name instead of the archive's.")
+@click.option(
+    "--replace", is_flag=True, help="Replace the namespace's files, distributions and settings when it exists."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def import_(archive: Path, into: str | None, replace: bool, as_json: bool) -> None:
+    """Import a namespace ARCHIVE that 'packyard export' wrote (admin role on the namespace): everything, or nothing."""
     if not archive.is_file():
         raise InvalidInput(f"{archive} is not a readable file")
     source = _archive_namespace(archive)
@@ -98,7 +102,7 @@ def _archive_namespace(archive: Path) -> str:
     import json
     import tarfile
 
-    from packyard.store.transfer import MANIFEST, MAX_MANIFEST_BYTES
+    from packyard.store.transfer_format import MANIFEST, MAX_MANIFEST_BYTES
 
     try:
         with tarfile.open(archive, mode="r|") as tar:

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from pathlib import Path
 
 import click
-import typer
-from typer.core import TyperGroup
 
 from packyard.cli.output import client, console, emit_json, table
 from packyard.defaults import absolute
 
-DONE = ("succeeded", "failed", "cancelled")
 
-
-class _DefaultToStart(TyperGroup):
+class _DefaultToStart(click.Group):
     """``packyard build NS ...`` starts a build; ``packyard build show|logs|cancel ID`` inspect one."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -30,36 +25,22 @@ class _DefaultToStart(TyperGroup):
         formatter.write_usage(ctx.command_path, "show|logs|cancel BUILD_ID")
 
 
-app = typer.Typer(
-    cls=_DefaultToStart,
-    help=(
-        "Build NS's project into an sdist and a wheel and publish them: "
-        "packyard build NS --path etl --publish-to company.sales --wait "
-        "(the same as 'packyard build start NS ...'; 'packyard build start --help' lists its options). "
-        "Or inspect a build: show, logs, cancel."
-    ),
-    no_args_is_help=True,
-)
-builds_app = typer.Typer(help="Builds: list.", no_args_is_help=True)
+@click.group("build", cls=_DefaultToStart, no_args_is_help=True)
+def app() -> None:
+    """Build NS's project into an sdist and a wheel and publish them:
+    packyard build NS --path etl --publish-to company.sales --wait
+    (the same as 'packyard build start NS ...'; 'packyard build start --help' lists its options).
+    Or inspect a build: show, logs, cancel."""
 
 
-def wait_for(build_id: int, follow_log: bool) -> dict:
-    offset = 0
-    while True:
-        if follow_log:
-            data, _ = client().build_log(build_id, offset)
-            if data:
-                sys.stdout.buffer.write(data)
-                sys.stdout.buffer.flush()
-                offset += len(data)
-        build = client().build_info(build_id)
-        if build["state"] in DONE:
-            if follow_log:
-                data, _ = client().build_log(build_id, offset)
-                sys.stdout.buffer.write(data)
-                sys.stdout.buffer.flush()
-            return build
-        time.sleep(0.5)
+@click.group("builds", no_args_is_help=True)
+def builds_app() -> None:
+    """Builds: list."""
+
+
+def _write(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 
 def log_hint(build: dict) -> str:
@@ -77,34 +58,32 @@ def summary(build: dict) -> str:
 
 
 @app.command("start")
+@click.argument("ns")
+@click.option("--path", default="", help="Project folder in the namespace (holds pyproject.toml or setup.py).")
+@click.option("--publish-to", help="Index namespace to publish to (default: NS).")
+@click.option("--wait", is_flag=True, help="Wait for the build to end; exit non-zero unless it succeeded.")
+@click.option("--force", is_flag=True, help="Build even if this source already built.")
+@click.option("--timeout", type=int, help="Seconds before the build is killed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def start(
-    ns: str,
-    path: str = typer.Option("", "--path", help="Project folder in the namespace (holds pyproject.toml or setup.py)."),
-    publish_to: str = typer.Option(None, "--publish-to", help="Index namespace to publish to (default: NS)."),
-    wait: bool = typer.Option(False, "--wait", help="Wait for the build to end; exit non-zero unless it succeeded."),
-    force: bool = typer.Option(False, "--force", help="Build even if this source already built."),
-    timeout: int = typer.Option(None, "--timeout", help="Seconds before the build is killed."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ns: str, path: str, publish_to: str | None, wait: bool, force: bool, timeout: int | None, as_json: bool
 ) -> None:
     """Queue a build of NS: 'packyard build NS ...' (the same source already built is answered from cache)."""
-    build = client().build(
-        {"namespace": ns, "path": path, "publish_to": publish_to, "force": force, "timeout": timeout}
-    )
-    cached = build.get("cached")
-    if wait and build["state"] not in DONE:
-        build = {**wait_for(build["id"], follow_log=False), "cached": cached}
+    build = client().build(ns, path, publish_to=publish_to, force=force, timeout=timeout, wait=wait)
     if as_json:
         emit_json(build)
     else:
-        console.print(("cached " if cached else "") + summary(build))
+        console.print(("cached " if build.get("cached") else "") + summary(build))
     if wait and build["state"] != "succeeded":
         if not as_json:
             console.print(log_hint(build))
-        raise typer.Exit(1)
+        sys.exit(1)
 
 
 @app.command("show")
-def show(build_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+@click.argument("build_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show(build_id: int, as_json: bool) -> None:
     """Show a build."""
     build = client().build_info(build_id)
     if as_json:
@@ -118,18 +97,19 @@ def show(build_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command("logs")
-def logs(
-    build_id: int, follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the build ends.")
-) -> None:
+@click.argument("build_id", type=int)
+@click.option("--follow", "-f", is_flag=True, help="Stream until the build ends.")
+def logs(build_id: int, follow: bool) -> None:
     """Print a build's log."""
     if follow:
-        wait_for(build_id, follow_log=True)
+        client().wait_build(build_id, log=_write)
         return
     data, _ = client().build_log(build_id)
     sys.stdout.buffer.write(data)
 
 
 @app.command("cancel")
+@click.argument("build_id", type=int)
 def cancel(build_id: int) -> None:
     """Cancel a queued or running build."""
     build = client().cancel_build(build_id)
@@ -138,7 +118,9 @@ def cancel(build_id: int) -> None:
 
 
 @builds_app.command("ls")
-def ls(namespace: str = typer.Option(None, "--namespace", "-n"), as_json: bool = typer.Option(False, "--json")) -> None:
+@click.option("--namespace", "-n")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ls(namespace: str | None, as_json: bool) -> None:
     """List builds, newest first."""
     rows = client().builds(namespace)
     if as_json:
@@ -147,19 +129,23 @@ def ls(namespace: str = typer.Option(None, "--namespace", "-n"), as_json: bool =
         table(rows, ["id", "state", "namespace", "path", "publish_to", "artifacts", "created", "error"])
 
 
-def worker(
-    once: bool = typer.Option(False, "--once", help="Run at most one build, then exit."),
-    poll: float = typer.Option(1.0, "--poll", help="Seconds between claims when the queue is empty."),
-    name: str = typer.Option(None, "--name", help="Worker name shown on its builds."),
-    cache: Path = typer.Option(None, "--cache", help="Download cache for build backends."),
-) -> None:
-    """Run a build worker against PACKYARD_URL (needs an admin token for '*')."""
+@click.command("worker")
+@click.option("--once", is_flag=True, help="Run at most one build, then exit.")
+@click.option("--poll", type=float, default=1.0, help="Seconds between claims when the queue is empty.")
+@click.option("--name", help="Worker name shown on its builds.")
+@click.option("--cache", type=click.Path(path_type=Path), help="Download cache for build backends.")
+def worker(once: bool, poll: float, name: str | None, cache: Path | None) -> None:
+    """Run a build worker against PACKYARD_URL (needs an admin token for '*'; packyard[server])."""
+    from packyard.cli.extras import require_server
+
+    require_server("worker")
     from packyard.builder.worker import Worker
     from packyard.client import Client
+    from packyard.settings import get_settings, secret
     from packyard.worker import HttpWorkerAPI
 
-    settings = _settings()
-    api = HttpWorkerAPI(Client.from_settings(settings), name)
+    settings = get_settings()
+    api = HttpWorkerAPI(Client(settings.url, secret(settings.token)), name)
     runner = Worker(
         api,
         cache=absolute(cache or Path.home() / ".cache" / "packyard-builds"),
@@ -177,9 +163,3 @@ def worker(
         runner.run_forever(stop)
     except KeyboardInterrupt:
         stop.set()
-
-
-def _settings():  # noqa: ANN202 - packyard.settings.Settings, imported when a command runs (pydantic-settings is slow to import)
-    from packyard.settings import get_settings
-
-    return get_settings()

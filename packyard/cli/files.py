@@ -7,22 +7,32 @@ import sys
 import tempfile
 from pathlib import Path
 
-import typer
+import click
 
 from packyard.cli.output import client, console, emit_json, read_chunks, table, transfer
 from packyard.store.errors import InvalidInput
 
-app = typer.Typer(help="Namespace files with revisions.", no_args_is_help=True)
-JSON = typer.Option(False, "--json", help="Print JSON.")
+PATH = click.Path(path_type=Path)
+
+
+@click.group("files", no_args_is_help=True)
+def app() -> None:
+    """Namespace files with revisions."""
+
+
+def json_option(f):  # noqa: ANN001, ANN201
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
 
 
 @app.command("put")
-def put(
-    ns: str,
-    path: str = typer.Argument(..., help="Path inside the namespace."),
-    source: str = typer.Argument(None, help="Local file to upload ('-' for stdin); default: PATH."),
-) -> None:
-    """Write a file as the path's next revision (identical bytes add none)."""
+@click.argument("ns")
+@click.argument("path")
+@click.argument("source", required=False)
+def put(ns: str, path: str, source: str | None) -> None:
+    """Write a file as the path's next revision (identical bytes add none).
+
+    PATH is the path inside the namespace; SOURCE the local file to upload ('-' for stdin;
+    default: PATH)."""
     source = source or path
     if source == "-":
         result, created = client().put_file(ns, path, read_chunks(sys.stdin.buffer, lambda n: None))
@@ -37,12 +47,11 @@ def put(
 
 
 @app.command("get")
-def get(
-    ns: str,
-    path: str,
-    output: Path = typer.Option(None, "-o", "--output", help="Write here instead of stdout."),
-    revision: int = typer.Option(None, "--revision", "-r", help="A specific revision."),
-) -> None:
+@click.argument("ns")
+@click.argument("path")
+@click.option("-o", "--output", type=PATH, help="Write here instead of stdout.")
+@click.option("--revision", "-r", type=int, help="A specific revision.")
+def get(ns: str, path: str, output: Path | None, revision: int | None) -> None:
     """Read a file (latest, or --revision N)."""
     with client().stream_file(ns, path, revision) as response:
         total = int(response.headers.get("content-length", 0)) or None
@@ -65,7 +74,10 @@ def get(
 
 
 @app.command("ls")
-def ls(ns: str, prefix: str = typer.Option("", "--prefix", "-p"), as_json: bool = JSON) -> None:
+@click.argument("ns")
+@click.option("--prefix", "-p", default="")
+@json_option
+def ls(ns: str, prefix: str, as_json: bool) -> None:
     """List current files, optionally under a prefix."""
     rows = client().list_files(ns, prefix)
     if as_json:
@@ -75,6 +87,8 @@ def ls(ns: str, prefix: str = typer.Option("", "--prefix", "-p"), as_json: bool 
 
 
 @app.command("rm")
+@click.argument("ns")
+@click.argument("path")
 def rm(ns: str, path: str) -> None:
     """Delete a file (a tombstone revision; history stays)."""
     result = client().delete_file(ns, path)
@@ -82,14 +96,21 @@ def rm(ns: str, path: str) -> None:
 
 
 @app.command("mv")
-def mv(ns: str, source: str, target: str, overwrite: bool = typer.Option(False, "--overwrite")) -> None:
+@click.argument("ns")
+@click.argument("source")
+@click.argument("target")
+@click.option("--overwrite", is_flag=True)
+def mv(ns: str, source: str, target: str, overwrite: bool) -> None:
     """Move or rename a file."""
     result = client().move_file(ns, source, target, overwrite)
     console.print(f"moved {ns}:{source} -> {result['path']} (revision {result['revision']})")
 
 
 @app.command("history")
-def history(ns: str, path: str, as_json: bool = JSON) -> None:
+@click.argument("ns")
+@click.argument("path")
+@json_option
+def history(ns: str, path: str, as_json: bool) -> None:
     """Every revision of a path, tombstones included."""
     rows = client().history(ns, path)
     if as_json:
@@ -99,6 +120,9 @@ def history(ns: str, path: str, as_json: bool = JSON) -> None:
 
 
 @app.command("restore")
+@click.argument("ns")
+@click.argument("path")
+@click.argument("revision", type=int)
 def restore(ns: str, path: str, revision: int) -> None:
     """Make REVISION of PATH the current content again."""
     result = client().restore(ns, path, revision)
@@ -106,11 +130,10 @@ def restore(ns: str, path: str, revision: int) -> None:
 
 
 @app.command("export")
-def export(
-    ns: str,
-    output: Path = typer.Option(..., "-o", "--output", help="The zip file to write."),
-    prefix: str = typer.Option("", "--prefix", "-p"),
-) -> None:
+@click.argument("ns")
+@click.option("-o", "--output", type=PATH, required=True, help="The zip file to write.")
+@click.option("--prefix", "-p", default="")
+def export(ns: str, output: Path, prefix: str) -> None:
     """Download the namespace's current files (under a prefix) as a zip."""
     with client().export(ns, prefix) as response:
         total = int(response.headers.get("content-length", 0)) or None
@@ -122,7 +145,10 @@ def export(
 
 
 @app.command("import")
-def import_(ns: str, archive: Path, prefix: str = typer.Option("", "--prefix", "-p")) -> None:
+@click.argument("ns")
+@click.argument("archive", type=PATH)
+@click.option("--prefix", "-p", default="")
+def import_(ns: str, archive: Path, prefix: str) -> None:
     """Expand a zip into files, all at once or not at all."""
     if not archive.is_file():
         raise InvalidInput(f"{archive} is not a readable file")

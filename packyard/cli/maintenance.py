@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import sys
 
-import typer
+import click
 
+from packyard.cli.extras import require_server
 from packyard.cli.output import console, emit_json
 
-GRACE = typer.Option(
-    None,
+GRACE = click.option(
     "--grace",
+    type=float,
     help="Seconds an unreferenced blob or temporary file must be old to count as abandoned "
     "(default PACKYARD_GC_GRACE_SECONDS).",
 )
-JSON = typer.Option(False, "--json", help="Print JSON.")
+JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 def _store():  # noqa: ANN202 - imported only when used (minio is slow to import)
@@ -40,8 +41,12 @@ def _size(n: int) -> str:
     return human_size(n)
 
 
-def fsck(grace: float | None = GRACE, as_json: bool = JSON) -> None:
-    """Check the store: rows whose blob is missing (exit 1), unreferenced blobs, temporary files."""
+@click.command("fsck")
+@GRACE
+@JSON
+def fsck(grace: float | None, as_json: bool) -> None:
+    """Check the store: rows whose blob is missing (exit 1), unreferenced blobs, temporary files (packyard[server])."""
+    require_server("fsck")
     settings = _settings()
     report = _collector().scan(settings.gc_grace_seconds if grace is None else grace)
     if as_json:
@@ -67,21 +72,21 @@ def fsck(grace: float | None = GRACE, as_json: bool = JSON) -> None:
         sys.exit(1)
 
 
-def gc(
-    apply: bool = typer.Option(False, "--apply/--dry-run", help="Delete; with --dry-run (the default), only list."),
-    grace: float | None = GRACE,
-    retention: bool = typer.Option(
-        True, "--retention/--no-retention", help="Run the namespaces' retention policies first."
-    ),
-    as_json: bool = JSON,
-) -> None:
+@click.command("gc")
+@click.option("--apply/--dry-run", default=False, help="Delete; with --dry-run (the default), only list.")
+@GRACE
+@click.option("--retention/--no-retention", default=True, help="Run the namespaces' retention policies first.")
+@JSON
+def gc(apply: bool, grace: float | None, retention: bool, as_json: bool) -> None:
     """Run the retention policies, then remove unreferenced blobs and temporary files older than
     the grace (dry run by default).
 
     Retention removes catalog rows (audited); their blobs become garbage that this run's
     collector takes once past the grace (an old blob is past it at once). A dry run shows the
     retention plan and the garbage there is now; the rows' blobs show up in the next one.
+    Needs packyard[server].
     """
+    require_server("gc")
     import getpass
     import socket
 

@@ -14,13 +14,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-import typer
+import click
 
-from packyard.cli.output import console, err
+from packyard.cli.output import console, transfer
+from packyard.defaults import ClientSettings
 from packyard.store.errors import InvalidInput, RemoteFailed
-from packyard.store.names import validate_namespace
 
-app = typer.Typer(help="The upstream mirror: pre-fetch what flows will install.", no_args_is_help=True)
+
+@click.group("mirror", no_args_is_help=True)
+def app() -> None:
+    """The upstream mirror: pre-fetch what flows will install."""
+
+
 _SAVED = re.compile(r"^(Saved|File was already downloaded) (.+)$")
 
 
@@ -35,8 +40,7 @@ def _pip(index: str, requirements: Path, python: str | None, platform: str | Non
         command += ["--only-binary=:all:"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PACKYARD_"))}
     env["PIP_CONFIG_FILE"] = os.devnull
-    token = _settings().token
-    secret = token.get_secret_value() if token else None
+    secret = ClientSettings.from_env().token
     if secret:  # the namespace may need a read token; pip sends it as Basic auth
         scheme, _, rest = index.partition("://")
         index = f"{scheme}://__token__:{secret}@{rest}"
@@ -52,45 +56,31 @@ def _pip(index: str, requirements: Path, python: str | None, platform: str | Non
 
 
 @app.command("warm")
-def warm(
-    ns: str,
-    requirements: Path = typer.Option(..., "-r", "--requirement", help="A requirements file."),
-    python: list[str] = typer.Option(None, "--python-version", help="Python version to resolve for (repeatable)."),
-    platform: list[str] = typer.Option(
-        None, "--platform", help="Platform tag, e.g. manylinux2014_x86_64 (repeatable)."
-    ),
-) -> None:
+@click.argument("ns")
+@click.option(
+    "-r", "--requirement", "requirements", type=click.Path(path_type=Path), required=True, help="A requirements file."
+)
+@click.option("--python-version", "python", multiple=True, help="Python version to resolve for (repeatable).")
+@click.option("--platform", multiple=True, help="Platform tag, e.g. manylinux2014_x86_64 (repeatable).")
+def warm(ns: str, requirements: Path, python: tuple[str, ...], platform: tuple[str, ...]) -> None:
     """Fetch a requirement set's files into NS's mirror (resolved per Python version and platform)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from packyard.store.names import validate_namespace
 
     validate_namespace(ns)
     if not requirements.is_file():
         raise InvalidInput(f"{requirements} is not a readable file")
-    index = f"{_settings().url.rstrip('/')}/{ns}/simple/"
+    index = f"{ClientSettings.from_env().url.rstrip('/')}/{ns}/simple/"
     targets = [(p, t) for p in (python or [None]) for t in (platform or [None])]
     fetched: set[str] = set()
     with (
         tempfile.TemporaryDirectory(prefix="packyard-warm-") as tmp,
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=err,
-            disable=not err.is_terminal,
-        ) as progress,
+        transfer(f"warming {ns}", len(targets), unit="targets") as advance,
     ):
-        task = progress.add_task(f"warming {ns}", total=len(targets))
         for number, (py, plat) in enumerate(targets):
             dest = Path(tmp) / str(number)
             for name in _pip(index, requirements, py, plat, dest):
                 fetched.add(Path(name).name)
-            progress.advance(task)
+            advance(1)
     for name in sorted(fetched):
         console.print(f"cached {name}")
     console.print(f"{len(fetched)} files in the {ns} mirror for {len(targets)} target(s)")
-
-
-def _settings():  # noqa: ANN202 - packyard.settings.Settings, imported when a command runs (pydantic-settings is slow to import)
-    from packyard.settings import get_settings
-
-    return get_settings()

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import typer
+import click
 
 from packyard.cli.output import client, console, emit_json, table
 from packyard.store.errors import InvalidInput
 
-app = typer.Typer(help="Namespaces: create, list, show.", no_args_is_help=True)
+JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group("ns", no_args_is_help=True)
+def app() -> None:
+    """Namespaces: create, list, show."""
 
 
 @app.command("create")
+@click.argument("name")
 def create(name: str) -> None:
     """Create NAME (and any missing ancestor)."""
     ns = client().create_namespace(name)
@@ -18,10 +24,9 @@ def create(name: str) -> None:
 
 
 @app.command("ls")
-def ls(
-    under: str = typer.Option(None, "--under", help="Only this namespace and its children."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
+@click.option("--under", help="Only this namespace and its children.")
+@JSON
+def ls(under: str | None, as_json: bool) -> None:
     """List namespaces."""
     rows = client().namespaces(under)
     if as_json:
@@ -47,7 +52,9 @@ def effective_rows(effective: dict) -> list[dict]:
 
 
 @app.command("show")
-def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+@click.argument("name")
+@JSON
+def show(name: str, as_json: bool) -> None:
     """Show a namespace: its own settings, the effective ones and where each comes from, file count, size."""
     ns = client().namespace(name)
     if as_json:
@@ -58,47 +65,33 @@ def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JS
 
 
 @app.command("set")
+@click.argument("name")
+@click.option("--inherit/--no-inherit", default=None, help="List the ancestors' files in this namespace's index.")
+@click.option("--upstream", help="Index URL for names no namespace in the chain has.")
+@click.option("--no-upstream", is_flag=True, help="No upstream here, even if an ancestor has one.")
+@click.option("--inherit-upstream", is_flag=True, help="Drop this namespace's own setting.")
+@click.option("--upstream-auth-env", help="Server env var with upstream credentials.")
+@click.option("--upstream-allow", "allow", multiple=True, help="Only these names (globs) from upstream.")
+@click.option("--upstream-deny", "deny", multiple=True, help="Never these names (globs) from upstream.")
+@click.option("--keep-releases", help="Keep the newest N matching releases per project (never the newest release).")
+@click.option(
+    "--keep-release-pattern",
+    help="Releases the release policy touches: prerelease (default: pre- and .dev releases), all, or a "
+    "version specifier such as '<2'.",
+)
+@click.option("--keep-release-days", help="Remove matching releases older than D days.")
+@click.option("--keep-revisions", help="Keep the last N revisions of a path besides its head.")
+@click.option("--keep-revision-days", help="Remove non-head revisions older than D days.")
+@click.option("--keep-build-log-days", help="Remove build logs, and failed builds, finished more than D days ago.")
+@click.option("--keep-mirrored-days", help="Remove mirrored upstream files not requested for D days.")
+@click.option("--keep-bundle-days", help="Remove environment bundles and resolutions not used for D days.")
 def set_(
-    name: str,
-    inherit: bool = typer.Option(
-        None, "--inherit/--no-inherit", help="List the ancestors' files in this namespace's index."
-    ),
-    upstream: str = typer.Option(None, "--upstream", help="Index URL for names no namespace in the chain has."),
-    no_upstream: bool = typer.Option(False, "--no-upstream", help="No upstream here, even if an ancestor has one."),
-    inherit_upstream: bool = typer.Option(False, "--inherit-upstream", help="Drop this namespace's own setting."),
-    upstream_auth_env: str = typer.Option(
-        None, "--upstream-auth-env", help="Server env var with upstream credentials."
-    ),
-    allow: list[str] = typer.Option(None, "--upstream-allow", help="Only these names (globs) from upstream."),
-    deny: list[str] = typer.Option(None, "--upstream-deny", help="Never these names (globs) from upstream."),
-    keep_releases: str = typer.Option(
-        None, "--keep-releases", help="Keep the newest N matching releases per project (never the newest release)."
-    ),
-    keep_release_pattern: str = typer.Option(
-        None,
-        "--keep-release-pattern",
-        help="Releases the release policy touches: prerelease (default: pre- and .dev releases), all, or a "
-        "version specifier such as '<2'.",
-    ),
-    keep_release_days: str = typer.Option(
-        None, "--keep-release-days", help="Remove matching releases older than D days."
-    ),
-    keep_revisions: str = typer.Option(
-        None, "--keep-revisions", help="Keep the last N revisions of a path besides its head."
-    ),
-    keep_revision_days: str = typer.Option(
-        None, "--keep-revision-days", help="Remove non-head revisions older than D days."
-    ),
-    keep_build_log_days: str = typer.Option(
-        None, "--keep-build-log-days", help="Remove build logs, and failed builds, finished more than D days ago."
-    ),
-    keep_mirrored_days: str = typer.Option(
-        None, "--keep-mirrored-days", help="Remove mirrored upstream files not requested for D days."
-    ),
-    keep_bundle_days: str = typer.Option(
-        None, "--keep-bundle-days", help="Remove environment bundles and resolutions not used for D days."
-    ),
-) -> None:
+    name: str, inherit: bool | None, upstream: str | None, no_upstream: bool, inherit_upstream: bool,
+    upstream_auth_env: str | None, allow: tuple[str, ...], deny: tuple[str, ...], keep_releases: str | None,
+    keep_release_pattern: str | None, keep_release_days: str | None, keep_revisions: str | None,
+    keep_revision_days: str | None, keep_build_log_days: str | None, keep_mirrored_days: str | None,
+    keep_bundle_days: str | None,
+) -> None:  # fmt: skip
     """Change namespace settings (admin role).
 
     Each --keep-* takes a value, 'off' (no such policy here, even if an ancestor has one) or
@@ -129,19 +122,18 @@ def set_(
     if upstream_auth_env is not None:
         changes["upstream_auth_env"] = upstream_auth_env or None
     if allow:
-        changes["upstream_allow"] = allow
+        changes["upstream_allow"] = list(allow)
     if deny:
-        changes["upstream_deny"] = deny
+        changes["upstream_deny"] = list(deny)
     ns = client().update_settings(name, **changes)
     console.print(f"{ns['name']} settings: {ns['settings']}")
 
 
 @app.command("retention")
-def retention(
-    name: str,
-    apply: bool = typer.Option(False, "--apply", help="Remove; without it, only list what would go."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
+@click.argument("name")
+@click.option("--apply", is_flag=True, help="Remove; without it, only list what would go.")
+@JSON
+def retention(name: str, apply: bool, as_json: bool) -> None:
     """Run NAME's retention policies (and its children's) now: a dry run by default (admin role).
 
     Rows go; their blobs go with the collector (``packyard gc`` or the server's), past its grace."""

@@ -1,74 +1,120 @@
-"""How the CLI shows things: JSON for scripts, rich tables and progress bars for people."""
+"""How the CLI shows things: JSON for scripts, tables and a progress line for people.
+
+The standard library only: a base install (the client) has no rich, and a command's
+start-up time counts (``packyard/entry.py``).
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
-from rich.console import Console
-
 if TYPE_CHECKING:
     from packyard.client import Client
 
-console = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
 CHUNK = 1024 * 1024
 
 
-def client() -> Client:
-    # imported here, not at the top: httpx and pydantic-settings are most of what a command
-    # costs to start, and ``--help`` (or a local command) never needs them
-    from packyard.client import Client
-    from packyard.settings import get_settings
+class Console:
+    """Lines to a stream; ``is_terminal`` says whether a person is probably reading."""
 
-    return Client.from_settings(get_settings())
+    def __init__(self, stderr: bool = False) -> None:
+        self.stderr = stderr
+
+    @property
+    def file(self) -> IO[str]:
+        return sys.stderr if self.stderr else sys.stdout
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.file.isatty()
+
+    def print(self, message: object = "") -> None:
+        print(message, file=self.file, flush=True)
+
+
+console = Console()
+err = Console(stderr=True)
+
+
+def client() -> Client:
+    """The client the command talks through (PACKYARD_URL, PACKYARD_TOKEN): imported here,
+    not at the top, so ``--help`` and local commands never import it."""
+    from packyard.client import Client
+
+    return Client()
 
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-UNLIMITED = 1 << 20
-"""Off a terminal (a pipe, a file, a CI log) nothing knows the width: rich would assume 80
-columns and cut every cell to fit, so a table is laid out as wide as its longest cell."""
-
-
 def table(rows: Iterable[dict], columns: list[str], title: str | None = None) -> None:
-    """Rows as a table, fitted to a terminal; off a terminal, whole lines (for scripts: ``--json``)."""
-    from rich.table import Table
+    """Rows as a box-drawn table of whole cells (for scripts: ``--json``). Whole lines off a
+    terminal too: nothing is cut to an assumed width."""
+    cells = [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
 
-    t = Table(title=title)
-    for column in columns:
-        t.add_column(column)
-    for row in rows:
-        t.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    if console.is_terminal:
-        console.print(t)
-    else:  # print(width=) cannot widen past the console's width: this console is as wide as needed
-        Console(file=sys.stdout, width=UNLIMITED, highlight=False, no_color=True).print(t, crop=False)
+    def line(left: str, fill: str, mid: str, right: str) -> str:
+        return left + mid.join(fill * (w + 2) for w in widths) + right
+
+    def cells_line(values: list[str], bar: str) -> str:
+        return bar + bar.join(f" {v.ljust(w)} " for v, w in zip(values, widths, strict=True)) + bar
+
+    out = []
+    if title:
+        out.append(title.center(sum(widths) + 3 * len(widths) + 1).rstrip())
+    out.append(line("┏", "━", "┳", "┓"))
+    out.append(cells_line(columns, "┃"))
+    out.append(line("┡", "━", "╇", "┩"))
+    out.extend(cells_line(r, "│") for r in cells)
+    out.append(line("└", "─", "┴", "┘"))
+    console.print("\n".join(out))
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 @contextmanager
-def transfer(description: str, total: int | None) -> Iterator[Any]:
-    """A progress bar on stderr when it is a terminal; a no-op advance() otherwise."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+def transfer(description: str, total: int | None, unit: str = "bytes") -> Iterator[Any]:
+    """A progress line on stderr when it is a terminal (erased at the end); a no-op
+    ``advance(n)`` otherwise."""
+    if not err.is_terminal:
+        yield lambda n: None
+        return
+    done, last = 0, 0.0
+    width = shutil.get_terminal_size().columns
 
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not err.is_terminal,
-        transient=True,
-    )
-    with progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
+    def show() -> None:
+        amount = _size(done) if unit == "bytes" else str(done)
+        if total:
+            amount += f" / {_size(total) if unit == 'bytes' else total}"
+        sys.stderr.write(f"\r{description} {amount}"[:width].ljust(width - 1))
+        sys.stderr.flush()
+
+    def advance(n: int) -> None:
+        nonlocal done, last
+        done += n
+        if time.monotonic() - last > 0.1:
+            last = time.monotonic()
+            show()
+
+    try:
+        show()
+        yield advance
+    finally:
+        sys.stderr.write("\r" + " " * (width - 1) + "\r")
+        sys.stderr.flush()
 
 
 def read_chunks(stream: IO[bytes], advance: Any) -> Iterator[bytes]:

@@ -10,7 +10,7 @@ import secrets
 import sys
 from pathlib import Path
 
-import typer
+import click
 
 from packyard.defaults import absolute
 
@@ -40,27 +40,34 @@ def log_to_stderr() -> None:
     logger.propagate = False
 
 
+@click.command("serve")
+@click.option("--host", help="Interface to bind (PACKYARD_HOST, 127.0.0.1).")
+@click.option("--port", type=int, help="Port (PACKYARD_PORT, 8000).")
+@click.option("--data", type=click.Path(path_type=Path), help="Data folder (PACKYARD_DATA, ./packyard-data).")
+@click.option("--anonymous-read/--no-anonymous-read", default=None, help="Allow reads without a token.")
+@click.option("--worker/--no-worker", default=None, help="Run one build worker in-process (PACKYARD_EMBEDDED_WORKER).")
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Server processes on this port (PACKYARD_WORKERS, 1): one per core."
+)
+@click.option(
+    "--replicate/--no-replicate",
+    default=None,
+    help="Stream the SQLite catalog into the S3 bucket with Litestream (PACKYARD_REPLICATE); "
+    "'packyard restore' brings it back.",
+)
 def serve(
-    host: str = typer.Option(None, "--host", help="Interface to bind (PACKYARD_HOST, 127.0.0.1)."),
-    port: int = typer.Option(None, "--port", help="Port (PACKYARD_PORT, 8000)."),
-    data: Path = typer.Option(None, "--data", help="Data folder (PACKYARD_DATA, ./packyard-data)."),
-    anonymous_read: bool = typer.Option(
-        None, "--anonymous-read/--no-anonymous-read", help="Allow reads without a token."
-    ),
-    worker: bool = typer.Option(
-        None, "--worker/--no-worker", help="Run one build worker in-process (PACKYARD_EMBEDDED_WORKER)."
-    ),
-    workers: int = typer.Option(
-        None, "--workers", min=1, help="Server processes on this port (PACKYARD_WORKERS, 1): one per core."
-    ),
-    replicate: bool = typer.Option(
-        None,
-        "--replicate/--no-replicate",
-        help="Stream the SQLite catalog into the S3 bucket with Litestream (PACKYARD_REPLICATE); "
-        "'packyard restore' brings it back.",
-    ),
+    host: str | None,
+    port: int | None,
+    data: Path | None,
+    anonymous_read: bool | None,
+    worker: bool | None,
+    workers: int | None,
+    replicate: bool | None,
 ) -> None:
-    """Run the packyard server."""
+    """Run the packyard server (packyard[server])."""
+    from packyard.cli.extras import require_server
+
+    require_server("serve")
     import uvicorn
 
     from packyard.app import create_asgi
@@ -106,7 +113,7 @@ def serve(
         if replicator is not None:
             replicator.stop()
     if status:
-        raise typer.Exit(status)
+        sys.exit(status)
 
 
 def _banner(settings, port: int) -> None:  # noqa: ANN001 - packyard.settings.Settings

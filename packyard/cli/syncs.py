@@ -2,40 +2,61 @@
 
 from __future__ import annotations
 
-import typer
+import sys
+
+import click
 
 from packyard.cli.output import client, console, emit_json, table
 from packyard.store.errors import InvalidInput
 
-app = typer.Typer(help="Git sync: repositories into namespaces, and namespaces back into git.", no_args_is_help=True)
 
-REF = typer.Option(None, "--ref", help="Branch, tag or commit (default: the remote's default branch).")
-PATH = typer.Option("", "--path", help="Sub-folder of the repository to sync (default: the root).")
-PREFIX = typer.Option("", "--prefix", help="Folder inside the namespace to sync into (default: the root).")
-INCLUDE = typer.Option(None, "--include", help="Only paths matching this glob (repeatable).")
-EXCLUDE = typer.Option(None, "--exclude", help="Skip paths matching this glob (repeatable).")
-DELETE = typer.Option(False, "--delete", help="Delete namespace files under the prefix that the repository lacks.")
-DRY = typer.Option(False, "--dry-run", help="Show the plan; change nothing.")
-JSON = typer.Option(False, "--json", help="Print JSON.")
-BUILD = typer.Option(False, "--build", help="Then queue a build of every project folder whose files changed.")
-BUILD_TO = typer.Option(None, "--build-publish-to", help="Index namespace those builds publish to (default: NS).")
-TOKEN_ENV = typer.Option(None, "--token-env", help="Server environment variable holding an https token.")
-TOKEN_FILE = typer.Option(None, "--token-file", help="File in the server's secrets folder holding an https token.")
-KEY_ENV = typer.Option(None, "--ssh-key-env", help="Server environment variable holding an SSH private key.")
-KEY_FILE = typer.Option(None, "--ssh-key-file", help="File in the server's secrets folder holding an SSH key.")
-USERNAME = typer.Option("x-access-token", "--username", help="User name sent with an https token.")
+@click.group("sync", no_args_is_help=True)
+def app() -> None:
+    """Git sync: repositories into namespaces, and namespaces back into git."""
+
+
+def _options(*options):  # noqa: ANN002, ANN202
+    def apply(f):  # noqa: ANN001, ANN202
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
+
+
+REF = click.option("--ref", help="Branch, tag or commit (default: the remote's default branch).")
+SPEC = _options(
+    click.option("--path", default="", help="Sub-folder of the repository to sync (default: the root)."),
+    click.option("--prefix", default="", help="Folder inside the namespace to sync into (default: the root)."),
+    click.option("--include", multiple=True, help="Only paths matching this glob (repeatable)."),
+    click.option("--exclude", multiple=True, help="Skip paths matching this glob (repeatable)."),
+    click.option("--delete", is_flag=True, help="Delete namespace files under the prefix that the repository lacks."),
+)
+DRY = click.option("--dry-run", is_flag=True, help="Show the plan; change nothing.")
+JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+BUILD = _options(
+    click.option("--build", is_flag=True, help="Then queue a build of every project folder whose files changed."),
+    click.option("--build-publish-to", help="Index namespace those builds publish to (default: NS)."),
+)
+CREDENTIAL = _options(
+    click.option("--token-env", help="Server environment variable holding an https token."),
+    click.option("--token-file", help="File in the server's secrets folder holding an https token."),
+    click.option("--ssh-key-env", help="Server environment variable holding an SSH private key."),
+    click.option("--ssh-key-file", help="File in the server's secrets folder holding an SSH key."),
+    click.option("--username", default="x-access-token", show_default=True, help="User name sent with an https token."),
+)
 
 
 def credential(
-    token_env: str | None, token_file: str | None, key_env: str | None, key_file: str | None, username: str
+    token_env: str | None, token_file: str | None, ssh_key_env: str | None, ssh_key_file: str | None, username: str
 ) -> dict | None:
     given = [
         (k, v)
         for k, v in (
             ("token_env", token_env),
             ("token_file", token_file),
-            ("ssh_key_env", key_env),
-            ("ssh_key_file", key_file),
+            ("ssh_key_env", ssh_key_env),
+            ("ssh_key_file", ssh_key_file),
         )
         if v
     ]
@@ -47,28 +68,6 @@ def credential(
     kind = "token" if option.startswith("token") else "ssh_key"
     where = "env" if option.endswith("env") else "file"
     return {"kind": kind, where: value, "username": username}
-
-
-def _spec(
-    url: str,
-    ref: str | None,
-    path: str,
-    prefix: str,
-    include: list[str] | None,
-    exclude: list[str] | None,
-    delete: bool,
-    cred: dict | None,
-) -> dict:
-    return {
-        "url": url,
-        "ref": ref,
-        "path": path,
-        "prefix": prefix,
-        "include": include or [],
-        "exclude": exclude or [],
-        "delete": delete,
-        "credential": cred,
-    }
 
 
 SIGNS = {"added": "+", "updated": "~", "deleted": "-", "skipped": "!"}
@@ -94,45 +93,36 @@ def show_result(result: dict, as_json: bool) -> None:
 
 
 @app.command("run")
+@click.argument("ns")
+@click.argument("url")
+@REF
+@SPEC
+@DRY
+@JSON
+@BUILD
+@click.option(
+    "--wait", is_flag=True, help="With --build: wait for the builds to end; exit non-zero unless all succeeded."
+)
+@CREDENTIAL
 def run(
-    ns: str,
-    url: str,
-    ref: str = REF,
-    path: str = PATH,
-    prefix: str = PREFIX,
-    include: list[str] = INCLUDE,
-    exclude: list[str] = EXCLUDE,
-    delete: bool = DELETE,
-    dry_run: bool = DRY,
-    as_json: bool = JSON,
-    build: bool = BUILD,
-    build_publish_to: str = BUILD_TO,
-    wait: bool = typer.Option(
-        False, "--wait", help="With --build: wait for the builds to end; exit non-zero unless all succeeded."
-    ),
-    token_env: str = TOKEN_ENV,
-    token_file: str = TOKEN_FILE,
-    ssh_key_env: str = KEY_ENV,
-    ssh_key_file: str = KEY_FILE,
-    username: str = USERNAME,
-) -> None:
+    ns: str, url: str, ref: str | None, path: str, prefix: str, include: tuple[str, ...], exclude: tuple[str, ...],
+    delete: bool, dry_run: bool, as_json: bool, build: bool, build_publish_to: str | None, wait: bool,
+    token_env: str | None, token_file: str | None, ssh_key_env: str | None, ssh_key_file: str | None, username: str,
+) -> None:  # fmt: skip
     """Sync URL into NS once (plan only with --dry-run)."""
     cred = credential(token_env, token_file, ssh_key_env, ssh_key_file, username)
-    body = {
-        **_spec(url, ref, path, prefix, include, exclude, delete, cred),
-        "dry_run": dry_run,
-        "build": build,
-        "build_publish_to": build_publish_to,
-    }
     if wait and not build:
         raise InvalidInput("--wait waits for the builds that --build queues; pass --build too")
-    result = client().sync_run(ns, body)
+    result = client().sync_run(
+        ns, url, ref=ref, path=path, prefix=prefix, include=include, exclude=exclude, delete=delete,
+        credential=cred, dry_run=dry_run, build=build, build_publish_to=build_publish_to,
+    )  # fmt: skip
     if not wait:
         show_result(result, as_json)
         return
-    from packyard.cli.builds import log_hint, summary, wait_for
+    from packyard.cli.builds import log_hint, summary
 
-    builds = [wait_for(build_id, follow_log=False) for build_id in result.get("builds", [])]
+    builds = [client().wait_build(build_id) for build_id in result.get("builds", [])]
     if as_json:
         emit_json({**result, "builds": builds})
     else:
@@ -142,47 +132,35 @@ def run(
             if done["state"] != "succeeded":
                 console.print(log_hint(done))
     if any(done["state"] != "succeeded" for done in builds):
-        raise typer.Exit(1)
+        sys.exit(1)
 
 
 @app.command("add")
+@click.argument("name")
+@click.option("--namespace", "-n", required=True)
+@click.option("--url", required=True)
+@REF
+@SPEC
+@click.option("--webhook-secret-env", help="Server env var with the webhook secret.")
+@BUILD
+@CREDENTIAL
 def add(
-    name: str,
-    namespace: str = typer.Option(..., "--namespace", "-n"),
-    url: str = typer.Option(..., "--url"),
-    ref: str = REF,
-    path: str = PATH,
-    prefix: str = PREFIX,
-    include: list[str] = INCLUDE,
-    exclude: list[str] = EXCLUDE,
-    delete: bool = DELETE,
-    webhook_secret_env: str = typer.Option(
-        None, "--webhook-secret-env", help="Server env var with the webhook secret."
-    ),
-    build: bool = BUILD,
-    build_publish_to: str = BUILD_TO,
-    token_env: str = TOKEN_ENV,
-    token_file: str = TOKEN_FILE,
-    ssh_key_env: str = KEY_ENV,
-    ssh_key_file: str = KEY_FILE,
-    username: str = USERNAME,
-) -> None:
+    name: str, namespace: str, url: str, ref: str | None, path: str, prefix: str, include: tuple[str, ...],
+    exclude: tuple[str, ...], delete: bool, webhook_secret_env: str | None, build: bool, build_publish_to: str | None,
+    token_env: str | None, token_file: str | None, ssh_key_env: str | None, ssh_key_file: str | None, username: str,
+) -> None:  # fmt: skip
     """Register a named sync (trigger it by name or by webhook)."""
     cred = credential(token_env, token_file, ssh_key_env, ssh_key_file, username)
-    body = {
-        **_spec(url, ref, path, prefix, include, exclude, delete, cred),
-        "name": name,
-        "namespace": namespace,
-        "webhook_secret_env": webhook_secret_env,
-        "build": build,
-        "build_publish_to": build_publish_to,
-    }
-    registered = client().sync_add(body)
+    registered = client().sync_add(
+        name, namespace, url, ref=ref, path=path, prefix=prefix, include=include, exclude=exclude, delete=delete,
+        credential=cred, webhook_secret_env=webhook_secret_env, build=build, build_publish_to=build_publish_to,
+    )  # fmt: skip
     console.print(f"registered sync {registered['name']} -> {registered['namespace']}")
 
 
 @app.command("list")
-def list_(as_json: bool = JSON) -> None:
+@JSON
+def list_(as_json: bool) -> None:
     """List registered syncs."""
     rows = client().syncs()
     if as_json:
@@ -195,7 +173,9 @@ def list_(as_json: bool = JSON) -> None:
 
 
 @app.command("show")
-def show(name: str, as_json: bool = JSON) -> None:
+@click.argument("name")
+@JSON
+def show(name: str, as_json: bool) -> None:
     """Show a registered sync."""
     registered = client().sync(name)
     if as_json:
@@ -208,6 +188,7 @@ def show(name: str, as_json: bool = JSON) -> None:
 
 
 @app.command("rm")
+@click.argument("name")
 def rm(name: str) -> None:
     """Remove a registered sync (the namespace's files stay)."""
     client().sync_remove(name)
@@ -215,13 +196,18 @@ def rm(name: str) -> None:
 
 
 @app.command("trigger")
-def trigger(name: str, dry_run: bool = DRY, as_json: bool = JSON) -> None:
+@click.argument("name")
+@DRY
+@JSON
+def trigger(name: str, dry_run: bool, as_json: bool) -> None:
     """Run a registered sync now."""
     show_result(client().sync_trigger(name, dry_run), as_json)
 
 
 @app.command("runs")
-def runs(name: str, as_json: bool = JSON) -> None:
+@click.argument("name")
+@JSON
+def runs(name: str, as_json: bool) -> None:
     """A registered sync's history: commit, counts per status, duration, error."""
     rows = client().sync_runs(name)
     if as_json:
@@ -234,22 +220,21 @@ def runs(name: str, as_json: bool = JSON) -> None:
 
 
 @app.command("push")
+@click.argument("ns")
+@click.argument("url")
+@click.option("--branch", "-b", required=True)
+@click.option("--path", default="", help="Folder of the repository to write into.")
+@click.option("--prefix", default="", help="Only the namespace files under this folder.")
+@click.option("--message", "-m")
+@click.option("--delete", is_flag=True, help="Delete repository files under --path the namespace lacks.")
+@DRY
+@JSON
+@CREDENTIAL
 def push(
-    ns: str,
-    url: str,
-    branch: str = typer.Option(..., "--branch", "-b"),
-    path: str = typer.Option("", "--path", help="Folder of the repository to write into."),
-    prefix: str = typer.Option("", "--prefix", help="Only the namespace files under this folder."),
-    message: str = typer.Option(None, "--message", "-m"),
-    delete: bool = typer.Option(False, "--delete", help="Delete repository files under --path the namespace lacks."),
-    dry_run: bool = DRY,
-    as_json: bool = JSON,
-    token_env: str = TOKEN_ENV,
-    token_file: str = TOKEN_FILE,
-    ssh_key_env: str = KEY_ENV,
-    ssh_key_file: str = KEY_FILE,
-    username: str = USERNAME,
-) -> None:
+    ns: str, url: str, branch: str, path: str, prefix: str, message: str | None, delete: bool, dry_run: bool,
+    as_json: bool, token_env: str | None, token_file: str | None, ssh_key_env: str | None, ssh_key_file: str | None,
+    username: str,
+) -> None:  # fmt: skip
     """Commit NS's files into BRANCH of URL and push (show the diff only with --dry-run)."""
     body = {
         "url": url,

@@ -32,9 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import httpx
-
-from packyard.client import Client, qns, raise_for
+from packyard.client import Client, qns
 from packyard.runs.bundle import base_interpreter, building, materialise, pack
 from packyard.runs.keys import (
     COMPLETE,
@@ -47,6 +45,7 @@ from packyard.runs.keys import (
 )
 from packyard.store.errors import InvalidInput, PackyardError
 from packyard.store.names import validate_namespace
+from packyard.transport import BodyReader
 
 SHARE_FAILURES = (PackyardError, OSError)
 """Sharing is an optimisation: a run whose token cannot write, or whose environment is over
@@ -120,20 +119,15 @@ class EnvCache:
     # -- the server, as the shared steps in keys.py and bundle.py see it ------------------------
 
     def _get_json(self, path: str) -> dict | None:
-        response = self.client.http.get(path)
-        if response.status_code == 404:
-            return None
-        raise_for(response)
-        return response.json()
+        return self.client.get_json(path)
 
     @contextlib.contextmanager
     def _open_bundle(self, ns: str, key: str) -> Iterator[tuple[dict[str, str], BinaryIO] | None]:
-        with self.client.http.stream("GET", f"/api/v1/namespaces/{qns(ns)}/bundles/{key}") as response:
-            if response.status_code != 200:
+        with self.client.stream(f"/api/v1/namespaces/{qns(ns)}/bundles/{key}", missing_ok=True) as response:
+            if response is None or response.status_code != 200:
                 yield None
                 return
-            body = io.BufferedReader(_ChunkReader(response.iter_bytes(1024 * 1024)), 1024 * 1024)
-            yield {k.lower(): v for k, v in response.headers.items()}, body
+            yield response.headers, io.BufferedReader(BodyReader(response), 1024 * 1024)
 
     # -- resolution ---------------------------------------------------------------------
 
@@ -243,29 +237,6 @@ class EnvCache:
             pack(env, spool)
             spool.seek(0)
             self.client.request("PUT", f"/api/v1/namespaces/{qns(ns)}/bundles/{key}", content=spool)
-
-
-class _ChunkReader(io.RawIOBase):
-    """A readable stream over an iterator of byte chunks (an httpx response body)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self.chunks, self.pending = chunks, b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self.pending:
-            try:
-                self.pending = next(self.chunks)
-            except StopIteration:
-                return 0
-            except httpx.HTTPError as exc:
-                raise OSError(f"bundle download failed: {exc}") from exc
-        n = min(len(buffer), len(self.pending))
-        buffer[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
 
 
 def _base(version: str) -> Path:

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from packyard.client import Client, raise_for
+from packyard.client import Client
 from packyard.store.errors import InvalidInput, RemoteFailed
 
 CHUNK = 1024 * 1024
@@ -46,10 +46,7 @@ def download(client: Client, url: str, target: Path, expected: str, params: dict
     digest = hashlib.sha256()
     size = 0
     try:
-        with os.fdopen(fd, "wb") as out, client.http.stream("GET", url, params=params) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise_for(response)
+        with os.fdopen(fd, "wb") as out, client.stream(url, params) as response:
             for chunk in response.iter_bytes(CHUNK):
                 digest.update(chunk)
                 out.write(chunk)

@@ -186,7 +186,7 @@ def client(server: LiveServer) -> Iterator[Client]:
     try:
         yield c
     finally:
-        c.http.close()
+        c.close()
 
 
 @pytest.fixture

@@ -113,7 +113,7 @@ def test_download_refuses_a_hash_mismatch(server: LiveServer, http: httpx.Client
         assert target.read_bytes() == data
         assert sorted(p.name for p in target.parent.iterdir()) == ["x.py"]
     finally:
-        client.http.close()
+        client.close()
 
 
 def _tamper(server: LiveServer, data: bytes) -> None:
@@ -138,7 +138,7 @@ def test_corrupted_files_are_refused_end_to_end(
         client.put_file(ns, "flows/good.py", good)
         client.put_file(ns, "flows/bad.py", bad)
     finally:
-        client.http.close()
+        client.close()
     # larger than the server's in-memory blob cache takes (1 MiB a file), so the tampered bytes on
     # disk are what it serves; os.urandom so compression cannot shrink it under that
     padding = f"PADDING = {os.urandom(768 * 1024).hex()!r}\n"

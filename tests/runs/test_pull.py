@@ -54,7 +54,7 @@ def files(server: LiveServer) -> Files:
             for path, data in content.items():
                 client.put_file(ns, path, data)
     finally:
-        client.http.close()
+        client.close()
     return f
 
 
@@ -141,7 +141,7 @@ def test_second_pull_downloads_nothing_and_repairs_changes(server: LiveServer, f
     try:
         assert pull(client, files.child, dest, with_parents=True) == {"downloaded": 0, "unchanged": 7}
     finally:
-        client.http.close()
+        client.close()
 
 
 @pytest.mark.local_only
@@ -199,7 +199,7 @@ def test_run_pull_resolves_relative_requirements_among_the_pulled_files(server: 
         client.create_namespace(ns)
         client.put_file(ns, pulled.name, pulled.read_bytes())
     finally:
-        client.http.close()
+        client.close()
     code = "import crunch; print(crunch.WHERE)"
     proc = cli(
         server, tmp_path / "cache", "run", ns, "--pull", "--with", f"./{pulled.name}", "--", "python", "-c", code,
