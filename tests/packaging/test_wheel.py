@@ -13,19 +13,8 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-import pytest
-
+from tests.packaging.conftest import ROOT
 from tests.support.clients import UV, make_venv, run, uv_env
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    run([UV, "build", "--wheel", "-q", "--out-dir", out, ROOT], uv_env(out / "cache"))
-    (built,) = out.glob("packyard-*.whl")
-    return built
 
 
 def test_the_wheel_holds_only_packyard(wheel: Path) -> None:
@@ -51,7 +40,8 @@ def test_the_wheel_holds_only_packyard(wheel: Path) -> None:
 
 def test_store_sync_and_builder_are_not_importable_from_the_installed_wheel(wheel: Path, tmp_path: Path) -> None:
     python = make_venv(tmp_path / "venv", tmp_path / "cache")
-    run([UV, "pip", "install", "-q", "--python", python, f"{wheel}"], uv_env(tmp_path / "cache"))
+    # with the server's dependencies: every module is imported, the server's too
+    run([UV, "pip", "install", "-q", "--python", python, f"{wheel}[server]"], uv_env(tmp_path / "cache"))
     probe = """
 import importlib, importlib.util, pkgutil, sys
 for name in ("store", "sync", "builder"):
