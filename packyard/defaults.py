@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 URL = "http://127.0.0.1:8000"
@@ -24,19 +23,20 @@ def absolute(path: str | Path) -> Path:
     return Path(os.path.abspath(Path(path).expanduser()))
 
 
-@dataclass(frozen=True)
 class ClientSettings:
     """What the client side reads from the environment: ``PACKYARD_URL``, ``PACKYARD_TOKEN``
     and ``PACKYARD_CACHE_DIR``.
 
-    The standard library only: a base install (the client, without ``[server]``) has no
+    The standard library only (not even dataclasses: it imports ``inspect``, and every
+    command's start-up counts): a base install (the client, without ``[server]``) has no
     pydantic-settings. The server's :class:`packyard.settings.Settings` has the same three
     fields with the same defaults (from this module), for the build worker.
     """
 
-    url: str = URL
-    token: str | None = None
-    cache_dir: Path = CACHE_DIR
+    __slots__ = ("url", "token", "cache_dir")
+
+    def __init__(self, url: str = URL, token: str | None = None, cache_dir: Path = CACHE_DIR) -> None:
+        self.url, self.token, self.cache_dir = url, token, cache_dir
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClientSettings:

@@ -1,8 +1,8 @@
 """The ``packyard`` program: a start-up fast path for task runs, then the full CLI.
 
 ``packyard run NS --with REQ -- CMD`` (or ``packyard env``) is what a flow's task calls at
-its start, every time. Importing the full CLI (typer, rich, pydantic, httpx) costs several
-tenths of a second, more than the whole budget for starting the command. So the two common
+its start, every time. Importing the full CLI (click and the
+client) and resolving anything costs more than the whole budget for starting the command. So the two common
 cases are answered here with the standard library only:
 
 - a warm run: the resolution is cached for the current index state and the environment is
@@ -19,7 +19,6 @@ with the full client, so the two paths cannot disagree on what may be reused.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import subprocess
@@ -79,6 +78,8 @@ class _Server:
     """One keep-alive HTTP connection to packyard, as ``keys.find_lock`` and ``bundle`` use it."""
 
     def __init__(self, url: str, token: str | None) -> None:
+        import http.client  # here, not at the top: --help and every other command never need it
+
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError("https: the full client handles TLS")
@@ -86,7 +87,7 @@ class _Server:
         self.conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=30)
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
-    def _get(self, path: str) -> http.client.HTTPResponse:
+    def _get(self, path: str):  # noqa: ANN202 - an http.client.HTTPResponse
         self.conn.request("GET", self.base + path, headers=self.headers)
         return self.conn.getresponse()
 

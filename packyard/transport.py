@@ -139,6 +139,8 @@ class Transport:
         self._proxy = self._find_proxy()
 
     def _find_proxy(self) -> tuple[str, int] | None:
+        if not any(name.lower().endswith("_proxy") for name in os.environ):
+            return None  # urllib.request is slow to import, and most tasks have no proxy
         from urllib.request import getproxies, proxy_bypass
 
         proxy = getproxies().get(self.scheme)

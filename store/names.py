@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from packaging.utils import canonicalize_name
 from packyard.store.errors import InvalidName
 
 NAMESPACE_MAX = 255
@@ -104,4 +103,8 @@ def validate_project(name: str) -> str:
 
 def normalize_project(name: str) -> str:
     """PEP 503 normal form of a valid project name, via ``packaging``."""
+    # imported here: packaging.utils brings packaging.tags (platform, logging), which the
+    # client's commands that only validate a namespace or a path never need (start-up time)
+    from packaging.utils import canonicalize_name
+
     return canonicalize_name(validate_project(name))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -60,6 +59,8 @@ def get(ns: str, path: str, output: Path | None, revision: int | None) -> None:
                 sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
             return
+        import tempfile
+
         output.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
         try:

@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -64,6 +63,8 @@ def _pip(index: str, requirements: Path, python: str | None, platform: str | Non
 @click.option("--platform", multiple=True, help="Platform tag, e.g. manylinux2014_x86_64 (repeatable).")
 def warm(ns: str, requirements: Path, python: tuple[str, ...], platform: tuple[str, ...]) -> None:
     """Fetch a requirement set's files into NS's mirror (resolved per Python version and platform)."""
+    import tempfile
+
     from packyard.store.names import validate_namespace
 
     validate_namespace(ns)

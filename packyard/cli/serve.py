@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import logging
 import os
-import secrets
 import sys
 from pathlib import Path
 
@@ -24,6 +21,8 @@ def steady_malloc() -> None:
     buffer comes from the heap and the server's RSS ratchets up with each big file; pinned,
     such buffers are mapped and returned to the system as soon as they are freed.
     """
+    import ctypes
+
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1024 * 1024)
 
@@ -32,6 +31,8 @@ def log_to_stderr() -> None:
     """Send packyard's own log (``packyard.*``: failed requests, builds, the worker) to stderr,
     one timestamped line per record, whatever ``PACKYARD_LOG_REQUESTS`` says (that setting
     only adds uvicorn's line for every request)."""
+    import logging
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("packyard")
@@ -68,6 +69,8 @@ def serve(
     from packyard.cli.extras import require_server
 
     require_server("serve")
+    import secrets
+
     import uvicorn
 
     from packyard.app import create_asgi
