@@ -1,4 +1,4 @@
-# The packyard server image: `packyard serve` on 0.0.0.0:8000, catalog under /data.
+# The packyard server image (packyard[server]): `packyard serve` on 0.0.0.0:8000, catalog under /data.
 # compose.yaml runs it against MinIO; alone it runs the embedded local backend.
 FROM python:3.11-slim
 
@@ -15,7 +15,7 @@ RUN apt-get update \
 # the server runs the installed package, never the checkout.
 COPY . /src
 RUN cd /src \
-    && pip install --no-cache-dir . \
+    && pip install --no-cache-dir '.[server]' \
     && cd / \
     && rm -rf /src
 

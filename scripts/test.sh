@@ -18,7 +18,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq "${missing[@]}"
 fi
-python -m pip install -q -e '.[test]'
+python -m pip install -q -e '.[server,test]'
 # Three workers on two cores: most of a test's time is spent waiting on real servers and
 # clients, not computing. --dist loadfile keeps a module's tests (and its module-scoped
 # servers) on one worker; session servers are started once per worker.
