@@ -2,12 +2,14 @@
 
 One command, from the repository root: ``python -m bench.install``. It builds the wheel,
 then for the client (no extras) and for the server installs it into fresh virtual
-environments with pip (the venv's own, as ``python -m venv`` makes it, with this machine's
-pip configuration) and with uv (a warm cache: a second ``uv pip install`` into another fresh
-environment), ``--repeat`` times each, and prints the fastest run, the distributions
-installed (pip and setuptools of the venv itself not counted) and their bytes on disk, and
-the start-up of ``packyard --help`` in the client install (CPU time of the process, the
-steadier figure on a busy machine; wall-clock beside it). The standard library only.
+environments, ``--repeat`` times each, three ways: ``pip`` (the venv's own, as ``python -m
+venv`` makes it, with this machine's pip configuration), ``pip-local`` (the same pip from
+the wheels downloaded beforehand, ``--no-index --find-links``: the install without the
+index's network time) and ``uv`` (a warm cache: a second ``uv pip install`` into another
+fresh environment). It prints the fastest run, the distributions installed (pip and
+setuptools of the venv itself not counted) and their bytes on disk, and the start-up of
+``packyard --help`` in the client install (CPU time of the process, the steadier figure on a
+busy machine; wall-clock beside it). The standard library only.
 """
 
 from __future__ import annotations
@@ -86,12 +88,15 @@ def main() -> None:
         print(
             f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}"
         )
-        print(f"{'install':22s} {'tool':4s} {'packages':>8s} {'MB':>7s} {'seconds':>8s}")
+        print(f"{'install':22s} {'tool':9s} {'packages':>8s} {'MB':>7s} {'seconds':>8s}")
         client_venv = None
         for label, spec in (("packyard", str(wheel)), ("packyard[server]", f"{wheel}[server]")):
-            for tool in ("pip", "uv"):
+            wheels = work / f"wheels-{label}"
+            for tool in ("pip", "pip-local", "uv"):
                 best = float("inf")
                 cache = work / f"uv-cache-{label}"
+                if tool == "pip-local":  # the wheels downloaded once: the install without the index
+                    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", wheels, spec], check=True)
                 if tool == "uv":  # warm the cache once: the figure is an install, not a download
                     warm = work / f"warm-{label}"
                     subprocess.run([uv(), "venv", "-q", warm], check=True)
@@ -102,14 +107,17 @@ def main() -> None:
                     subprocess.run([sys.executable, "-m", "venv", venv], check=True)
                     if tool == "pip":
                         seconds = timed([venv / "bin" / "pip", "install", "-q", spec])
+                    elif tool == "pip-local":
+                        pip = [venv / "bin" / "pip", "install", "-q", "--no-index", "--find-links", wheels, spec]
+                        seconds = timed(pip)
                     else:
                         env = {**os.environ, "UV_CACHE_DIR": str(cache)}
                         seconds = timed([uv(), "pip", "install", "-q", "--python", venv / "bin" / "python", spec], env)
                     best = min(best, seconds)
                 names, size = inventory(venv)
-                print(f"{label:22s} {tool:4s} {len(names):8d} {size / 1e6:7.1f} {best:8.2f}")
-                if label == "packyard":
-                    print(f"{'':22s}      {' '.join(names)}")
+                print(f"{label:22s} {tool:9s} {len(names):8d} {size / 1e6:7.1f} {best:8.2f}")
+                if label == "packyard" and tool == "uv":
+                    print(f"{'':22s} {' '.join(names)}")
                     client_venv = venv
         assert client_venv is not None
         packyard = str(client_venv / "bin" / "packyard")
