@@ -134,7 +134,7 @@ class Client:
             yield response
             response.raw.read()  # drain what the caller left: the connection is reused
         except BaseException:
-            response.raw.close()
+            self.transport.discard()  # what is left of the body must not meet the next request
             raise
 
     # -- task side: files into a folder, environments, runs --------------------------------
@@ -222,16 +222,18 @@ class Client:
     def env(
         self,
         ns: str,
-        *requirements: str,
+        *requirements: str | Sequence[str],
         requirement_files: Sequence[str | Path] = (),
         python: str | None = None,
         refresh: bool = False,
         share: bool = True,
     ) -> Path:
         """The ``python`` of a ready environment with ``requirements`` resolved against NS
-        (``packyard env``): run your code with it, e.g. ``subprocess.run([python, "x.py"])``."""
+        (``packyard env``): run your code with it, e.g. ``subprocess.run([python, "x.py"])``.
+        Requirements may also be given as one list."""
+        flat = [r for req in requirements for r in ([req] if isinstance(req, str) else req)]
         environment = self.environment(
-            ns, requirements, requirement_files=requirement_files, python=python, refresh=refresh, share=share
+            ns, flat, requirement_files=requirement_files, python=python, refresh=refresh, share=share
         )
         return environment.python
 

@@ -1,34 +1,33 @@
 """The ``packyard`` program: a start-up fast path for task runs, then the full CLI.
 
 ``packyard run NS --with REQ -- CMD`` (or ``packyard env``) is what a flow's task calls at
-its start, every time. Importing the full CLI (click and the
-client) and resolving anything costs more than the whole budget for starting the command. So the two common
-cases are answered here with the standard library only:
+its start, every time. Importing the full CLI (click, every command) and resolving anything
+costs more than the whole budget for starting the command. So the two common cases are
+answered here with the client alone (``packyard.client.Client``, the standard library's HTTP):
 
 - a warm run: the resolution is cached for the current index state and the environment is
   complete — one ``index-state`` request, then an exec;
 - a fresh worker: the lock another worker shared is on the server and so is the finished
   environment's bundle — two more requests on the same connection, and one extract.
 
-Anything else (nothing shared yet, ``--pull``, any other option, https, any error) goes to
-the full CLI, which does the same steps again with the full client and explains whatever
-is wrong. The steps themselves live in ``packyard/runs/keys.py`` and ``bundle.py``, shared
+Anything else (nothing shared yet, ``--pull``, any other option, any error) goes to the
+full CLI, which does the same steps again through ``Client.environment`` and explains
+whatever is wrong. The steps themselves live in ``packyard/runs/keys.py`` and ``bundle.py``, shared
 with the full client, so the two paths cannot disagree on what may be reused.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
-from packyard import defaults
+if TYPE_CHECKING:
+    from packyard.client import Client
 
 _OPTIONS = ("--with", "-r", "--requirement", "--python")
 
@@ -74,47 +73,7 @@ def _parse(argv: list[str]) -> tuple[str, str, list[str], list[Path], str | None
     return (verb, ns, extra, files, python, command, as_json) if (extra or files) else None
 
 
-class _Server:
-    """One keep-alive HTTP connection to packyard, as ``keys.find_lock`` and ``bundle`` use it."""
-
-    def __init__(self, url: str, token: str | None) -> None:
-        import http.client  # here, not at the top: --help and every other command never need it
-
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError("https: the full client handles TLS")
-        self.base = parts.path.rstrip("/")
-        self.conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=30)
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-
-    def _get(self, path: str):  # noqa: ANN202 - an http.client.HTTPResponse
-        self.conn.request("GET", self.base + path, headers=self.headers)
-        return self.conn.getresponse()
-
-    def get_json(self, path: str) -> dict | None:
-        response = self._get(path)
-        body = response.read()
-        if response.status == 404:
-            return None
-        if response.status != 200:
-            raise OSError(f"{path}: {response.status}")
-        return json.loads(body)
-
-    @contextlib.contextmanager
-    def open(self, path: str) -> Iterator[tuple[dict[str, str], BinaryIO] | None]:
-        response = self._get(path)
-        if response.status != 200:
-            response.read()
-            yield None
-            return
-        yield {k.lower(): v for k, v in response.getheaders()}, response  # type: ignore[misc]
-        response.read()
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def _environment(verb_args: tuple, server: _Server) -> tuple[dict, Path] | None:
+def _environment(verb_args: tuple, server: Client) -> tuple[dict, Path] | None:
     """(what ``env --json`` prints, the environment) when no resolver or installer is needed."""
     from packyard.runs.bundle import base_interpreter, building, materialise
     from packyard.runs.keys import env_key, find_lock, python_version, read_requirements, usable_env
@@ -127,7 +86,7 @@ def _environment(verb_args: tuple, server: _Server) -> tuple[dict, Path] | None:
     state = server.get_json(f"/api/v1/namespaces/{quote(ns)}/index-state")
     if state is None:
         return None
-    root = defaults.absolute(os.environ.get("PACKYARD_CACHE_DIR") or defaults.CACHE_DIR)
+    root = server.cache_dir
     found = find_lock(root, ns, requirements, version, state, server.get_json)
     if found is None:
         return None
@@ -140,7 +99,8 @@ def _environment(verb_args: tuple, server: _Server) -> tuple[dict, Path] | None:
             env = usable_env(root, key, state["chain"])
             reused = env is not None
             if env is None:
-                with server.open(f"/api/v1/namespaces/{quote(ns)}/bundles/{key}") as opened:
+                with server.stream(f"/api/v1/namespaces/{quote(ns)}/bundles/{key}", missing_ok=True) as response:
+                    opened = None if response is None else (response.headers, response.raw)
                     env = materialise(opened, envs, key, lock, state["chain"], base_interpreter())
                 from_bundle = env is not None
     if env is None:
@@ -164,11 +124,10 @@ def fast_path(argv: list[str]) -> int | None:
     if parsed is None:
         return None
     try:
-        server = _Server(os.environ.get("PACKYARD_URL", defaults.URL), os.environ.get("PACKYARD_TOKEN") or None)
-        try:
+        from packyard.client import Client
+
+        with Client() as server:
             found = _environment(parsed, server)
-        finally:
-            server.close()
     except Exception:  # noqa: BLE001 - any doubt: the full CLI explains it properly
         return None
     if found is None:

@@ -19,6 +19,7 @@ import http.client
 import io
 import json as jsonlib
 import os
+import select
 import ssl
 import tempfile
 import threading
@@ -134,7 +135,8 @@ class Transport:
         self.headers = headers
         self.timeout = timeout
         self._local = threading.local()
-        self._all: list[http.client.HTTPConnection] = []
+        self._all: dict[int, http.client.HTTPConnection] = {}
+        """Every thread's connection, by thread id (closed when its thread has ended)."""
         self._lock = threading.Lock()
         self._proxy = self._find_proxy()
 
@@ -164,8 +166,17 @@ class Transport:
         else:
             conn = http.client.HTTPConnection(host, port, timeout=CONNECT_TIMEOUT)
         with self._lock:
-            self._all.append(conn)
+            alive = {t.ident for t in threading.enumerate()}
+            for ident in [i for i in self._all if i not in alive]:  # pull's worker threads, done
+                self._all.pop(ident).close()
+            self._all[threading.get_ident()] = conn
         return conn
+
+    def discard(self) -> None:
+        """Close this thread's connection (a response left half-read must not be reused)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
 
     def _target(self, url: str, params: dict | None) -> str:
         path = self.base_path + url
@@ -216,6 +227,9 @@ class Transport:
                 if conn is None:
                     conn = self._local.conn = self._connect()
                 try:
+                    if conn.sock is not None and select.select([conn.sock], [], [], 0)[0]:
+                        conn.close()  # readable while idle: the server closed it (keep-alive timeout)
+                        reused = False
                     if conn.sock is None:
                         conn.connect()
                     conn.sock.settimeout(wait)  # type: ignore[union-attr]
@@ -246,7 +260,7 @@ class Transport:
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._all:
+            for conn in self._all.values():
                 conn.close()
             self._all.clear()
         self._local = threading.local()

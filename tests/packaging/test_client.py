@@ -211,7 +211,7 @@ def test_every_client_command_against_a_real_server(
 
 
 API = """
-import json, subprocess, sys
+import json, subprocess, sys, time
 from pathlib import Path
 from packyard import Client
 from packyard.store.errors import NotFound, PackyardError
@@ -235,6 +235,9 @@ with Client() as client:
     said = subprocess.run([python, "-c", "import tool; print(tool.hello())"], capture_output=True, text=True)
     assert said.stdout == "hi\\n", said
     assert client.run(ns, ["python", "-c", "import tool, sys; sys.exit(len(tool.hello()))"], requirements=["tool"]) == 2
+    time.sleep(6)  # past the server's keep-alive timeout: the kept connection is closed
+    entry, _ = client.put_file(ns, "streamed.bin", iter([b"a" * 100_000, b"b"]))  # a body that cannot be sent twice
+    assert entry["size"] == 100_001, entry
     try:
         client.get_file(ns, "nothing.py")
     except NotFound as exc:
