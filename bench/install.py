@@ -6,7 +6,8 @@ environments, ``--repeat`` times each, three ways: ``pip`` (the venv's own, as `
 venv`` makes it, with this machine's pip configuration), ``pip-local`` (the same pip from
 the wheels downloaded beforehand, ``--no-index --find-links``: the install without the
 index's network time) and ``uv`` (a warm cache: a second ``uv pip install`` into another
-fresh environment). It prints the fastest run, the distributions installed (pip and
+fresh environment). It prints the fastest run (wall-clock, and CPU time: on a busy machine
+the steadier figure), the distributions installed (pip and
 setuptools of the venv itself not counted) and their bytes on disk, and the start-up of
 ``packyard --help`` in the client install (CPU time of the process, the steadier figure on a
 busy machine; wall-clock beside it). The standard library only.
@@ -37,10 +38,15 @@ def uv() -> str:
         return shutil.which("uv") or "uv"
 
 
-def timed(command: list[str], env: dict[str, str] | None = None) -> float:
+def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process and its children): on a busy machine the
+    CPU time is what the install costs, the wall time what it waited for besides."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, capture_output=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def site_packages(venv: Path) -> Path:
@@ -80,6 +86,7 @@ def startup(command: list[str], runs: int = 20) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--client-only", action="store_true", help="Skip the server install.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="packyard-bench-install-") as tmp:
         work = Path(tmp)
@@ -88,12 +95,13 @@ def main() -> None:
         print(
             f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}"
         )
-        print(f"{'install':22s} {'tool':9s} {'packages':>8s} {'MB':>7s} {'seconds':>8s}")
+        print(f"{'install':22s} {'tool':9s} {'packages':>8s} {'MB':>7s} {'wall s':>7s} {'CPU s':>6s}")
         client_venv = None
-        for label, spec in (("packyard", str(wheel)), ("packyard[server]", f"{wheel}[server]")):
+        installs = [("packyard", str(wheel)), ("packyard[server]", f"{wheel}[server]")]
+        for label, spec in installs[:1] if args.client_only else installs:
             wheels = work / f"wheels-{label}"
             for tool in ("pip", "pip-local", "uv"):
-                best = float("inf")
+                best = (float("inf"), float("inf"))
                 cache = work / f"uv-cache-{label}"
                 if tool == "pip-local":  # the wheels downloaded once: the install without the index
                     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", wheels, spec], check=True)
@@ -113,9 +121,9 @@ def main() -> None:
                     else:
                         env = {**os.environ, "UV_CACHE_DIR": str(cache)}
                         seconds = timed([uv(), "pip", "install", "-q", "--python", venv / "bin" / "python", spec], env)
-                    best = min(best, seconds)
+                    best = (min(best[0], seconds[0]), min(best[1], seconds[1]))
                 names, size = inventory(venv)
-                print(f"{label:22s} {tool:9s} {len(names):8d} {size / 1e6:7.1f} {best:8.2f}")
+                print(f"{label:22s} {tool:9s} {len(names):8d} {size / 1e6:7.1f} {best[0]:7.2f} {best[1]:6.2f}")
                 if label == "packyard" and tool == "uv":
                     print(f"{'':22s} {' '.join(names)}")
                     client_venv = venv
