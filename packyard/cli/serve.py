@@ -69,8 +69,6 @@ def serve(
     from packyard.cli.extras import require_server
 
     require_server("serve")
-    import secrets
-
     import uvicorn
 
     from packyard.app import create_asgi
@@ -145,6 +143,8 @@ def _prepare_processes(settings, overrides: dict[str, object]) -> None:  # noqa:
     """Before ``--workers N`` starts its processes: the options where they read them, the
     shared worker token, and the store opened once (a bad catalog fails here, with the
     reason, and migrations run once, before any process starts)."""
+    import secrets
+
     from packyard.wiring import open_store
     from packyard.worker import SHARED_SECRET_ENV
 

@@ -97,7 +97,11 @@ print(json.dumps([dists, present]))
 
 def test_server_commands_name_the_extra_in_one_line(base: Path, tmp_path: Path) -> None:
     packyard = Base(base, {**clean_env(), "PACKYARD_DATA": str(tmp_path / "data")}, tmp_path)
-    for argv in (["serve"], ["worker", "--once"], ["fsck"], ["gc"], ["token", "create", "--scope", "*", "--local"]):
+    server_commands = (
+        ["serve"], ["worker", "--once"], ["fsck"], ["gc"], ["restore"], ["replicate"],
+        ["token", "create", "--scope", "*", "--local"],
+    )  # fmt: skip
+    for argv in server_commands:
         said = packyard(*argv, code=10)
         lines = [line for line in said.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), (argv, said)
@@ -153,6 +157,12 @@ def test_every_client_command_against_a_real_server(
         f"imported 1 files into {child} (1 changed)"
     )
     packyard("files", "get", ns, "missing.py", code=3)
+
+    # a namespace as one archive, into another name
+    packyard("export", ns, "-o", tmp_path / "ns.tar")
+    said = packyard("import", tmp_path / "ns.tar", "--into", f"{ns}x", "--json")
+    assert json.loads(said)["namespace"] == f"{ns}x"
+    assert http.get(f"/api/v1/namespaces/{ns}x/files/flows/a.py").content == src.read_bytes()
 
     # pull, with the parents' files
     packyard("pull", child, "--dest", tmp_path / "work", "--with-parents")
