@@ -82,7 +82,8 @@ class Base:
         return done.stdout + done.stderr if code else done.stdout
 
 
-def test_the_base_install_is_the_client_in_four_packages(base: Path) -> None:
+def installed(base: Path) -> tuple[list[str], list[str]]:
+    """(the distributions in the venv but pip and setuptools, the server modules importable there)."""
     probe = """
 import importlib.metadata as md, importlib.util, json, sys
 dists = sorted({d.metadata["Name"].lower() for d in md.distributions()} - {"pip", "setuptools"})
@@ -90,7 +91,11 @@ present = [n for n in json.loads(sys.argv[1]) if importlib.util.find_spec(n) is 
 print(json.dumps([dists, present]))
 """
     done = subprocess.run([base, "-I", "-c", probe, json.dumps(SERVER_ONLY)], capture_output=True, text=True)
-    dists, present = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_the_base_install_is_the_client_in_four_packages(base: Path) -> None:
+    dists, present = installed(base)
     assert set(dists) == BASE, dists
     assert present == [], f"server dependencies in a base install: {present}"
 
