@@ -290,6 +290,7 @@ def test_packyard_run_without_git_compiler_or_uv_on_path(
 ) -> None:
     """As in ``python:3.11-slim`` after ``pip install packyard``: PATH holds the interpreter's
     bin folder and a few system tools, no ``git``, ``cc``, ``gcc`` or (beforehand) ``uv``."""
+    assert set(installed(base)[0]) == BASE  # the client only, as in the task image
     http.post("/api/v1/namespaces", json={"name": ns}, headers=server.admin).raise_for_status()
     upload(http, server, ns, simple_wheel(tmp_path / "dist", "greet", "2.0", body="def hello():\n    return 'hello'\n"))
     system = tmp_path / "usr-bin"
