@@ -77,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.syncs = SyncRegistry(app.state.store.catalog)
     for module in (namespaces, files, tokens, dists, syncs, builds, runs, transfer):
         app.include_router(module.router)
+    app.include_router(namespaces.usage_router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness and backend check, and whether writes can be taken")
     def healthz(request: Request) -> dict:

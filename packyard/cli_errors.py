@@ -20,6 +20,7 @@ EXIT: dict[type[errors.PackyardError], int] = {
     errors.BackendUnavailable: 8,
     errors.RemoteFailed: 9,
     errors.NotInstalled: 10,
+    errors.QuotaExceeded: 11,
 }
 
 

@@ -372,6 +372,10 @@ class Client:
         params: dict[str, Any] = {"replace": "true" if replace else "false", "rename_from": rename_from or None}
         return self.json("POST", f"/api/v1/namespaces/{qns(ns)}/archive", params=params, content=content)
 
+    def usage(self, ns: str | None = None) -> dict:
+        """``ns usage``: a namespace's usage and quotas, or the whole store's (scope ``*``)."""
+        return self.json("GET", f"/api/v1/namespaces/{qns(ns)}/usage" if ns else "/api/v1/usage")
+
     # -- distributions ------------------------------------------------------------------
 
     def dists(self, ns: str, project: str | None = None) -> list[dict]:

@@ -32,6 +32,7 @@ STATUS: dict[type[errors.PackyardError], int] = {
     errors.RemoteFailed: 502,
     errors.BackendUnavailable: 503,
     errors.StorageFull: 507,
+    errors.QuotaExceeded: 507,
 }
 
 

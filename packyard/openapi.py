@@ -40,7 +40,8 @@ ERRORS: dict[int, str] = {
     422: "A parameter or body field fails validation (a type or a range)",
     502: "A remote the server talks to for you (git remote, upstream index) failed",
     503: "The blob backend (disk or S3) is unavailable; nothing was changed",
-    507: "The server's disk is full; nothing was changed",
+    507: "The server's disk is full (StorageFull), or the write would take a namespace past its quota "
+    "(QuotaExceeded); nothing was changed",
 }
 
 READ_ERRORS = (400, 401, 403, 404, 503)

@@ -256,7 +256,9 @@ class Builds:
             return
         blob = blobs.put(io.BytesIO(data))
         with self.catalog.write():
-            self.catalog.query("UPDATE builds SET log_sha256 = ? WHERE id = ?", (blob.sha256, int(build_id)))
+            self.catalog.query(
+                "UPDATE builds SET log_sha256 = ?, log_size = ? WHERE id = ?", (blob.sha256, blob.size, int(build_id))
+            )
             self.catalog.query("DELETE FROM build_log_chunks WHERE build_id = ?", (int(build_id),))
 
     def finish(

@@ -21,6 +21,7 @@ import re
 import tarfile
 import zlib
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import BinaryIO
 
 from packyard.store.archive import ArchiveLimits, BoundedExpansion
@@ -131,7 +132,8 @@ class Bundles:
         if existing is None:
             with self.blobs.open(blob.sha256) as stored:
                 check_bundle(stored, blob.size, self.limits, checkpoint)
-        with self.catalog.write() as db:
+        guard = self.namespaces.usage.guard(namespace) if self.namespaces is not None else nullcontext()
+        with self.catalog.write() as db, guard:
             existing = self.catalog.one("SELECT * FROM bundles WHERE key = ? AND namespace = ?", (key, namespace))
             if existing is not None:
                 return existing, False  # the blob stays for the collector: another change may hold it

@@ -504,6 +504,20 @@ def _v13(db: Schema) -> None:
     )
 
 
+def _v14(db: Schema) -> None:
+    """Usage and a streaming collector.
+
+    ``builds.log_size`` lets ``ns usage`` sum build logs in SQL (logs sealed before this step
+    count 0 bytes). The indexes let the collector walk every blob-holding column in sha256
+    order, a page at a time, instead of loading all references into memory
+    (``store/refs.py``); the other such columns are indexed already.
+    """
+    db.add_column("builds", "log_size", int)
+    db.create_index("builds", ["log_sha256"])
+    db.create_index("upstream_files", ["metadata_sha256"])
+    db.create_index("bundles", ["sha256"])
+
+
 MIGRATIONS: list[Callable[[Schema], None]] = [
     _v1,
     _v2,
@@ -518,6 +532,7 @@ MIGRATIONS: list[Callable[[Schema], None]] = [
     _v11,
     _v12,
     _v13,
+    _v14,
 ]
 """Schema steps in order; the dialect records how many have run (``PRAGMA user_version`` on
 SQLite, the ``packyard_schema`` table on PostgreSQL)."""

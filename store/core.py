@@ -128,8 +128,8 @@ class Store:
 
     def garbage(self) -> list[str]:
         """Blobs no catalog row references (of any age): what a crash or a failed change leaves."""
-        referenced = self.refs.all_referenced()
-        return [sha for sha in self.blobs.hashes() if sha not in referenced]
+        unreferenced = self.collector.scan(grace_seconds=-1e9)  # every age counts
+        return [item["name"] for item in unreferenced.collectable if item["kind"] == "blob"]
 
     def collect_garbage(self, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> int:
         """Remove unreferenced blobs and temporary objects older than the grace; how many."""

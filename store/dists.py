@@ -174,7 +174,7 @@ class Dists:
             meta = self.blobs.put(io.BytesIO(artifact.metadata), durable=False)
             metadata_blobs.append(meta)
         results: list[tuple[Dist, bool]] = []
-        with self.catalog.write() as db:
+        with self.catalog.write() as db, self.namespaces.usage.guard(namespace):
             self.namespaces.ensure(namespace, uploader)
             for (artifact, blob), meta in zip(items, metadata_blobs, strict=True):
                 existing = self._same_distribution(namespace, artifact.project, artifact.filename)

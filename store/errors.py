@@ -63,6 +63,14 @@ class TooLarge(PackyardError):
     """A body or archive exceeds a configured size limit."""
 
 
+class QuotaExceeded(PackyardError):
+    """A write would take a namespace's subtree past its quota; nothing was stored.
+
+    Not a :class:`StorageFull` (a backend outage that clears by itself): retrying does not
+    help until someone frees space in the namespace or raises its quota.
+    """
+
+
 class Unauthenticated(PackyardError):
     """No credentials, or credentials that match no live token."""
 

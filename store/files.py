@@ -112,7 +112,7 @@ class NamespaceFiles:
         for change in changes:
             validate_path(change.path)
         results: list[Applied] = []
-        with self.catalog.write() as db:
+        with self.catalog.write() as db, self.namespaces.usage.guard(namespace):
             self.namespaces.ensure(namespace, author)
             for change in changes:
                 head = self.catalog.one(

@@ -14,6 +14,7 @@ from packyard.store.catalog import Catalog, now
 from packyard.store.errors import Conflict, NotFound
 from packyard.store.generations import Generations
 from packyard.store.names import ancestors, validate_namespace
+from packyard.store.usage import Usage
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Namespaces:
         self.catalog = catalog
         self.generations = generations
         """Settings changes bump its settings counter (None: nothing caches pages over this catalog)."""
+        self.usage = Usage(catalog)
+        """Usage figures, and the quota guard every write that adds bytes runs inside its transaction."""
 
     def ensure(self, name: str, author: str | None) -> bool:
         """Create ``name`` and any missing ancestor inside the caller's transaction.

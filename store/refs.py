@@ -9,9 +9,13 @@ have found the same bytes stored and be about to reference them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import heapq
+from collections.abc import Iterable, Iterator
 
 from packyard.store.catalog import Catalog
+
+PAGE = 5000
+"""Digests read per query when walking a column: memory stays flat in the size of the store."""
 
 COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     # (table, column holding a sha256, the columns that name a row in a report)
@@ -37,6 +41,39 @@ class BlobRefs:
             for table, column, _ in COLUMNS
         )
 
+    def referenced_among(self, hashes: Iterable[str]) -> set[str]:
+        """Which of ``hashes`` (a batch of the collector's) some row references: one query per column."""
+        batch = sorted(set(hashes))
+        if not batch:
+            return set()
+        marks = ", ".join("?" for _ in batch)
+        sql = " UNION ".join(
+            f"SELECT {column} AS sha256 FROM {table} WHERE {column} IN ({marks})" for table, column, _ in COLUMNS
+        )
+        return {row["sha256"] for row in self.catalog.query(sql, batch * len(COLUMNS))}
+
+    def _column(self, table: str, column: str) -> Iterator[str]:
+        last = ""
+        while True:
+            rows = self.catalog.query(
+                f"SELECT DISTINCT {column} AS sha256 FROM {table} WHERE {column} > ? ORDER BY {column} LIMIT {PAGE}",
+                (last,),
+            )
+            for row in rows:
+                yield row["sha256"]
+            if len(rows) < PAGE:
+                return
+            last = rows[-1]["sha256"]
+
+    def sorted_referenced(self) -> Iterator[str]:
+        """Every referenced digest once, in ascending order, a page per column at a time (each
+        column is indexed): what the collector merges against the sorted blob listing."""
+        previous = None
+        for sha256 in heapq.merge(*(self._column(table, column) for table, column, _ in COLUMNS)):
+            if sha256 != previous:
+                yield sha256
+                previous = sha256
+
     def all_referenced(self) -> set[str]:
         sql = " UNION ".join(
             f"SELECT {column} AS sha256 FROM {table} WHERE {column} IS NOT NULL" for table, column, _ in COLUMNS
@@ -47,8 +84,13 @@ class BlobRefs:
         """Each catalog row that references one of ``hashes``: table, column, its key, sha256."""
         if not hashes:
             return
-        for table, column, key in COLUMNS:
-            for row in self.catalog.query(f"SELECT {', '.join(key)}, {column} AS referenced FROM {table}"):
-                sha256 = row.pop("referenced")
-                if sha256 in hashes:
+        batch = sorted(hashes)
+        for start in range(0, len(batch), 500):
+            part = batch[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            for table, column, key in COLUMNS:
+                for row in self.catalog.query(
+                    f"SELECT {', '.join(key)}, {column} AS referenced FROM {table} WHERE {column} IN ({marks})", part
+                ):
+                    sha256 = row.pop("referenced")
                     yield {"table": table, "column": column, "row": row, "sha256": sha256}

@@ -412,7 +412,8 @@ class NamespaceTransfer:
         artifacts: dict[str, Artifact],
         metadata: dict[str, Any],
     ) -> dict:
-        with self.catalog.write() as db:
+        # the quotas of the target's ancestors bound what an import adds, as for any write
+        with self.catalog.write() as db, self.namespaces.usage.guard(target):
             existed = self.namespaces.exists(target)
             if existed and not replace:
                 raise Conflict(f"namespace {target!r} exists; import with --replace to replace its contents")

@@ -1,4 +1,4 @@
-"""Namespaces: create, list, show."""
+"""Namespaces: create, list, show, settings, usage."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from packaging.utils import canonicalize_name
-from pydantic import BaseModel
+from pydantic import BaseModel, StrictInt
 
 from packyard.auth import actor, caller, may_read, require
 from packyard.store.credentials import allowed_env
@@ -16,6 +16,7 @@ from packyard.store.errors import Conflict
 from packyard.store.names import validate_namespace
 from packyard.store.tokens import Token
 from packyard.store.upstream import check_upstream_url
+from packyard.store.usage import parse_quota
 
 router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
 
@@ -114,6 +115,10 @@ class SettingsIn(BaseModel):
     """Remove mirrored upstream files not requested for D days (set where the upstream is set)."""
     keep_bundle_days: Any = None
     """Remove environment bundles and resolutions not used for D days."""
+    quota: StrictInt | str | None = None
+    """Bytes the namespace and its descendants may hold (each blob once): a number of bytes or
+    a size such as "500MiB", "20GiB", "1TB"; null or "none" removes it. A quota on a namespace
+    bounds its whole subtree; a write past it is refused with 507 QuotaExceeded."""
 
 
 @router.patch("/{ns}/settings", summary="Change namespace settings (admin role)")
@@ -140,6 +145,8 @@ def check_settings(request: Request, ns: str, changes: dict) -> dict:
             "upstream_auth_env",
             namespace=ns,
         )
+    if "quota" in changes:
+        changes["quota"] = parse_quota(changes["quota"])
     for key in ("upstream_allow", "upstream_deny"):
         if changes.get(key) is not None:
             changes[key] = [canonicalize_name(p) if "*" not in p and "?" not in p else p for p in changes[key]]
@@ -181,3 +188,74 @@ def _policy(request: Request, token: Token | None, ns: str) -> dict:
     """The effective policy, with values set in namespaces the caller may not read withheld."""
     effective = request.app.state.store.effective_settings(ns)
     return _visible(request, token, effective)["retention"]
+
+
+class TallyOut(BaseModel):
+    count: int
+    bytes: int
+
+
+class FiguresOut(BaseModel):
+    """Rows and their bytes per kind; ``stored`` counts each blob once (what a quota bounds)."""
+
+    files: TallyOut
+    """Current files (head revisions that are not deletions)."""
+    revisions: TallyOut
+    """Every stored revision, the current ones included (deletion markers hold no bytes)."""
+    distributions: TallyOut
+    bundles: TallyOut
+    build_logs: TallyOut
+    mirrored: TallyOut
+    """Upstream files mirrored for the upstream this namespace sets (a shared cache: in no quota)."""
+    stored: TallyOut | None
+
+
+class NamespaceFiguresOut(FiguresOut):
+    namespace: str
+
+
+class QuotaOut(BaseModel):
+    namespace: str
+    """The namespace that sets the quota: this one or an ancestor (it bounds its whole subtree)."""
+    quota: int | None
+    used: int | None
+    """Bytes its subtree holds, each blob once."""
+    withheld: bool = False
+    """Set in an ancestor the caller may not read: that it applies is shown, not its figures."""
+
+
+class UsageOut(BaseModel):
+    namespace: str | None
+    own: FiguresOut | None = None
+    """The namespace alone (absent for the whole store)."""
+    subtree: FiguresOut
+    """The namespace with its descendants (the whole store when ``namespace`` is null)."""
+    namespaces: list[NamespaceFiguresOut]
+    """Each namespace of the subtree, alone."""
+    quotas: list[QuotaOut] = []
+    """The quotas that bound the namespace, its own and its ancestors'."""
+
+
+@router.get("/{ns}/usage", summary="Storage used by a namespace, alone and with its descendants, and its quotas")
+def namespace_usage(ns: str, request: Request) -> UsageOut:
+    """Computed by catalog aggregates: cheap on a big store. A reader of NS reads every file
+    and distribution under it anyway; the figures of an ancestor's quota are withheld from a
+    caller who may not read that ancestor (as ``ns show`` withholds its settings)."""
+    validate_namespace(ns)
+    token = require(request, ns, "read")
+    store = request.app.state.store
+    store.namespaces.get(ns)
+    report = store.namespaces.usage.report(ns)
+    for quota in report["quotas"]:
+        if not (request.app.state.settings.anonymous_read or may_read(request, token, quota["namespace"])):
+            quota.update(quota=None, used=None, withheld=True)
+    return UsageOut(**report)
+
+
+usage_router = APIRouter(prefix="/api/v1", tags=["namespaces"])
+
+
+@usage_router.get("/usage", summary="Storage used by every namespace (a token whose scope is '*')")
+def store_usage(request: Request) -> UsageOut:
+    require(request, None, "read")
+    return UsageOut(**request.app.state.store.namespaces.usage.report(None))

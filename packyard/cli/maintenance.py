@@ -110,11 +110,14 @@ def gc(apply: bool, grace: float | None, retention: bool, as_json: bool) -> None
             print_plan(plan)
     for item in report.collectable:
         console.print(f"{'removed' if apply else 'would remove'} {item['kind']} {item['name']} ({item['size']} bytes)")
+    unlisted = report.collectable_total.count - len(report.collectable)
+    if unlisted:
+        console.print(f"... and {unlisted} more (not listed)")
     if apply:
         console.print(f"removed {report.removed.count} objects, {report.removed.bytes} bytes")
     else:
-        total = sum(item["size"] for item in report.collectable)
-        console.print(f"dry run: would remove {len(report.collectable)} objects, {total} bytes (--apply to delete)")
+        total = report.collectable_total
+        console.print(f"dry run: would remove {total.count} objects, {total.bytes} bytes (--apply to delete)")
 
 
 def _settings():  # noqa: ANN202 - packyard.settings.Settings, imported when a command runs (pydantic-settings is slow to import)

@@ -1,4 +1,4 @@
-"""``packyard ns``: create, list and show namespaces."""
+"""``packyard ns``: create, list and show namespaces, change their settings, see their usage."""
 
 from __future__ import annotations
 
@@ -85,12 +85,13 @@ def show(name: str, as_json: bool) -> None:
 @click.option("--keep-build-log-days", help="Remove build logs, and failed builds, finished more than D days ago.")
 @click.option("--keep-mirrored-days", help="Remove mirrored upstream files not requested for D days.")
 @click.option("--keep-bundle-days", help="Remove environment bundles and resolutions not used for D days.")
+@click.option("--quota", help="Bytes this namespace and its children may hold, e.g. 20GiB, 500MB; 'none' removes it.")
 def set_(
     name: str, inherit: bool | None, upstream: str | None, no_upstream: bool, inherit_upstream: bool,
     upstream_auth_env: str | None, allow: tuple[str, ...], deny: tuple[str, ...], keep_releases: str | None,
     keep_release_pattern: str | None, keep_release_days: str | None, keep_revisions: str | None,
     keep_revision_days: str | None, keep_build_log_days: str | None, keep_mirrored_days: str | None,
-    keep_bundle_days: str | None,
+    keep_bundle_days: str | None, quota: str | None,
 ) -> None:  # fmt: skip
     """Change namespace settings (admin role).
 
@@ -125,6 +126,8 @@ def set_(
         changes["upstream_allow"] = list(allow)
     if deny:
         changes["upstream_deny"] = list(deny)
+    if quota is not None:
+        changes["quota"] = None if quota.strip().lower() == "none" else quota  # the server parses sizes
     ns = client().update_settings(name, **changes)
     console.print(f"{ns['name']} settings: {ns['settings']}")
 
@@ -156,3 +159,43 @@ def print_plan(result: dict) -> None:
         f"retention: {verb} {result['count']} rows ({result['bytes']} bytes); "
         f"frees {frees['count']} blobs ({frees['bytes']} bytes) once collected"
     )
+
+
+USAGE_COLUMNS = ("files", "revisions", "distributions", "bundles", "build_logs", "mirrored", "stored")
+
+
+def _cell(tally: dict | None) -> str:
+    from packyard.store.blobs.base import human_size
+
+    return "-" if tally is None else f"{tally['count']} / {human_size(tally['bytes'])}"
+
+
+@app.command("usage")
+@click.argument("name", required=False)
+@JSON
+def usage(name: str | None, as_json: bool) -> None:
+    """Bytes and counts per kind, per namespace, with and without children (each blob once in 'stored').
+
+    Without NAME, the whole store (a token whose scope is '*')."""
+    report = client().usage(name)
+    if as_json:
+        emit_json(report)
+        return
+    rows = [
+        {"namespace": row["namespace"], **{c: _cell(row[c]) for c in USAGE_COLUMNS}} for row in report["namespaces"]
+    ]
+    total = report["subtree"]
+    label = f"{name} with children" if name else "all namespaces"
+    rows.append({"namespace": label, **{c: _cell(total[c]) for c in USAGE_COLUMNS}})
+    table(rows, ["namespace", *USAGE_COLUMNS], title="usage (count / bytes); stored counts each blob once")
+    from packyard.store.blobs.base import human_size
+
+    for quota in report.get("quotas", []):
+        if quota.get("withheld"):
+            console.print(f"quota set on {quota['namespace']} (withheld: not readable with this token)")
+        else:
+            share = f"{100 * quota['used'] / quota['quota']:.0f}%" if quota["quota"] else ""
+            console.print(
+                f"quota on {quota['namespace']}: {human_size(quota['used'])} of {human_size(quota['quota'])} used "
+                f"({share})"
+            )

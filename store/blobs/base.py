@@ -119,12 +119,19 @@ class BlobStore(Protocol):
         """
         ...
 
+    def delete_many_if_older(self, names: list[str], cutoff: float) -> list[str]:
+        """:meth:`delete_if_older` for a batch of the collector's (a backend may do it in fewer
+        requests); the names it deleted."""
+        ...
+
     def hashes(self) -> Iterator[str]:
         """Every stored blob's digest."""
         ...
 
     def entries(self) -> Iterator[StoredEntry]:
-        """Every stored blob with its size and age, for fsck and garbage collection."""
+        """Every stored blob with its size and age, for fsck and garbage collection, in
+        ascending digest order and streamed (the collector merges it with the catalog's
+        sorted references, so neither side is ever held in memory whole)."""
         ...
 
     def temps(self) -> Iterator[StoredEntry]:

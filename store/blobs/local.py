@@ -44,6 +44,13 @@ class _Limited:
         self.close()
 
 
+def _sorted_names(folder: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 class LocalBlobStore:
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = Path(root)
@@ -122,17 +129,26 @@ class LocalBlobStore:
         aside.unlink()
         return True
 
+    def delete_many_if_older(self, names: list[str], cutoff: float) -> list[str]:
+        """:meth:`delete_if_older` for each of a batch; those deleted."""
+        return [name for name in names if self.delete_if_older(name, cutoff)]
+
     def hashes(self) -> Iterator[str]:
         for entry in self.entries():
             yield entry.name
 
     def entries(self) -> Iterator[StoredEntry]:
-        for path in self._blobs.glob("*/*/*"):
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                continue  # collected or replaced while listing
-            yield StoredEntry(path.name, stat.st_size, stat.st_mtime)
+        """In ascending digest order (the fan-out folders are the digest's first characters),
+        one folder listed at a time: memory stays flat however many blobs there are."""
+        for first in _sorted_names(self._blobs):
+            for second in _sorted_names(self._blobs / first):
+                folder = self._blobs / first / second
+                for name in _sorted_names(folder):
+                    try:
+                        stat = (folder / name).stat()
+                    except FileNotFoundError:
+                        continue  # collected or replaced while listing
+                    yield StoredEntry(name, stat.st_size, stat.st_mtime)
 
     def temps(self) -> Iterator[StoredEntry]:
         for path in self._tmp.iterdir():
