@@ -1,28 +1,24 @@
 """A Metaflow flow whose step gets its dependencies and the team's ``etl`` from packyard.
 
-The step asks packyard for an environment with ``requirements.txt`` resolved against the
-namespace's index (``packyard env``: resolved once, built once per machine, shared with
-other workers as a bundle, reused while the index is unchanged) and runs ``transform.py`` in
-it. Metaflow's own process needs nothing but ``metaflow`` and the packyard client.
+The step asks packyard's Python API for an environment with ``requirements.txt`` resolved
+against the namespace's index (``Client.environment``, as ``packyard env``: resolved once,
+built once per machine, shared with other workers as a bundle, reused while the index is
+unchanged) and runs ``transform.py`` in it. Metaflow's own process needs nothing but
+``metaflow`` and the packyard client (``pip install packyard``).
 
     export PACKYARD_URL=https://packyard.example.com PACKYARD_TOKEN=...
     python flow.py run                       # first run: the environment is built
     python flow.py run --day 1/2/2025        # later runs: "(reused)"
 """
 
-import json
 import os
 import subprocess
 
 from metaflow import FlowSpec, Parameter, step
 
+from packyard import Client
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def packyard_env(namespace: str, requirements: str) -> dict:
-    """``packyard env NS -r FILE --json``: the ready environment's path, python, key and whether it was reused."""
-    cmd = ["packyard", "env", namespace, "-r", requirements, "--json"]
-    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 
 class SalesFlow(FlowSpec):
@@ -31,10 +27,12 @@ class SalesFlow(FlowSpec):
 
     @step
     def start(self):
-        env = packyard_env(self.packyard_namespace, os.path.join(HERE, "requirements.txt"))
-        how = "reused" if env["reused"] else "unpacked from the shared bundle" if env["from_bundle"] else "built"
-        print(f"environment {env['key'][:12]} ({how})")
-        transform = [env["python"], os.path.join(HERE, "transform.py"), self.day]
+        requirements = os.path.join(HERE, "requirements.txt")
+        with Client() as packyard:  # PACKYARD_URL, PACKYARD_TOKEN
+            env = packyard.environment(self.packyard_namespace, requirement_files=[requirements])
+        how = "reused" if env.reused else "unpacked from the shared bundle" if env.from_bundle else "built"
+        print(f"environment {env.key[:12]} ({how})")
+        transform = [str(env.python), os.path.join(HERE, "transform.py"), self.day]
         self.report = subprocess.run(transform, check=True, capture_output=True, text=True).stdout.strip()
         self.next(self.end)
 

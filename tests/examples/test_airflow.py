@@ -5,7 +5,7 @@ and, measured on this 2-core machine, ``airflow db migrate`` took 32 s and ``air
 test`` of a one-task DAG 64 s. The DAG file keeps its callables in ``packyard_tasks.py``,
 which imports nothing from Airflow, so they are tested here as Airflow would run them:
 
-- ``sales_report`` (the ``@task``): in the worker's process, ``packyard run`` on ``PATH``;
+- ``sales_report`` (the ``@task``): in the worker's process, through ``from packyard import Client``;
 - ``standardize_in_virtualenv`` (the ``@task.virtualenv``): in a fresh virtualenv that pip
   filled from the namespace's index, the ``index_urls`` the DAG gives Airflow.
 """
@@ -64,13 +64,8 @@ def test_the_dag_runs_the_callables_tested_here() -> None:
 def test_report_task_runs_in_packyards_environment(
     server: LiveServer, sales: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shims = tmp_path / "bin"  # the packyard client on the worker's PATH
-    shims.mkdir()
-    (shims / "packyard").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m packyard "$@"\n')
-    (shims / "packyard").chmod(0o755)
     for key in [k for k in os.environ if k.startswith(("PACKYARD_", "PIP_", "UV_"))]:
         monkeypatch.delenv(key)
-    monkeypatch.setenv("PATH", os.pathsep.join([str(shims), os.environ.get("PATH", os.defpath)]))
     monkeypatch.setenv("PACKYARD_URL", server.url)
     monkeypatch.setenv("PACKYARD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("UV_NO_CONFIG", "1")

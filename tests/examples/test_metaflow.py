@@ -8,7 +8,6 @@ second run on the same machine reuses the environment the first one built.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -47,14 +46,9 @@ def metaflow(server: LiveServer, module_http: httpx.Client, tmp_path_factory: py
     upload(module_http, server, company, etl_wheel(root / "dist"), download_wheel("tabulate", root / "public"))
     _, token = create_token(module_http, server, f"{company}.sales", "read", "metaflow")
 
-    shims = root / "bin"  # the packyard client on PATH, as in a task image that installed it
-    shims.mkdir()
-    (shims / "packyard").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m packyard "$@"\n')
-    (shims / "packyard").chmod(0o755)
     (root / "cwd").mkdir()
     env = clean_env("METAFLOW_")
     env.update(
-        PATH=os.pathsep.join([str(shims), env.get("PATH", os.defpath)]),
         PACKYARD_URL=server.url,
         PACKYARD_TOKEN=token,
         PACKYARD_CACHE_DIR=str(root / "packyard-cache"),

@@ -12,12 +12,16 @@ REPORT = "import sys, etl.utils; print(etl.utils.standardize_date_format(sys.arg
 def sales_report(day: str, namespace: str = "company.sales") -> str:
     """Run the report in packyard's cached environment with ``etl``; return what it printed.
 
-    ``packyard run`` resolves ``etl`` against the namespace's index once, builds the
-    environment once per worker (or unpacks the one another worker shared) and reuses it
-    while the index is unchanged. PACKYARD_URL and PACKYARD_TOKEN come from the worker's
-    environment.
+    ``Client.env`` (``packyard env``) resolves ``etl`` against the namespace's index once,
+    builds the environment once per worker (or unpacks the one another worker shared) and
+    reuses it while the index is unchanged. PACKYARD_URL and PACKYARD_TOKEN come from the
+    worker's environment.
     """
-    cmd = ["packyard", "run", namespace, "--with", "etl", "--", "python", "-c", REPORT, day]
+    from packyard import Client  # the worker's packyard client; the virtualenv task below needs none
+
+    with Client() as packyard:
+        python = packyard.env(namespace, "etl")
+    cmd = [str(python), "-c", REPORT, day]
     report = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
     print(report)
     return report
