@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    run([UV, "build", "--wheel", "-q", "--out-dir", out, ROOT], uv_env(out / "cache"))
+    # sdist first, then the wheel from the unpacked sdist (as `uv build` does by default): the
+    # sdist is shown to be complete, and no build/ folder is left in the checkout.
+    run([UV, "build", "-q", "--out-dir", out, ROOT], uv_env(out / "cache"))
     (built,) = out.glob("packyard-*.whl")
     return built
 

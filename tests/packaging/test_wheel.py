@@ -59,3 +59,19 @@ print(count)
     result = subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 80
+
+
+def test_the_checkout_as_working_directory_runs_the_installed_wheel(wheel: Path, tmp_path: Path) -> None:
+    """The README's start: `pip install '.[server]'` then `python -m packyard serve`, both in
+    the checkout. Python then imports the checkout's packyard/ folder, which has no store/
+    inside: packyard/__init__.py must find store/, sync/ and builder/ beside it."""
+    python = make_venv(tmp_path / "venv", tmp_path / "cache")
+    run([UV, "pip", "install", "-q", "--python", python, wheel], uv_env(tmp_path / "cache"))
+    probe = (
+        "import packyard.store.errors, packyard.sync, packyard.builder, packyard.cli; print(packyard.store.__file__)"
+    )
+    result = subprocess.run([python, "-c", probe], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == ROOT / "store" / "__init__.py"
+    result = subprocess.run([python, "-m", "packyard", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
