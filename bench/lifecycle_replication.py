@@ -22,7 +22,7 @@ when SQLite commits. So the primary has no txid to record at the 2xx that could 
 with the bucket's latest LTX: which LTX file an upload lands in is only known after the
 fact. What can be observed honestly is the replica itself: a ``litestream restore -f``
 (follow mode) reads the bucket alone (never the server's data folder) into a scratch file
-and applies every new LTX file it finds, polling the bucket every ``FOLLOW`` (0.25 s); this
+and applies every new LTX file it finds, polling the bucket every ``FOLLOW`` (0.1 s); this
 script reads that file (read-only) every ``POLL`` (0.05 s), and an upload's lag is the time
 from its 2xx to the first read of the restored catalog that holds its row. That is an upper
 bound on the true lag, by at most one follow interval, one poll, and the follower's apply
@@ -69,7 +69,7 @@ from tests.support.procs import S3_ACCESS_KEY, S3_SECRET_KEY, SeaweedFS, Server,
 GOAL_S = 2.0
 RATE_HELD = 0.95
 """The fraction of the target rate that must be reached for the lag to count as measured under it."""
-FOLLOW = "250ms"
+FOLLOW = "100ms"
 POLL = 0.05
 SETTLE = 60.0
 BUCKET = "packyard-bench"
