@@ -178,7 +178,8 @@ class Packyard:
     root: Path
     name: str
     code: Path | None = None
-    """Run this checkout's code (PYTHONPATH) instead of this one's."""
+    """Run this checkout's code instead of this one's (PYTHONPATH, and the working directory:
+    ``python -m`` puts the working directory before PYTHONPATH)."""
     granian: bool = False
     workers: int = 1
     extra: dict[str, str] = field(default_factory=dict)
@@ -195,7 +196,7 @@ class Packyard:
         }
         if self.code is not None:
             env["PYTHONPATH"] = str(self.code)
-        self.server = Server(self.root / self.name.replace(" ", "-"), env)
+        self.server = Server(self.root / self.name.replace(" ", "-"), env, cwd=self.code)
 
     @property
     def url(self) -> str:

@@ -215,6 +215,8 @@ class Server:
     """Options after ``packyard serve`` (``--workers 2``)."""
     name: str | None = None
     """Tells apart the logs of several servers on one data folder."""
+    cwd: Path | None = None
+    """Working directory (``python -m packyard`` imports the ``packyard`` folder found there first)."""
 
     @property
     def url(self) -> str:
@@ -258,6 +260,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "packyard", "serve", *self.args],
             env=env,
+            cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
