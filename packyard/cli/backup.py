@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from packyard.cli.extras import require_server
-from packyard.cli.output import client, console, emit_json, read_chunks, transfer
+from packyard.cli.output import client, console, emit_json, read_chunks, save_stream, transfer
 from packyard.store.errors import InvalidInput
 
 
@@ -50,23 +50,10 @@ def replicate() -> None:
 def export(ns: str, output: Path | None) -> None:
     """Write namespace NS (files with history, distributions with yanks, settings; not its
     children) as one archive."""
-    import os
-    import tempfile
-
     target = output or Path(f"{ns}.packyard.tar")
     with client().export_namespace(ns) as response:
         total = int(response.headers.get("content-length", 0)) or None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            with os.fdopen(fd, "wb") as out, transfer(f"export {ns}", total) as advance:
-                for chunk in response.iter_bytes():
-                    out.write(chunk)
-                    advance(len(chunk))
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        save_stream(response.iter_bytes(), target, f"export {ns}", total)
     console.print(f"exported {ns} to {target}")
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import click
 
-from packyard.cli.output import client, console, emit_json, read_chunks, table, transfer
+from packyard.cli.output import client, console, emit_json, read_chunks, save_stream, table, transfer
 from packyard.store.errors import InvalidInput
 
 PATH = click.Path(path_type=Path)
@@ -59,19 +58,7 @@ def get(ns: str, path: str, output: Path | None, revision: int | None) -> None:
                 sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
             return
-        import tempfile
-
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
-        try:
-            with os.fdopen(fd, "wb") as out, transfer(f"get {path}", total) as advance:
-                for chunk in response.iter_bytes():
-                    out.write(chunk)
-                    advance(len(chunk))
-            os.replace(tmp, output)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        save_stream(response.iter_bytes(), output, f"get {path}", total)
 
 
 @app.command("ls")

@@ -10,11 +10,13 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from packyard.client import Client
 
 CHUNK = 1024 * 1024
@@ -121,3 +123,34 @@ def read_chunks(stream: IO[bytes], advance: Any) -> Iterator[bytes]:
     while chunk := stream.read(CHUNK):
         advance(len(chunk))
         yield chunk
+
+
+def save_stream(chunks: Iterable[bytes], target: Path, description: str, total: int | None) -> None:
+    """Write a download to ``target`` whole or not at all: into a temporary file beside it,
+    renamed over it only once every byte has arrived (an interrupted ``get`` or ``export``
+    leaves no half file under the name a later step would trust)."""
+    import os
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out, transfer(description, total) as advance:
+            for chunk in chunks:
+                out.write(chunk)
+                advance(len(chunk))
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Several click options as one decorator, for commands that share them."""
+
+    def apply(f: Any) -> Any:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply

@@ -11,21 +11,12 @@ from pathlib import Path
 
 import click
 
-from packyard.cli.output import client, emit_json, err, transfer
+from packyard.cli.output import client, emit_json, err, options, transfer
 
 PATH = click.Path(path_type=Path)
 
 
-def _options(*options):  # noqa: ANN002, ANN202
-    def apply(f):  # noqa: ANN001, ANN202
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return apply
-
-
-ENV_OPTIONS = _options(
+ENV_OPTIONS = options(
     click.option(
         "-r", "--requirement", "requirement", type=PATH, multiple=True, help="A requirements file (repeatable)."
     ),

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from packyard.cli.output import client, console, emit_json, table
+from packyard.cli.output import client, console, emit_json, options, table
 from packyard.store.errors import InvalidInput
 
 
@@ -15,17 +15,8 @@ def app() -> None:
     """Git sync: repositories into namespaces, and namespaces back into git."""
 
 
-def _options(*options):  # noqa: ANN002, ANN202
-    def apply(f):  # noqa: ANN001, ANN202
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return apply
-
-
 REF = click.option("--ref", help="Branch, tag or commit (default: the remote's default branch).")
-SPEC = _options(
+SPEC = options(
     click.option("--path", default="", help="Sub-folder of the repository to sync (default: the root)."),
     click.option("--prefix", default="", help="Folder inside the namespace to sync into (default: the root)."),
     click.option("--include", multiple=True, help="Only paths matching this glob (repeatable)."),
@@ -34,11 +25,11 @@ SPEC = _options(
 )
 DRY = click.option("--dry-run", is_flag=True, help="Show the plan; change nothing.")
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-BUILD = _options(
+BUILD = options(
     click.option("--build", is_flag=True, help="Then queue a build of every project folder whose files changed."),
     click.option("--build-publish-to", help="Index namespace those builds publish to (default: NS)."),
 )
-CREDENTIAL = _options(
+CREDENTIAL = options(
     click.option("--token-env", help="Server environment variable holding an https token."),
     click.option("--token-file", help="File in the server's secrets folder holding an https token."),
     click.option("--ssh-key-env", help="Server environment variable holding an SSH private key."),
