@@ -41,7 +41,9 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
+import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 PATHSEND = "http.response.pathsend"
 FALLBACK_CHUNK = 1024 * 1024
@@ -183,6 +185,26 @@ class PackyardCycle(RequestResponseCycle):
             await self.send({"type": "http.response.body", "body": chunk, "more_body": count > 0})
 
 
+UVICORN_OWNS = frozenset(
+    (b"content-length", b"transfer-encoding", b"upgrade", b"x-forwarded-for", b"x-forwarded-proto", b"forwarded")
+)
+"""Request headers that leave a request to uvicorn's own path: a body to read, a protocol
+switch, or proxy headers (uvicorn may rewrite the client's address and scheme from them)."""
+
+
+def _answerer(app: Any) -> Callable[[str, str, list[tuple[bytes, bytes]]], Any] | None:
+    """The application's ``answer_now`` (``HotIndex``), under whatever uvicorn wrapped around it
+    (its proxy-headers middleware), or None when it has none."""
+    for _ in range(8):
+        if app is None:
+            return None
+        answer = getattr(app, "answer_now", None)
+        if answer is not None:
+            return answer
+        app = getattr(app, "app", None)
+    return None
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes = 64 * 1024
     max_headers = 100
@@ -201,6 +223,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._window = 0
         self._closing = False
+        self._answer = _answerer(self.app)
+        self._answered = False
+        self._defaults_of: list[tuple[bytes, bytes]] | None = None
+        self._defaults_head = b""
 
     # timers ----------------------------------------------------------------------------------
     def _arm(self, delay: float, callback: Callable[[], None]) -> None:
@@ -321,7 +347,66 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         self._in_head, self._head_bytes = False, 0
         self._in_body, self._window = True, 0
+        if self._answer_now():
+            self._answered = True
+            return
         super().on_headers_complete()
+
+    def _defaults(self) -> bytes:
+        """uvicorn's default headers (date, server) as lines; uvicorn replaces the list each
+        second (the date), and the lines are made again only then."""
+        defaults = self.server_state.default_headers
+        if defaults is not self._defaults_of:
+            self._defaults_of = defaults
+            self._defaults_head = b"".join(name + b": " + value + b"\r\n" for name, value in defaults)
+        return self._defaults_head
+
+    def _answer_now(self) -> bool:
+        """Send a cached page from here, without an ASGI cycle and its task, when the app has
+        one for this request (``HotIndex.answer_now``); False leaves the request to uvicorn.
+
+        Only a plain keep-alive HTTP/1.1 GET or HEAD with no body and no forwarding headers,
+        not queued behind a response still being sent: anything else takes the usual path,
+        where uvicorn handles it. The answer is the one the ASGI path would send (the same
+        function makes it), headed by the same default headers (date, server) and logged with
+        the same access line when requests are logged."""
+        answer = self._answer
+        if answer is None or self.expect_100_continue or self.root_path:
+            return False
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            return False  # pipelined behind a response still going out: uvicorn queues it
+        parser = self.parser
+        method = parser.get_method()
+        if method not in (b"GET", b"HEAD") or parser.get_http_version() != "1.1" or not parser.should_keep_alive():
+            return False
+        for name, _ in self.headers:
+            if name in UVICORN_OWNS:
+                return False  # a body to read, a protocol switch, or a client address to rewrite
+        url = httptools.parse_url(self.url)
+        if b"%" in url.path:
+            return False
+        try:
+            result = answer(method.decode(), url.path.decode("ascii"), self.headers)
+        except UnicodeDecodeError:
+            return False
+        if result is None:
+            return False
+        self.transport.write(
+            b"".join((STATUS_LINE[result.status], self._defaults(), result.head, b"\r\n", result.body))
+        )
+        if self.access_log:
+            scope = {"client": self.client, "path": url.path.decode("ascii"), "query_string": url.query or b""}
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(scope),  # type: ignore[arg-type]
+                method.decode(),
+                get_path_with_query_string(scope),  # type: ignore[arg-type]
+                "1.1",
+                result.status,
+            )
+        self.on_response_complete()  # what uvicorn does after a response: count, resume, keep-alive timer
+        return True
 
     def on_body(self, body: bytes) -> None:
         if self._refusal is None:
@@ -333,6 +418,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_body = False
         self._in_head = True
         self._disarm()
+        if self._answered:  # answered from on_headers_complete: there is no cycle to tell
+            self._answered = False
+            return
         super().on_message_complete()
 
 

@@ -72,6 +72,10 @@ class _SqliteSignal:
         self._seen: int | None = None
         self._next = 0.0
 
+    def quiet(self) -> bool:
+        """True while ``changed`` would answer False without looking (checked lately)."""
+        return time.monotonic() < self._next
+
     def changed(self) -> bool:
         clock = time.monotonic()
         if clock < self._next:
@@ -140,6 +144,10 @@ class _PostgresSignal:
             else:
                 failing = False
 
+    def quiet(self) -> bool:
+        """True while nothing was heard since the last reload (and the listener runs)."""
+        return not self._flag and self._thread is not None
+
     def changed(self) -> bool:
         self._ensure_listening()
         if not self._flag:
@@ -190,6 +198,8 @@ class Generations:
     # -- reading (no query unless something changed) --------------------------------------
 
     def _current(self) -> dict[str, int]:
+        if not self._dirty and self._signal.quiet():
+            return self._values  # the hot path's case: no lock, no call into the signal's work
         with self._lock:
             if self._signal.changed() or self._dirty:
                 self._dirty = True  # until the reload succeeds (a lost database raises here)

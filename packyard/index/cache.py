@@ -44,21 +44,23 @@ class IndexCache:
 
     # -- fast look-ups (no catalog access) ---------------------------------------------
 
-    def cached_chain(self, namespace: str) -> list[str] | None:
-        entry = self._chains.get(namespace)
-        generations = self.store.generations
-        if entry is not None and entry[0] == generations.settings and entry[1] in (None, generations.created):
-            return entry[2]
-        return None
-
     def lookup_page(self, namespace: str, project: str | None, fmt: str) -> Page | None:
-        chain = self.cached_chain(namespace)
+        values = self.store.generations.snapshot()  # once: this runs for every page pip or uv asks for
+        chain = self._chain_in(values, namespace)
         if chain is None:
             return None
         entry = self._pages.get((chain[0], project, fmt))
-        if entry is not None and entry[0] == self.store.generations.stamp(chain) and entry[2] > time.monotonic():
+        if entry is not None and entry[0] == stamp_of(values, chain) and entry[2] > time.monotonic():
             return entry[1]
         return None
+
+    def _chain_in(self, values: dict[str, int], namespace: str) -> list[str] | None:
+        """``namespace``'s chain if cached under the counters in ``values`` (one
+        :meth:`Generations.snapshot`), else None."""
+        cached = self._chains.get(namespace)
+        if cached is None or cached[0] != values.get(SETTINGS, 0) or cached[1] not in (None, values.get(CREATED, 0)):
+            return None
+        return cached[2]
 
     def lookup_download(self, namespace: str, filename: str) -> tuple[IndexFile, str, int] | None:
         """(the file, sha256, size of the bytes to send) for a download the hot path may answer,
@@ -68,10 +70,9 @@ class IndexCache:
         current stamp: no upstream settings lookup per request (a settings change moves the
         stamp, so the routes look again)."""
         values = self.store.generations.snapshot()
-        cached = self._chains.get(namespace)
-        if cached is None or cached[0] != values.get(SETTINGS, 0) or cached[1] not in (None, values.get(CREATED, 0)):
-            return None  # as cached_chain, from the one snapshot
-        chain = cached[2]
+        chain = self._chain_in(values, namespace)
+        if chain is None:
+            return None
         entry = self._files.get((chain[0], filename))
         if entry is None or entry[2] <= time.monotonic():
             return None
@@ -89,7 +90,7 @@ class IndexCache:
     # -- slow paths (fill the cache) ----------------------------------------------------
 
     def chain(self, namespace: str) -> list[str]:
-        cached = self.cached_chain(namespace)
+        cached = self._chain_in(self.store.generations.snapshot(), namespace)
         if cached is not None:
             return cached
         generation, created = self.store.generations.settings, self.store.generations.created

@@ -16,6 +16,9 @@ may read the namespace gets the cached page. The anonymous hit stays query-free.
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import NamedTuple
+
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -27,9 +30,34 @@ from packyard.index.routes import METADATA_SUFFIX
 from packyard.store.errors import PackyardError
 from packyard.streaming import dist_response
 
+Headers = list[tuple[bytes, bytes]]
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
+
+class Answer(NamedTuple):
+    """A whole response the hot path sends."""
+
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    head: bytes
+    """The same headers as HTTP/1.1 lines, for the connection to write as they are."""
+    body: bytes
+
+
+@lru_cache(maxsize=4096)
+def _page_headers(etag: str, content_type: str | None, length: int) -> tuple[tuple[tuple[bytes, bytes], ...], bytes]:
+    """A page's headers, encoded once per page and format (``content_type`` None: a 304's)."""
+    headers: tuple[tuple[bytes, bytes], ...] = (
+        (b"etag", etag.encode()),
+        (b"vary", b"Accept"),
+        (b"cache-control", b"max-age=0, must-revalidate"),
+    )
+    if content_type is not None:
+        headers += ((b"content-type", content_type.encode()), (b"content-length", str(length).encode()))
+    return headers, b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+
+
+def _header(headers: Headers, name: bytes) -> str | None:
+    for key, value in headers:
         if key == name:
             return value.decode("latin-1")
     return None
@@ -45,13 +73,13 @@ class HotIndex:
         self.enabled = enabled
         self.redirect_seconds = redirect_seconds
 
-    def _may_read(self, scope: Scope, namespace: str) -> bool:
+    def _may_read(self, headers: Headers, namespace: str) -> bool:
         """True for an anonymous request (reads are open when this layer is on) and for a
         valid token that may read ``namespace``; anything else is the routes' to answer."""
-        if _header(scope, b"authorization") is None:
+        if _header(headers, b"authorization") is None:
             return True
         try:
-            secret = credentials(Request(scope))
+            secret = credentials(Request({"type": "http", "headers": headers}))
             if secret is None:
                 return False
             return self.cache.store.tokens.authenticate(secret).allows(namespace, "read")
@@ -62,42 +90,51 @@ class HotIndex:
         if self.enabled and scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             parts = scope["path"].split("/")
             # ['', ns, 'simple', ''] | ['', ns, 'simple', project, ''] | ['', ns, 'dists', filename]
-            page = len(parts) in (4, 5) and parts[2] == "simple" and parts[-1] == ""
             dist = len(parts) == 4 and parts[2] == "dists" and parts[3]
-            if not (page or dist) or not self._may_read(scope, parts[1]):
-                served = False
-            elif page:
-                served = await self._page(scope, send, parts[1], parts[3] if len(parts) == 5 else None)
+            if dist:
+                if self._may_read(scope["headers"], parts[1]) and await self._dist(
+                    scope, receive, send, parts[1], parts[3]
+                ):
+                    return
             else:
-                served = await self._dist(scope, receive, send, parts[1], parts[3])
-            if served:
-                return
+                answer = self._page(scope["method"], parts, scope["headers"])
+                if answer is not None:
+                    await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+                    await send({"type": "http.response.body", "body": answer.body})
+                    return
         await self.app(scope, receive, send)
 
-    async def _page(self, scope: Scope, send: Send, namespace: str, project: str | None) -> bool:
-        chosen = negotiate(_header(scope, b"accept"))
+    def answer_now(self, method: str, path: str, headers: Headers) -> Answer | None:
+        """A cached index page's whole answer, or None for anything else: what the connection
+        itself sends for a page hit (``packyard/protocol.py``), with no ASGI cycle or task.
+
+        The same function answers through ASGI (``__call__``), so both paths answer alike."""
+        if not self.enabled:
+            return None
+        return self._page(method, path.split("/"), headers)
+
+    def _page(self, method: str, parts: list[str], headers: Headers) -> Answer | None:
+        # ['', ns, 'simple', ''] | ['', ns, 'simple', project, '']
+        if not (len(parts) in (4, 5) and parts[2] == "simple" and parts[-1] == ""):
+            return None
+        namespace = parts[1]
+        if not self._may_read(headers, namespace):
+            return None
+        chosen = negotiate(_header(headers, b"accept"))
         if chosen is None:
-            return False
+            return None
         fmt, content_type = chosen
         try:
-            page = self.cache.lookup_page(namespace, project, fmt)
+            page = self.cache.lookup_page(namespace, parts[3] if len(parts) == 5 else None, fmt)
         except PackyardError:  # the catalog is away: the routes answer (503)
-            return False
+            return None
         if page is None:
-            return False
-        headers = [
-            (b"etag", page.etag.encode()),
-            (b"vary", b"Accept"),
-            (b"cache-control", b"max-age=0, must-revalidate"),
-        ]
-        if _header(scope, b"if-none-match") == page.etag:
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return True
-        headers += [(b"content-type", content_type.encode()), (b"content-length", str(len(page.body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else page.body})
-        return True
+            return None
+        if _header(headers, b"if-none-match") == page.etag:
+            return Answer(304, *_page_headers(page.etag, None, 0), b"")
+        return Answer(
+            200, *_page_headers(page.etag, content_type, len(page.body)), b"" if method == "HEAD" else page.body
+        )
 
     async def _dist(self, scope: Scope, receive: Receive, send: Send, namespace: str, filename: str) -> bool:
         metadata = filename.endswith(METADATA_SUFFIX)
