@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +45,8 @@ import anyio.to_thread
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+log = logging.getLogger("packyard.protocol")
 
 PATHSEND = "http.response.pathsend"
 FALLBACK_CHUNK = 1024 * 1024
@@ -390,6 +393,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             result = answer(method.decode(), url.path.decode("ascii"), self.headers)
         except UnicodeDecodeError:
             return False
+        except Exception:  # noqa: BLE001 - raised inside the parser it would read as the client's 400
+            log.exception("answering %s from the connection failed; handing it to the app", url.path[:200])
+            return False  # the app meets the same fault and answers it (500, 503) through the error log
         if result is None:
             return False
         self.transport.write(

@@ -4,6 +4,10 @@
 ``GET /file?path=P&length=N`` sends the file at P with Content-Length N (the file's size
 when N is not given; a larger N is a file that shrank after the head was sent); a server
 that does not offer the extension gets 501. ``GET /small`` is a plain two-message answer.
+
+Like packyard's app it has an ``answer_now`` the protocol asks first: ``/answered`` is
+answered by the connection itself, ``/faulty`` raises there (and the app then answers 500,
+as packyard's routes answer a fault).
 """
 
 from __future__ import annotations
@@ -12,10 +16,15 @@ import os
 from urllib.parse import parse_qs
 
 PATHSEND = "http.response.pathsend"
+FAULT_BODY = b"the app answered the fault"
 
 
 async def app(scope, receive, send) -> None:  # noqa: ANN001 - an ASGI callable
     if scope["type"] != "http":
+        return
+    if scope["path"] == "/faulty":
+        await send({"type": "http.response.start", "status": 500, "headers": [(b"content-length", b"26")]})
+        await send({"type": "http.response.body", "body": FAULT_BODY})
         return
     if scope["path"] == "/small":
         body = b"small answer"
@@ -31,6 +40,19 @@ async def app(scope, receive, send) -> None:  # noqa: ANN001 - an ASGI callable
     length = int(query["length"][0]) if "length" in query else os.path.getsize(path)
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(length).encode())]})
     await send({"type": PATHSEND, "path": path})
+
+
+def answer_now(method: str, path: str, headers: list) -> object:
+    from packyard.index.hot import Answer
+
+    if path == "/faulty":
+        raise RuntimeError("a fault while answering from the connection")
+    if path == "/answered":
+        return Answer(200, ((b"content-length", b"8"),), b"content-length: 8\r\n", b"answered")
+    return None
+
+
+app.answer_now = answer_now  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":  # python -m tests.support.pathsend_app PORT: with packyard's protocol, as serve
