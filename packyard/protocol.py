@@ -398,10 +398,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return False  # the app meets the same fault and answers it (500, 503) through the error log
         if result is None:
             return False
-        self.transport.write(
-            b"".join((STATUS_LINE[result.status], self._defaults(), result.head, b"\r\n", result.body))
-        )
-        if self.access_log:
+        if self.access_log:  # before the bytes leave, as uvicorn logs at the response's start
             scope = {"client": self.client, "path": url.path.decode("ascii"), "query_string": url.query or b""}
             self.access_logger.info(
                 '%s - "%s %s HTTP/%s" %d',
@@ -411,6 +408,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 "1.1",
                 result.status,
             )
+        self.transport.write(
+            b"".join((STATUS_LINE[result.status], self._defaults(), result.head, b"\r\n", result.body))
+        )
         self.on_response_complete()  # what uvicorn does after a response: count, resume, keep-alive timer
         return True
 
