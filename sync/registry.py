@@ -7,21 +7,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from packyard.store.catalog import Catalog, now
 from packyard.store.credentials import env_allowed
-from packyard.store.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from packyard.store.errors import Conflict, InvalidInput, NotFound, PackyardError, Unauthenticated
 from packyard.store.names import validate_namespace
 from packyard.sync.credentials import redact_url, split_userinfo
 from packyard.sync.spec import SyncSpec
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 _ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+log = logging.getLogger("packyard.sync")
+
 LEASE_SECONDS = 900.0
 """How long a sync lease outlives a server that died holding it."""
 
@@ -164,6 +170,39 @@ class SyncRegistry:
                     "UPDATE sync_leases SET holder = ?, expires = ?, pending = 0 WHERE sync = ?",
                     (holder, clock + ttl, name),
                 )
+        return True
+
+    @contextmanager
+    def holding(self, name: str, holder: str, ttl: float = LEASE_SECONDS) -> Iterator[None]:
+        """Keep ``holder``'s lease on sync ``name`` alive while the body runs: a thread renews
+        it every ``ttl / 3`` seconds. Without it a run longer than ``ttl`` (a big repository,
+        a build after it) would let a late delivery start a second run beside it; a holder
+        that dies stops renewing, and its lease still lapses after ``ttl``."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(ttl / 3):
+                try:
+                    if not self.renew_lease(name, holder, ttl):
+                        return  # released (or lapsed and taken): nothing left to keep
+                except PackyardError as exc:  # the database is away: try again at the next tick
+                    log.warning("could not renew the lease of sync %r: %s", name, exc.message)
+
+        keeper = threading.Thread(target=renew, name=f"sync-lease:{name}", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            keeper.join()
+
+    def renew_lease(self, name: str, holder: str, ttl: float = LEASE_SECONDS) -> bool:
+        """Push the lease's end ``ttl`` seconds ahead; False when ``holder`` no longer holds it."""
+        with self.catalog.write():
+            row = self.catalog.one("SELECT holder FROM sync_leases WHERE sync = ?", (name,))
+            if row is None or row["holder"] != holder:
+                return False
+            self.catalog.query("UPDATE sync_leases SET expires = ? WHERE sync = ?", (time.time() + ttl, name))
         return True
 
     def release_lease(self, name: str, holder: str, ttl: float = LEASE_SECONDS, *, rerun: bool = True) -> bool:

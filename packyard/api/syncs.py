@@ -313,12 +313,13 @@ async def webhook(name: str, request: Request) -> JSONResponse:
     def run() -> dict:
         ok = False
         try:
-            while True:
-                result = request.app.state.syncer.run(
-                    registered.namespace, registered.spec, dry_run=False, actor=who, sync_name=name
-                )
-                if not syncs.release_lease(name, holder):
-                    break
+            with syncs.holding(name, holder):  # renewed while it runs, however long
+                while True:
+                    result = request.app.state.syncer.run(
+                        registered.namespace, registered.spec, dry_run=False, actor=who, sync_name=name
+                    )
+                    if not syncs.release_lease(name, holder):
+                        break
             out = _with_builds(request, result, registered.build, registered.build_publish_to, who, registered.token_id)
             ok = True
             return out
