@@ -15,11 +15,11 @@ servers, the hot path on PostgreSQL vs SQLite, and uploads over two servers vs o
    serving it. Goals: p99 ≤ 100 ms on SQLite, ≤ 1 s on PostgreSQL.
 3. Hot path on PostgreSQL vs SQLite: the same page from one process on each catalog
    (goal: within 10 %).
+4. Uploads/s with 8 concurrent publishers spread over 2 servers vs all on 1.
 
 The wrk runs of 1 and 3 go in rounds (``--rounds``, default 3) with every server up, each
 row's median run reported: on this shared 2-core machine one run's req/s moves by ±20 %
 from one run to the next, which a single pair of runs would put into every ratio.
-4. Uploads/s with 8 concurrent publishers spread over 2 servers vs all on 1.
 
 PostgreSQL comes from a throwaway cluster (``tests/support/postgres.py``; Debian's
 ``postgresql`` package). wrk and nginx come from Debian (``apt-get install wrk nginx``);
