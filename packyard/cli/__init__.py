@@ -19,7 +19,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
     name="packyard",
     context_settings=CONTEXT,
     epilog="Listings print tables of whole cells; for scripts, add --json to a listing or show command for JSON. "
-    "'pip install packyard' is the client; serve, worker, fsck, gc, restore, replicate and 'token --local' need "
+    "'pip install packyard' is the client; serve, worker, fsck, gc, restore, replicate, copy-catalog and "
+    "'token --local' need "
     "'pip install \"packyard[server]\"'.",
 )
 @click.version_option(package_name="packyard", message="packyard %(version)s")
@@ -45,6 +46,7 @@ app.add_command(maintenance.fsck, "fsck")
 app.add_command(maintenance.gc, "gc")
 app.add_command(backup.restore, "restore")
 app.add_command(backup.replicate, "replicate")
+app.add_command(backup.copy_catalog, "copy-catalog")
 app.add_command(backup.export, "export")
 app.add_command(backup.import_, "import")
 

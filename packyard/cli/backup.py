@@ -44,6 +44,46 @@ def replicate() -> None:
     sys.exit(run_foreground(_settings()))
 
 
+@click.command("copy-catalog")
+@click.option(
+    "--to",
+    "url",
+    help="The empty PostgreSQL database to copy into (postgresql://USER:PASSWORD@HOST:PORT/DATABASE; "
+    "default PACKYARD_DATABASE_URL).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def copy_catalog(url: str | None, as_json: bool) -> None:
+    """Copy the data folder's SQLite catalog into an empty PostgreSQL database, all or nothing:
+    the move to several servers. Stop the server first; blobs stay where they are."""
+    require_server("copy-catalog")
+    from packyard.settings import secret
+    from packyard.store.catalog import Catalog
+    from packyard.store.catalog_copy import copy_catalog as run
+    from packyard.store.errors import NotFound
+
+    settings = _settings()
+    url = url or secret(settings.database_url)
+    if not url:
+        raise InvalidInput("name the PostgreSQL database: --to postgresql://… or PACKYARD_DATABASE_URL")
+    path = settings.data / "catalog.db"
+    if not path.is_file():
+        raise NotFound(f"no SQLite catalog at {path} (set PACKYARD_DATA or --data's folder)")
+    source, target = Catalog(path), Catalog(url=url, pool_size=2)
+    try:
+        counts = run(source, target)
+    finally:
+        target.dialect.close()
+        source.dialect.close()
+    if as_json:
+        emit_json({"tables": counts, "rows": sum(counts.values())})
+        return
+    where = getattr(target.dialect, "where", "the database")
+    console.print(
+        f"copied {sum(counts.values())} rows in {len(counts)} tables from {path} into {where}; "
+        "start the servers with PACKYARD_DATABASE_URL set to it"
+    )
+
+
 @click.command("export")
 @click.argument("ns")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Archive to write (default NS.packyard.tar).")

@@ -104,7 +104,7 @@ def test_server_commands_name_the_extra_in_one_line(base: Path, tmp_path: Path) 
     packyard = Base(base, {**clean_env(), "PACKYARD_DATA": str(tmp_path / "data")}, tmp_path)
     server_commands = (
         ["serve"], ["worker", "--once"], ["fsck"], ["gc"], ["restore"], ["replicate"],
-        ["token", "create", "--scope", "*", "--local"],
+        ["copy-catalog", "--to", "postgresql://u:p@127.0.0.1:1/x"], ["token", "create", "--scope", "*", "--local"],
     )  # fmt: skip
     for argv in server_commands:
         said = packyard(*argv, code=10)
