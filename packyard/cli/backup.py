@@ -67,7 +67,7 @@ def copy_catalog(url: str | None, as_json: bool) -> None:
         raise InvalidInput("name the PostgreSQL database: --to postgresql://… or PACKYARD_DATABASE_URL")
     path = settings.data / "catalog.db"
     if not path.is_file():
-        raise NotFound(f"no SQLite catalog at {path} (set PACKYARD_DATA or --data's folder)")
+        raise NotFound(f"no SQLite catalog at {path} (PACKYARD_DATA names the data folder)")
     source, target = Catalog(path), Catalog(url=url, pool_size=2)
     try:
         counts = run(source, target)
