@@ -13,11 +13,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import live_server
 from tests.support.clients import (
@@ -36,15 +34,6 @@ from tests.support.clients import (
 from tests.support.dists import make_wheel
 from tests.support.postgres import Postgres
 from tests.support.procs import running
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Postgres]:
-    pg = Postgres().start()
-    try:
-        yield pg
-    finally:
-        pg.remove()
 
 
 def cli_env(data: Path, **extra: str) -> dict[str, str]:
@@ -67,7 +56,7 @@ def snapshot(http: httpx.Client, admin: dict, parent: str, child: str, reader: s
     return seen
 
 
-def test_a_sqlite_catalog_moves_to_postgresql_whole(cluster: Postgres, tmp_path: Path) -> None:
+def test_a_sqlite_catalog_moves_to_postgresql_whole(postgres: Postgres, tmp_path: Path) -> None:
     root = tmp_path / "site"
     parent = unique_ns("moving")
     child = f"{parent}.team"
@@ -89,7 +78,7 @@ def test_a_sqlite_catalog_moves_to_postgresql_whole(cluster: Postgres, tmp_path:
         _, reader = create_token(http, sqlite, child, "read", "moved reader")
         before = snapshot(http, sqlite.admin, parent, child, reader)
 
-    url = cluster.create_database("moved")
+    url = postgres.create_database("moved")
     copied = json.loads(ok(run([*PACKYARD, "copy-catalog", "--to", url, "--json"], cli_env(root / "data"))))
     assert copied["tables"]["namespaces"] >= 2 and copied["tables"]["dists"] == 3
     assert copied["tables"]["file_revisions"] == 3 and copied["rows"] == sum(copied["tables"].values())
@@ -123,12 +112,12 @@ def test_a_sqlite_catalog_moves_to_postgresql_whole(cluster: Postgres, tmp_path:
         assert http.get("/api/v1/whoami", headers={"Authorization": f"Bearer {another}"}).status_code == 200
 
 
-def test_a_second_copy_or_a_used_database_is_refused(cluster: Postgres, tmp_path: Path) -> None:
+def test_a_second_copy_or_a_used_database_is_refused(postgres: Postgres, tmp_path: Path) -> None:
     root = tmp_path / "site"
     sqlite = live_server(root, {})
     with running(sqlite.server), httpx.Client(base_url=sqlite.url, timeout=60) as http:
         create_ns(http, sqlite, unique_ns("first"))
-    url = cluster.create_database("twice")
+    url = postgres.create_database("twice")
     env = cli_env(root / "data")
     ok(run([*PACKYARD, "copy-catalog", "--to", url], env))
     again = run([*PACKYARD, "copy-catalog", "--to", url], env, check=False)
