@@ -369,7 +369,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         one for this request (``HotIndex.answer_now``); False leaves the request to uvicorn.
 
         Only a plain keep-alive HTTP/1.1 GET or HEAD with no body and no forwarding headers,
-        not queued behind a response still being sent: anything else takes the usual path,
+        not queued behind a response still being sent, while the client reads what it is sent
+        (the transport's buffer below its high-water mark): anything else takes the usual path,
         where uvicorn handles it. The answer is the one the ASGI path would send (the same
         function makes it), headed by the same default headers (date, server) and logged with
         the same access line when requests are logged."""
@@ -379,6 +380,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             return False  # pipelined behind a response still going out: uvicorn queues it
+        if self.flow.write_paused:
+            # the client is not reading what was sent: uvicorn's cycle waits for the buffer to
+            # drain and stops reading meanwhile; answering here would buffer without bound
+            return False
         parser = self.parser
         method = parser.get_method()
         if method not in (b"GET", b"HEAD") or parser.get_http_version() != "1.1" or not parser.should_keep_alive():

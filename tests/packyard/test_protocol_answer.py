@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import socket
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -187,3 +188,36 @@ def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(server: LiveS
         sock.settimeout(20)
         assert sock.recv(1) == b""  # closed by the server
         assert time.monotonic() - start < 15
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.servers("local")
+def test_a_client_that_never_reads_cannot_fill_the_servers_memory(server: LiveServer, page: str) -> None:
+    """Pipelined page requests from a client that reads nothing: once the connection's write
+    buffer is full the server must stop answering from the connection and stop reading (as
+    uvicorn's own path does), not buffer every answer (here ~200 MB of them)."""
+    pid = server.server.proc.pid  # type: ignore[union-attr]
+    before = rss_bytes(pid)
+    burst = request(page) * 1000
+    sock = connect(server)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(3)
+    sent = 0
+    try:
+        for _ in range(200):  # up to 200,000 requests
+            sock.sendall(burst)
+            sent += len(burst)
+    except TimeoutError:
+        pass  # the server stopped reading: what it should do
+    time.sleep(1)
+    grown = rss_bytes(pid) - before
+    sock.close()
+    assert grown < 64 * 1024 * 1024, f"server grew by {grown >> 20} MB after {sent >> 20} MB of requests"
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.get(page).status_code == 200  # and goes on serving
