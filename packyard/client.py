@@ -37,6 +37,9 @@ from packyard.store import errors
 from packyard.store.names import validate_namespace, validate_path
 from packyard.transport import Response, Transport, raise_for
 
+DRAIN_BYTES = 64 * 1024
+"""What a stream's caller may leave unread and still have the connection kept: past it, closed."""
+
 if TYPE_CHECKING:
     from packyard.runs.envs import Environment
 
@@ -132,7 +135,12 @@ class Client:
                     return
                 raise_for(response)
             yield response
-            response.raw.read()  # drain what the caller left: the connection is reused
+            if not response.raw.isclosed():  # the caller left part of the body
+                left = response.raw.length
+                if left is not None and left <= DRAIN_BYTES:
+                    response.read()  # a little: read it, and the connection is reused
+                else:
+                    self.transport.discard()  # a bundle not wanted after all: not downloaded for nothing
         except BaseException:
             self.transport.discard()  # what is left of the body must not meet the next request
             raise

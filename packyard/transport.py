@@ -8,7 +8,8 @@ streamed bodies both ways, a JSON error body turned into packyard's exception fa
 
 A connection belongs to one thread (``pull`` downloads in parallel, each worker thread gets
 its own). A request on a kept-alive connection that the server closed meanwhile (its
-keep-alive timeout) is sent again once on a new connection, when its body can be replayed.
+keep-alive timeout) is sent again once on a new connection, when its body can be replayed
+and its method is idempotent.
 ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` are honoured as ``urllib`` reads them.
 """
 
@@ -33,6 +34,8 @@ from packyard.store import errors
 CHUNK = 1024 * 1024
 DEFAULT_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 10.0
+IDEMPOTENT = frozenset(("GET", "HEAD", "PUT", "DELETE", "OPTIONS"))
+"""Methods sent again after a reused connection fails: a POST may have been acted on."""
 _RETRY = (
     http.client.RemoteDisconnected,
     ConnectionResetError,
@@ -56,8 +59,19 @@ class Response:
     @property
     def content(self) -> bytes:
         if self._content is None:
-            self._content = self.raw.read()
+            self._content = self._read(None)
         return self._content
+
+    def _read(self, n: int | None) -> bytes:
+        """The next bytes of the body; a body that breaks off, or ends short of its
+        Content-Length, is ``BackendUnavailable`` (never a truncated file taken as whole)."""
+        try:
+            data = self.raw.read(n)
+        except (OSError, http.client.HTTPException) as exc:
+            raise errors.BackendUnavailable(f"the answer from {self.url} broke off: {exc!r}") from exc
+        if not data and n != 0 and self.raw.length:
+            raise errors.BackendUnavailable(f"the answer from {self.url} ended {self.raw.length} bytes short")
+        return data
 
     @property
     def text(self) -> str:
@@ -68,18 +82,21 @@ class Response:
 
     def read(self, n: int = -1) -> bytes:
         """Read the streamed body (a file-like object, as ``tarfile`` wants)."""
-        return self.raw.read(n if n is not None and n >= 0 else None)
+        return self._read(n if n is not None and n >= 0 else None)
 
     def iter_bytes(self, chunk: int = CHUNK) -> Iterator[bytes]:
-        while data := self.raw.read(chunk):
+        while data := self._read(chunk):
             yield data
 
 
 def raise_for(response: Response) -> None:
     """Raise the server's ``{"error": Class, "detail": message}`` as that class of
     ``packyard.store.errors`` (by status when the body is not packyard's)."""
-    if response.status_code < 400:
+    if response.status_code < 300:
         return
+    if response.status_code < 400:  # never followed: the token must not go to another host
+        where = urlsplit(response.headers.get("location", "")).netloc or "elsewhere"
+        raise errors.RemoteFailed(f"{response.url} answered {response.status_code}, a redirect to {where}")
     try:
         body = response.json()
         name, detail = body.get("error"), body.get("detail")
@@ -239,7 +256,7 @@ class Transport:
                     raw = conn.getresponse()
                 except _RETRY as exc:
                     conn.close()
-                    if attempt == 0 and reused and replayable:
+                    if attempt == 0 and reused and replayable and method in IDEMPOTENT:
                         if hasattr(body, "seek"):
                             body.seek(start)
                         continue

@@ -125,10 +125,7 @@ def export(ns: str, output: Path, prefix: str) -> None:
     """Download the namespace's current files (under a prefix) as a zip."""
     with client().export(ns, prefix) as response:
         total = int(response.headers.get("content-length", 0)) or None
-        with output.open("wb") as out, transfer(f"export {ns}", total) as advance:
-            for chunk in response.iter_bytes():
-                out.write(chunk)
-                advance(len(chunk))
+        save_stream(response.iter_bytes(), output, f"export {ns}", total)
     console.print(f"exported {ns} to {output}")
 
 
