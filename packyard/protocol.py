@@ -43,6 +43,8 @@ from typing import Any
 
 import anyio.to_thread
 import httptools
+from uvicorn.middleware.message_logger import MessageLoggerMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
@@ -110,6 +112,8 @@ class PackyardCycle(RequestResponseCycle):
 
     async def send(self, message: Any) -> None:
         if message["type"] == PATHSEND:
+            if self.disconnected:
+                return  # the client left: uvicorn dropped the start too, and there is no one to send to
             if not self.response_started or self.response_complete:
                 raise RuntimeError("http.response.pathsend must follow http.response.start, once")
             await self._pathsend(message["path"])
@@ -139,8 +143,11 @@ class PackyardCycle(RequestResponseCycle):
             self.transport.flush()
             transport = self.transport.transport
             sock = transport.get_extra_info("socket")
-            if count and (sock is None or transport.get_write_buffer_size() or not hasattr(os, "sendfile")):
-                await self._stream(file, count)  # bytes still queued ahead of us: keep their order
+            if transport.is_closing():
+                return
+            plain = sock is not None and transport.get_extra_info("sslcontext") is None and hasattr(os, "sendfile")
+            if count and (not plain or transport.get_write_buffer_size()):
+                await self._stream(file, count)  # TLS, or bytes still queued ahead of us: keep their order
                 return
             sent = await self._sendfile(sock.fileno(), file.fileno(), count) if count else 0
             if sent < count:
@@ -174,6 +181,7 @@ class PackyardCycle(RequestResponseCycle):
                 if sent == 0:
                     break
                 offset += sent
+                await asyncio.sleep(0)  # a reader as fast as the kernel must not hold the loop for the whole file
         finally:
             os.close(out)
         return offset
@@ -196,16 +204,12 @@ switch, or proxy headers (uvicorn may rewrite the client's address and scheme fr
 
 
 def _answerer(app: Any) -> Callable[[str, str, list[tuple[bytes, bytes]]], Any] | None:
-    """The application's ``answer_now`` (``HotIndex``), under whatever uvicorn wrapped around it
-    (its proxy-headers middleware), or None when it has none."""
-    for _ in range(8):
-        if app is None:
-            return None
-        answer = getattr(app, "answer_now", None)
-        if answer is not None:
-            return answer
-        app = getattr(app, "app", None)
-    return None
+    """The application's ``answer_now`` (``HotIndex``), under what uvicorn itself wraps around
+    it (its proxy-headers and message-logger middlewares), or None: a middleware of anyone else
+    in front of the app must see every request, so it is never stepped over."""
+    while isinstance(app, ProxyHeadersMiddleware | MessageLoggerMiddleware):
+        app = app.app
+    return getattr(app, "answer_now", None)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -353,6 +357,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._answer_now():
             self._answered = True
             return
+        # an answer from the connection earlier in this chunk armed the keep-alive timer, which
+        # uvicorn cancels only when new data arrives: this request must not be cut off by it
+        self._unset_keepalive_if_required()
         super().on_headers_complete()
 
     def _defaults(self) -> bytes:

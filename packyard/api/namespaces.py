@@ -12,7 +12,7 @@ from pydantic import BaseModel, StrictInt
 
 from packyard.auth import actor, caller, may_read, require
 from packyard.store.credentials import allowed_env
-from packyard.store.errors import Conflict
+from packyard.store.errors import Conflict, Unauthenticated
 from packyard.store.names import validate_namespace
 from packyard.store.tokens import Token
 from packyard.store.upstream import check_upstream_url
@@ -118,7 +118,8 @@ class SettingsIn(BaseModel):
     quota: StrictInt | str | None = None
     """Bytes the namespace and its descendants may hold (each blob once): a number of bytes or
     a size such as "500MiB", "20GiB", "1TB"; null or "none" removes it. A quota on a namespace
-    bounds its whole subtree; a write past it is refused with 507 QuotaExceeded."""
+    bounds its whole subtree; a write past it is refused with 507 QuotaExceeded. Setting it
+    needs the admin role on the parent namespace (scope '*' for a top-level one)."""
 
 
 @router.patch("/{ns}/settings", summary="Change namespace settings (admin role)")
@@ -146,6 +147,9 @@ def check_settings(request: Request, ns: str, changes: dict) -> dict:
             namespace=ns,
         )
     if "quota" in changes:
+        # a quota bounds a tenant: it is set by whoever administers the namespace above it (scope
+        # '*' for a top-level one), never lifted by the admin of the namespace it bounds
+        require(request, ns.rpartition(".")[0] or None, "admin")
         changes["quota"] = parse_quota(changes["quota"])
     for key in ("upstream_allow", "upstream_deny"):
         if changes.get(key) is not None:
@@ -257,5 +261,6 @@ usage_router = APIRouter(prefix="/api/v1", tags=["namespaces"])
 
 @usage_router.get("/usage", summary="Storage used by every namespace (a token whose scope is '*')")
 def store_usage(request: Request) -> UsageOut:
-    require(request, None, "read")
+    if require(request, None, "read") is None:  # anonymous reads are on: still no whole-store scan for anyone
+        raise Unauthenticated("the whole store's usage needs a token whose scope is '*'")
     return UsageOut(**request.app.state.store.namespaces.usage.report(None))

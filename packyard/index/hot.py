@@ -118,8 +118,6 @@ class HotIndex:
         if not (len(parts) in (4, 5) and parts[2] == "simple" and parts[-1] == ""):
             return None
         namespace = parts[1]
-        if not self._may_read(headers, namespace):
-            return None
         chosen = negotiate(_header(headers, b"accept"))
         if chosen is None:
             return None
@@ -128,7 +126,8 @@ class HotIndex:
             page = self.cache.lookup_page(namespace, parts[3] if len(parts) == 5 else None, fmt)
         except PackyardError:  # the catalog is away: the routes answer (503)
             return None
-        if page is None:
+        # the token last, on a hit only: a miss goes to the routes, which check it anyway
+        if page is None or not self._may_read(headers, namespace):
             return None
         if _header(headers, b"if-none-match") == page.etag:
             return Answer(304, *_page_headers(page.etag, None, 0), b"")

@@ -34,7 +34,7 @@ def sendfile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     (root / "big.bin").write_bytes(data)
     port = free_port()
     cmd = [sys.executable, "-m", "tests.support.pathsend_app", str(port)]
-    env = {**os.environ, "PACKYARD_DATA": str(root / "data")}
+    env = {**os.environ, "PACKYARD_DATA": str(root / "data"), "PACKYARD_KEEP_ALIVE_TIMEOUT": "1"}
     with open(root / "server.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).parents[2])
     url = f"http://127.0.0.1:{port}"
@@ -131,3 +131,17 @@ def test_a_fault_in_the_connections_answer_goes_to_the_app(sendfile_server: tupl
             sock.sendall(request(path))
             head, got = read_response(sock, pending)
             assert head.split()[1] == str(status).encode() and got == body
+
+
+def test_a_request_behind_the_connections_answer_outlives_the_keep_alive_timer(
+    sendfile_server: tuple[str, Path, bytes],
+) -> None:
+    """The answer from the connection arms uvicorn's keep-alive timer (1 s here); a request in
+    the same chunk behind it that takes longer (2 s) must still be answered whole."""
+    url, _, _ = sendfile_server
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request("/answered") + request("/slow"))
+        pending = bytearray()
+        assert read_response(sock, pending)[1] == b"answered"
+        assert read_response(sock, pending)[1] == b"slow"

@@ -194,6 +194,7 @@ def test_another_namespaces_token_cannot_read_usage_or_set_a_quota(http: httpx.C
     response = http.patch(f"/api/v1/namespaces/{mine}/settings", json={"quota": "1GiB"}, headers=auth)
     assert response.status_code == 403 and response.json()["error"] == "Forbidden"
     assert http.get("/api/v1/usage", headers=auth).status_code == 403  # the whole store needs scope '*'
+    assert http.get("/api/v1/usage").status_code == 401  # anonymous reads on: still no whole-store scan
     assert "quota" not in http.get(f"/api/v1/namespaces/{mine}", headers=server.admin).json()["settings"]
     assert http.get(f"/api/v1/namespaces/{theirs}/usage", headers=auth).status_code == 200
     whole = http.get("/api/v1/usage", headers=server.admin)
@@ -223,3 +224,29 @@ def test_a_bad_quota_is_a_clear_400_and_changes_nothing(
     if response.status_code == 400:
         assert "is not a size" in body["detail"] and "20GiB" in body["detail"]
     assert http.get(f"/api/v1/namespaces/{ns}", headers=server.admin).json()["settings"]["quota"] == 10_000_000
+
+
+def test_a_tenant_admin_cannot_lift_the_quota_that_bounds_it(http: httpx.Client, server: LiveServer) -> None:
+    parent = unique_ns("owner")
+    child = f"{parent}.tenant"
+    create_ns(http, server, parent, child)
+    _, tenant = create_token(http, server, child, "admin")
+    _, owner = create_token(http, server, parent, "admin")
+    as_tenant = {"Authorization": f"Bearer {tenant}"}
+    as_owner = {"Authorization": f"Bearer {owner}"}
+    assert (
+        http.patch(f"/api/v1/namespaces/{child}/settings", json={"quota": "1MiB"}, headers=as_owner).status_code == 200
+    )
+    for value in (None, "1TB"):
+        refused = http.patch(f"/api/v1/namespaces/{child}/settings", json={"quota": value}, headers=as_tenant)
+        assert refused.status_code == 403 and refused.json()["error"] == "Forbidden", refused.text
+    shown = http.get(f"/api/v1/namespaces/{child}", headers=server.admin).json()["settings"]
+    assert shown["quota"] == 1024 * 1024
+    # the tenant still administers everything else about its namespace
+    assert (
+        http.patch(f"/api/v1/namespaces/{child}/settings", json={"keep_revisions": 3}, headers=as_tenant).status_code
+        == 200
+    )
+    # and a top-level quota is the operator's (scope '*')
+    refused = http.patch(f"/api/v1/namespaces/{parent}/settings", json={"quota": "1GiB"}, headers=as_owner)
+    assert refused.status_code == 403

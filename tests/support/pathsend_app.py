@@ -6,12 +6,13 @@ when N is not given; a larger N is a file that shrank after the head was sent); 
 that does not offer the extension gets 501. ``GET /small`` is a plain two-message answer.
 
 Like packyard's app it has an ``answer_now`` the protocol asks first: ``/answered`` is
-answered by the connection itself, ``/faulty`` raises there (and the app then answers 500,
+answered by the connection itself, ``/slow`` takes 2 s, ``/faulty`` raises there (and the app then answers 500,
 as packyard's routes answer a fault).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from urllib.parse import parse_qs
 
@@ -21,6 +22,11 @@ FAULT_BODY = b"the app answered the fault"
 
 async def app(scope, receive, send) -> None:  # noqa: ANN001 - an ASGI callable
     if scope["type"] != "http":
+        return
+    if scope["path"] == "/slow":  # longer than the server's keep-alive timeout (the fixture's 1 s)
+        await asyncio.sleep(2)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"slow"})
         return
     if scope["path"] == "/faulty":
         await send({"type": "http.response.start", "status": 500, "headers": [(b"content-length", b"26")]})
@@ -63,4 +69,11 @@ if __name__ == "__main__":  # python -m tests.support.pathsend_app PORT: with pa
     from packyard.protocol_env import protocol_for
     from packyard.settings import get_settings
 
-    uvicorn.run(app, port=int(sys.argv[1]), http=protocol_for(get_settings()), log_level="warning")
+    settings = get_settings()
+    uvicorn.run(
+        app,
+        port=int(sys.argv[1]),
+        http=protocol_for(settings),
+        log_level="warning",
+        timeout_keep_alive=settings.keep_alive_timeout,
+    )
