@@ -42,7 +42,7 @@ from packyard.store.errors import InvalidInput
 from packyard.store.generations import Generations
 from packyard.store.names import ancestors, is_within, validate_namespace
 from packyard.store.refs import COLUMNS
-from packyard.store.touches import BUNDLE, MIRRORED, RESOLUTION, Touches
+from packyard.store.touches import BUNDLE, MARK_EVERY, MIRRORED, RESOLUTION, Touches
 
 DAY = 86400.0
 OFF = "off"
@@ -148,6 +148,12 @@ def effective(settings: dict[str, dict], namespace: str) -> dict[str, dict]:
                 out[key] = {"value": None if value == OFF else value, "from": ns}
                 break
     return out
+
+
+def _last_use(made: str | None, marked: float | None) -> float:
+    """The latest a thing may have been used: when it was made, or its last use mark plus the
+    marking interval (uses after a mark go unmarked for that long, ``store/touches.py``)."""
+    return max(_stamp(made), marked + MARK_EVERY if marked else 0.0)
 
 
 def _stamp(value: str | float | None) -> float:
@@ -328,7 +334,7 @@ class Retention:
         if days is None:
             return []
         sql = (
-            "SELECT id, state, finished, log_sha256 FROM builds WHERE namespace = ? "
+            "SELECT id, state, finished, log_sha256, log_size FROM builds WHERE namespace = ? "
             "AND state IN ('succeeded', 'failed', 'cancelled') AND finished IS NOT NULL"
         )
         params: list = [ns]
@@ -351,7 +357,8 @@ class Retention:
                     "name": f"build {row['id']}" + ("" if failed else " log"),
                     "id": row["id"],
                     "sha256": row["log_sha256"],
-                    "size": self._blob_size(row["log_sha256"]),
+                    # the size recorded with the log; the backend asked only for logs sealed before it was
+                    "size": row["log_size"] if row["log_size"] is not None else self._blob_size(row["log_sha256"]),
                     "reason": f"{row['state']} build finished more than {days} days ago"
                     if failed
                     else f"log of a build finished more than {days} days ago",
@@ -386,7 +393,7 @@ class Retention:
         cutoff = clock - days * DAY
         out = []
         for row in self.catalog.query(sql + " ORDER BY t.key", params):
-            if max(_stamp(row["created"]), row["at"] or 0.0) >= cutoff:
+            if _last_use(row["created"], row["at"]) >= cutoff:
                 continue
             out.append(
                 {
@@ -413,7 +420,7 @@ class Retention:
         cutoff = clock - days * DAY
         out = []
         for row in self.catalog.query(sql + " ORDER BY f.filename", params):
-            if max(_stamp(row["fetched"]), row["at"] or 0.0) >= cutoff:
+            if _last_use(row["fetched"], row["at"]) >= cutoff:
                 continue
             out.append(
                 {

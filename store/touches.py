@@ -17,6 +17,9 @@ import time
 from packyard.store.catalog import Catalog
 
 DAY = 86400.0
+MARK_EVERY = DAY
+"""A use is marked at most this often per object: a mark at ``t`` stands for every use until
+``t + MARK_EVERY`` (what retention must assume, ``store/retention.py``)."""
 MIRRORED, BUNDLE, RESOLUTION = "mirrored", "bundle", "resolution"
 
 
@@ -33,7 +36,7 @@ class Touches:
         clock = time.time()
         item = (kind, namespace, key)
         last = self._noted.get(item)
-        if last is not None and clock - last < DAY:
+        if last is not None and clock - last < MARK_EVERY:
             return
         with self._lock:
             self._noted[item] = clock

@@ -61,8 +61,17 @@ def parse_quota(value: int | str | None) -> int | None:
 
 CATEGORIES = ("files", "revisions", "distributions", "bundles", "build_logs", "mirrored")
 
-_IN_SUBTREE = "({col} = ? OR substr({col}, 1, ?) = ?)"
-"""Rows of a namespace or its descendants (substr, not a range: PostgreSQL may collate by locale)."""
+_IN_SUBTREE = "({col} = ? OR ({col} > ? AND {col} < ?))"
+"""Rows of a namespace or its descendants: a range an index answers (every write under a quota
+runs this inside the write lock). Exact because names hold only ``[a-z0-9_.-]``, so a
+descendant of ``ns`` lies between ``ns.`` and ``ns/`` (``/`` sorts right after ``.``) and
+nothing else does; text compares by bytes on both engines (PostgreSQL's columns are
+``COLLATE "C"``, ``store/dialects.py``)."""
+
+
+def _subtree_params(namespace: str) -> tuple[str, str, str]:
+    return namespace, namespace + ".", namespace + "/"
+
 
 _OWNED = (
     # (category, table, namespace column, sha256 column, size column, extra condition)
@@ -105,7 +114,7 @@ class Figures:
 
 
 def _subtree(namespace: str, col: str = "namespace") -> tuple[str, tuple]:
-    return _IN_SUBTREE.format(col=col), (namespace, len(namespace) + 1, namespace + ".")
+    return _IN_SUBTREE.format(col=col), _subtree_params(namespace)
 
 
 def _tally(row: dict | None) -> Tally:
@@ -148,7 +157,7 @@ class Usage:
 
     def _blob_union(self, under: str | None, *, per_namespace: bool) -> list[dict]:
         where = _IN_SUBTREE if under else "1 = 1"
-        params = (under, len(under) + 1, under + ".") if under else ()
+        params = _subtree_params(under) if under else ()
         parts = len(_OWNED) - 1
         if per_namespace:
             sql = (

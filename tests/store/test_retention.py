@@ -263,3 +263,20 @@ def test_one_pass_at_a_time_under_the_lease(cstore: Store) -> None:
     store.retention.release_lease("server-1")
     assert len(store.retention.run(apply=True, holder="server-2").items) == 1
     assert store.retention.take_lease("server-1")  # released at the end of the pass
+
+
+def test_a_use_mark_stands_for_a_day_of_unmarked_uses(store: Store) -> None:
+    """Uses are marked at most once a day (``store/touches.py``): a bundle last marked 1.5 days
+    ago may have been used 0.5 days ago, so a one-day policy keeps it; marked 2.5 days ago, not."""
+    bundle = store.bundles.put("a" * 64, io.BytesIO(bundle_bytes(b"1")), namespace="company.sales", actor=ME)[0]
+    store.bundles.nearest("a" * 64, ["company.sales"])
+    assert store.touches.flush() == 1
+    store.namespaces.update_settings("company", {"keep_bundle_days": 1}, ME)
+    now = time.time()
+    for marked_ago, kept in ((1.5, True), (2.5, False)):
+        with store.catalog.write() as db:
+            db.execute("UPDATE last_used SET at = ? WHERE kind = 'bundle'", (now - marked_ago * DAY,))
+            db.execute("UPDATE bundles SET created = '2026-01-01T00:00:00.000000Z'")
+        plan = store.retention.run(clock=now)
+        assert (names(plan.items) == []) is kept, (marked_ago, plan.items)
+    assert names(plan.items) == [("bundle", "company.sales", bundle["key"])]
