@@ -59,8 +59,6 @@ class StartFailed(Exception):
 class Listen:
     host: str
     port: int
-    log_requests: bool
-    keep_alive_timeout: int
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -107,7 +105,7 @@ def serve_one(listen: Listen, parent: int, ready: Connection) -> None:
     import uvicorn
 
     from packyard.app import create_asgi_from_env
-    from packyard.protocol_env import protocol_for
+    from packyard.protocol_env import uvicorn_options
     from packyard.settings import get_settings
 
     config = uvicorn.Config(
@@ -115,10 +113,7 @@ def serve_one(listen: Listen, parent: int, ready: Connection) -> None:
         factory=True,
         host=listen.host,
         port=listen.port,
-        log_level="info" if listen.log_requests else "warning",
-        access_log=listen.log_requests,
-        http=protocol_for(get_settings()),
-        timeout_keep_alive=listen.keep_alive_timeout,
+        **uvicorn_options(get_settings()),
     )
 
     class Server(uvicorn.Server):

@@ -126,16 +126,13 @@ def _banner(settings, port: int) -> None:  # noqa: ANN001 - packyard.settings.Se
 
 
 def _run(uvicorn, app: object, settings) -> None:  # noqa: ANN001 - modules and settings imported when serving
-    from packyard.protocol_env import protocol_for
+    from packyard.protocol_env import uvicorn_options
 
     uvicorn.run(
         app,  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
-        log_level="info" if settings.log_requests else "warning",
-        access_log=settings.log_requests,
-        http=protocol_for(settings),
-        timeout_keep_alive=settings.keep_alive_timeout,
+        **uvicorn_options(settings),
     )
 
 
@@ -166,7 +163,7 @@ def _serve_processes(settings) -> int:  # noqa: ANN001 - packyard.settings.Setti
         os.environ["PACKYARD_PORT"] = str(port)  # a port of 0 becomes the one chosen, for every process
         _banner(settings, port)
 
-    listen = processes.Listen(settings.host, settings.port, settings.log_requests, settings.keep_alive_timeout)
+    listen = processes.Listen(settings.host, settings.port)
     return processes.run(listen, settings.workers, announce)
 
 

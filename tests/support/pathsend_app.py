@@ -66,14 +66,7 @@ if __name__ == "__main__":  # python -m tests.support.pathsend_app PORT: with pa
 
     import uvicorn
 
-    from packyard.protocol_env import protocol_for
+    from packyard.protocol_env import uvicorn_options
     from packyard.settings import get_settings
 
-    settings = get_settings()
-    uvicorn.run(
-        app,
-        port=int(sys.argv[1]),
-        http=protocol_for(settings),
-        log_level="warning",
-        timeout_keep_alive=settings.keep_alive_timeout,
-    )
+    uvicorn.run(app, port=int(sys.argv[1]), **uvicorn_options(get_settings()))
