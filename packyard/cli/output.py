@@ -134,6 +134,9 @@ def save_stream(chunks: Iterable[bytes], target: Path, description: str, total: 
 
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(fd, 0o666 & ~umask)  # as open() would make it: mkstemp's 0600 is for the temporary name only
     try:
         with os.fdopen(fd, "wb") as out, transfer(description, total) as advance:
             for chunk in chunks:

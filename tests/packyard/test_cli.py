@@ -234,6 +234,10 @@ def test_export_and_import(server: LiveServer, ns: str, tmp_path: Path, http: ht
     assert "exported" in ok(cli(server.client_env(), "files", "export", ns, "-o", str(archive)))
     with zipfile.ZipFile(archive) as z:
         assert {name: z.read(name) for name in z.namelist()} == files
+    umask = os.umask(0)
+    os.umask(umask)
+    assert archive.stat().st_mode & 0o777 == 0o666 & ~umask  # as any file the user makes, not 0600
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
 
     copy = f"{ns}.copy"
     env = server.client_env(server.admin_token)
